@@ -1,0 +1,744 @@
+"""The pipeline model: pure data, validated, no I/O.
+
+A pipeline is written in Python::
+
+    with Pipeline("recipe-stream", schedule=Schedule("0 3 * * *", timezone="Asia/Tokyo")) as p:
+        raw = extract(day=p.run_date)
+        model = train(data=raw)
+        scored = batch_infer(model=model, data=raw)
+
+Calling a :func:`step` inside ``with Pipeline(...)`` adds a :class:`Task` and returns a
+:class:`TaskHandle`; passing a handle (or ``handle["output"]``) to another step is what makes a
+dependency. Nothing runs here: the compilers (Argo) and the local runner read this model.
+
+Mistakes are collected, not raised one by one: :meth:`Pipeline.problems` lists every broken rule
+as one line naming pipeline, task and field; :meth:`Pipeline.check` raises them together.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import dataclasses
+import datetime as dt
+import inspect
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from steps.contract import SizingTarget
+from steps.errors import NotFoundError, PipelineDefinitionError, UserError
+from steps.quantities import QuantityError, cpu_cores, memory_bytes, parse_duration
+
+K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+K8S_NAME_RULE = "lowercase letters, digits and '-', starting and ending with a letter or digit"
+PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+MAX_TASK_NAME = 63
+#: Argo appends an 11-character suffix to CronWorkflow names; 52 keeps the result a valid name.
+MAX_PIPELINE_NAME = 52
+RESERVED_STEP_KEYWORDS = frozenset(
+    {"name", "after", "resources", "retry", "timeout", "sizing", "bytes_per_row", "description"}
+)
+CRON_DESCRIPTORS = frozenset({"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"})
+CONCURRENCY_POLICIES = ("Allow", "Forbid", "Replace")
+RETRY_ON = {"failure": "OnFailure", "error": "OnError", "transient": "OnTransientError", "always": "Always"}
+DEFAULT_IMAGE = "ghcr.io/headrace/headrace:0.1.0"
+RUN_DATE = "run_date"
+
+_current: contextvars.ContextVar[Pipeline | None] = contextvars.ContextVar("headrace_pipeline", default=None)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# ----------------------------------------------------------------------------- building blocks
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What a task needs: pod cpu/memory/gpu, or the instance for a hand-off step.
+
+    ``cpu`` and ``memory`` are Kubernetes quantities (``"500m"``, ``"4Gi"``). Memory is requested
+    and limited at the same value unless ``memory_limit`` says otherwise (predictable OOMs beat
+    noisy neighbours); CPU gets no limit unless ``cpu_limit`` is set (throttling hurts more).
+    """
+
+    cpu: str | None = None
+    memory: str | None = None
+    gpu: int = 0
+    cpu_limit: str | None = None
+    memory_limit: str | None = None
+    instance_type: str | None = None
+    instance_count: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, 0) or k == "instance_count"}
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Wait ``duration`` before the first retry, multiplied by ``factor`` each time, capped."""
+
+    duration: str | int | float = "10s"
+    factor: float = 2.0
+    max_duration: str | int | float | None = "10m"
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How often a failed task is tried again, after which failures and how long to wait.
+
+    ``on``: ``"failure"`` (the step failed, including OOM kills), ``"error"`` (Argo/Kubernetes
+    errors), ``"transient"`` (errors Argo deems transient) or ``"always"``. A bad-input exit
+    (code 2) is never retried: no retry fixes a wrong argument.
+    """
+
+    limit: int = 0
+    backoff: Backoff = field(default_factory=Backoff)
+    on: str = "failure"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When a pipeline runs: Argo v4 CronWorkflow settings.
+
+    ``cron`` is one expression or a list of them (Argo v4 ``schedules``), five fields or a
+    descriptor such as ``@daily``, evaluated in ``timezone``.
+    """
+
+    cron: str | Sequence[str]
+    timezone: str = "UTC"
+    concurrency: str = "Forbid"
+    starting_deadline_seconds: int | None = None
+    successful_history: int = 3
+    failed_history: int = 1
+    suspend: bool = False
+
+    @property
+    def crons(self) -> tuple[str, ...]:
+        return (self.cron,) if isinstance(self.cron, str) else tuple(self.cron)
+
+
+@dataclass(frozen=True)
+class Notify:
+    """Where run events go: a Slack channel, failures only or not, who to mention on failure."""
+
+    slack_channel: str | None = None
+    failures_only: bool = False
+    mentions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Param:
+    """A run-time parameter; values arrive as strings and are converted to the default's type."""
+
+    name: str
+    default: str | int | float | bool | None = None
+    description: str = ""
+
+    def convert(self, raw: str) -> Any:
+        """The raw string value converted to the type of the default."""
+        default = self.default
+        if isinstance(default, bool):
+            lowered = raw.strip().lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                raise UserError(f"parameter {self.name}: {raw!r} is not a boolean; use true or false")
+            return lowered in ("true", "1", "yes")
+        if isinstance(default, int | float):
+            try:
+                return type(default)(raw)
+            except ValueError as error:
+                raise UserError(
+                    f"parameter {self.name}: {raw!r} is not {type(default).__name__}; pass a number"
+                ) from error
+        return raw
+
+
+@dataclass(frozen=True)
+class ParamRef:
+    """A reference to a pipeline parameter, resolved when the task runs."""
+
+    name: str
+
+    def __str__(self) -> str:
+        return f"{{{{inputs.parameters.{self.name}}}}}"
+
+
+@dataclass(frozen=True)
+class OutputRef:
+    """A reference to one named output of another task."""
+
+    task: str
+    output: str
+
+
+@dataclass(frozen=True)
+class TaskHandle:
+    """What calling a step inside a pipeline returns; pass it (or ``handle["name"]``) onward."""
+
+    name: str
+    outputs: tuple[str, ...]
+
+    def __getitem__(self, output: str) -> OutputRef:
+        return OutputRef(self.name, output)
+
+    def output(self, name: str) -> OutputRef:
+        return OutputRef(self.name, name)
+
+
+# ----------------------------------------------------------------------------- tasks and steps
+
+
+def _default_output(handle: TaskHandle) -> OutputRef:
+    # With several outputs the reference stays ambiguous; validation reports it by name.
+    return OutputRef(handle.name, handle.outputs[0] if len(handle.outputs) == 1 else "")
+
+
+def _normalise(value: Any) -> Any:
+    """Replace handles by output references, recursively, so the model holds only plain refs."""
+    if isinstance(value, TaskHandle):
+        return _default_output(value)
+    if isinstance(value, dict):
+        return {k: _normalise(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_normalise(v) for v in value)
+    return value
+
+
+def iter_refs(value: Any) -> Iterator[OutputRef | ParamRef]:
+    """Every output and parameter reference inside an argument, depth first."""
+    if isinstance(value, OutputRef | ParamRef):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from iter_refs(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from iter_refs(item)
+
+
+def _substitute(value: Any, resolve: Callable[[OutputRef | ParamRef], Any]) -> Any:
+    if isinstance(value, OutputRef | ParamRef):
+        return resolve(value)
+    if isinstance(value, dict):
+        return {k: _substitute(v, resolve) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_substitute(v, resolve) for v in value)
+    return value
+
+
+@dataclass(eq=False)
+class Task:
+    """One node of the pipeline: a step function, its arguments and how it runs."""
+
+    name: str
+    fn: Callable[..., Any]
+    arguments: dict[str, Any]
+    outputs: tuple[str, ...] = ("result",)
+    resources: Resources = field(default_factory=Resources)
+    retry: Retry = field(default_factory=Retry)
+    timeout: str | int | float | dt.timedelta | None = None
+    sizing: str = "static"
+    after: tuple[str, ...] = ()
+    target: SizingTarget = SizingTarget.POD
+    bytes_per_row: float | None = None
+    description: str = ""
+
+    @property
+    def upstream(self) -> tuple[str, ...]:
+        """Tasks this one waits for: those whose outputs it reads, then explicit ``after``."""
+        names: list[str] = []
+        for ref in self.input_refs():
+            if ref.task not in names:
+                names.append(ref.task)
+        for name in self.after:
+            if name not in names:
+                names.append(name)
+        return tuple(names)
+
+    def input_refs(self) -> list[OutputRef]:
+        refs: list[OutputRef] = []
+        for value in self.arguments.values():
+            for ref in iter_refs(value):
+                if isinstance(ref, OutputRef) and ref not in refs:
+                    refs.append(ref)
+        return refs
+
+    def param_refs(self) -> list[str]:
+        names: list[str] = []
+        for value in self.arguments.values():
+            for ref in iter_refs(value):
+                if isinstance(ref, ParamRef) and ref.name not in names:
+                    names.append(ref.name)
+        return names
+
+    @property
+    def timeout_seconds(self) -> float | None:
+        return None if self.timeout is None else parse_duration(self.timeout)
+
+    @property
+    def function_path(self) -> str:
+        return f"{self.fn.__module__}:{self.fn.__qualname__}"
+
+    def bind(
+        self,
+        params: Mapping[str, Any],
+        load: Callable[[OutputRef], Any],
+    ) -> dict[str, Any]:
+        """The keyword arguments for the step function: parameter values and loaded inputs.
+
+        ``params`` holds converted parameter values; ``load`` turns an output reference into the
+        value the step receives (the runner decides how: an Artifact, a DataFrame...).
+        """
+
+        def resolve(ref: OutputRef | ParamRef) -> Any:
+            if isinstance(ref, ParamRef):
+                return params[ref.name]
+            return load(ref)
+
+        return {name: _substitute(value, resolve) for name, value in self.arguments.items()}
+
+    @property
+    def wants_context(self) -> bool:
+        return "ctx" in inspect.signature(self.fn).parameters
+
+
+class Step:
+    """A function made usable as a pipeline task. Create with :func:`step`."""
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        outputs: Sequence[str] = ("result",),
+        resources: Resources | None = None,
+        retry: Retry | None = None,
+        timeout: str | int | float | dt.timedelta | None = None,
+        sizing: Literal["static", "auto"] = "static",
+        bytes_per_row: float | None = None,
+        target: SizingTarget | str | None = None,
+    ) -> None:
+        clashes = RESERVED_STEP_KEYWORDS & set(inspect.signature(fn).parameters)
+        if clashes:
+            raise PipelineDefinitionError(
+                f"step {fn.__qualname__}: parameter {sorted(clashes)[0]!r} is reserved for task options; rename it"
+            )
+        self.fn = fn
+        self.name = name or fn.__name__.replace("_", "-").lower()
+        self.outputs = tuple(outputs)
+        self.resources = resources or Resources()
+        self.retry = retry or Retry()
+        self.timeout = timeout
+        self.sizing = sizing
+        self.bytes_per_row = bytes_per_row
+        declared_target = target or getattr(fn, "__headrace_target__", SizingTarget.POD)
+        self.target = SizingTarget(declared_target)
+        self.__doc__ = fn.__doc__
+        self.__name__ = getattr(fn, "__name__", self.name)
+
+    def __repr__(self) -> str:
+        return f"Step({self.name!r})"
+
+    def __call__(
+        self,
+        *args: Any,
+        name: str | None = None,
+        after: Sequence[TaskHandle | str] = (),
+        resources: Resources | None = None,
+        retry: Retry | None = None,
+        timeout: str | int | float | dt.timedelta | None = None,
+        sizing: Literal["static", "auto"] | None = None,
+        bytes_per_row: float | None = None,
+        description: str = "",
+        **kwargs: Any,
+    ) -> TaskHandle:
+        pipeline = _current.get()
+        if pipeline is None:
+            raise PipelineDefinitionError(
+                f"step {self.name}: called outside a pipeline; call it inside `with Pipeline(...):`"
+            )
+        signature = inspect.signature(self.fn)
+        parameters = [p for p in signature.parameters.values() if p.name != "ctx"]
+        try:
+            bound = inspect.Signature(parameters).bind_partial(*args, **kwargs)
+        except TypeError as error:
+            raise PipelineDefinitionError(f"pipeline {pipeline.name}, task {name or self.name}: {error}") from None
+        task = Task(
+            name=name or self.name,
+            fn=self.fn,
+            arguments={k: _normalise(v) for k, v in bound.arguments.items()},
+            outputs=self.outputs,
+            resources=resources or self.resources,
+            retry=retry or self.retry,
+            timeout=timeout if timeout is not None else self.timeout,
+            sizing=sizing or self.sizing,
+            after=tuple(a.name if isinstance(a, TaskHandle) else a for a in after),
+            target=self.target,
+            bytes_per_row=bytes_per_row if bytes_per_row is not None else self.bytes_per_row,
+            description=description or (self.fn.__doc__ or "").strip().split("\n")[0],
+        )
+        pipeline.add(task)
+        return TaskHandle(task.name, task.outputs)
+
+
+def step(
+    fn: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    outputs: Sequence[str] = ("result",),
+    resources: Resources | None = None,
+    retry: Retry | None = None,
+    timeout: str | int | float | dt.timedelta | None = None,
+    sizing: Literal["static", "auto"] = "static",
+    bytes_per_row: float | None = None,
+    target: SizingTarget | str | None = None,
+) -> Any:
+    """Make a function a pipeline step; use bare (``@step``) or with options (``@step(...)``).
+
+    The function may take ``ctx`` (a :class:`steps.context.StepContext`) and any other arguments;
+    ``outputs`` names what it returns (return a dict keyed by those names when there are several).
+    Backend functions (``steps.sagemaker.train``...) are steps too: ``step(sagemaker.train)``.
+    """
+    options = dict(
+        name=name,
+        outputs=outputs,
+        resources=resources,
+        retry=retry,
+        timeout=timeout,
+        sizing=sizing,
+        bytes_per_row=bytes_per_row,
+        target=target,
+    )
+    if fn is None:
+        return lambda f: Step(f, **options)  # type: ignore[arg-type]
+    return Step(fn, **options)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- the pipeline
+
+
+class Pipeline:
+    """A named DAG of tasks with its schedule, parameters and cluster settings."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        schedule: Schedule | None = None,
+        params: Mapping[str, Any] | Sequence[Param] | None = None,
+        image: str | None = None,
+        namespace: str | None = None,
+        service_account: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        notify: Notify | None = None,
+        timezone: str | None = None,
+        description: str = "",
+    ) -> None:
+        self.name = name
+        self.schedule = schedule
+        self.image = image
+        self.namespace = namespace
+        self.service_account = service_account
+        self.labels = dict(labels or {})
+        self.notify = notify or Notify()
+        self.description = description
+        self.timezone = timezone or (schedule.timezone if schedule else "UTC")
+        self.tasks: dict[str, Task] = {}
+        self.params: dict[str, Param] = {RUN_DATE: Param(RUN_DATE, "", "The day this run is for (YYYY-MM-DD)")}
+        self._duplicates: list[str] = []
+        self._token: contextvars.Token[Pipeline | None] | None = None
+        items = params.items() if isinstance(params, Mapping) else ((p.name, p) for p in params or ())
+        for key, value in items:
+            self.params[key] = value if isinstance(value, Param) else Param(key, value)
+
+    def __repr__(self) -> str:
+        return f"Pipeline({self.name!r}, tasks={list(self.tasks)})"
+
+    def __enter__(self) -> Pipeline:
+        self._token = _current.set(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _current.reset(self._token)
+            self._token = None
+
+    # -- building
+
+    def add(self, task: Task) -> None:
+        if task.name in self.tasks:
+            self._duplicates.append(task.name)
+            return
+        self.tasks[task.name] = task
+
+    def param(self, name: str, default: Any = None, description: str = "") -> ParamRef:
+        """Declare (or refer to) a run-time parameter."""
+        if name not in self.params:
+            self.params[name] = Param(name, default, description)
+        return ParamRef(name)
+
+    @property
+    def run_date(self) -> ParamRef:
+        """The built-in ``run_date`` parameter: the scheduled day, or today when run by hand."""
+        return ParamRef(RUN_DATE)
+
+    def task(self, name: str) -> Task:
+        try:
+            return self.tasks[name]
+        except KeyError:
+            raise NotFoundError(
+                f"pipeline {self.name}: no task {name!r}; tasks are {', '.join(self.tasks) or 'none'}"
+            ) from None
+
+    # -- reading
+
+    def downstream(self, name: str) -> list[str]:
+        return [t.name for t in self.tasks.values() if name in t.upstream]
+
+    def topological_order(self) -> list[str]:
+        """Task names, each after everything it waits for; ties keep definition order."""
+        self.check()
+        return self._order()
+
+    def _order(self) -> list[str]:
+        remaining = {name: {u for u in task.upstream if u in self.tasks} for name, task in self.tasks.items()}
+        order: list[str] = []
+        while remaining:
+            ready = [name for name, deps in remaining.items() if not deps]
+            if not ready:
+                break
+            for name in ready:
+                order.append(name)
+                del remaining[name]
+            for deps in remaining.values():
+                deps.difference_update(ready)
+        return order
+
+    def resolve_params(self, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+        """Raw string parameter values for a run: defaults, then ``overrides``; unknown names fail."""
+        values = {name: "" if p.default is None else str(p.default) for name, p in self.params.items()}
+        for key, value in (overrides or {}).items():
+            if key not in self.params:
+                raise UserError(
+                    f"pipeline {self.name}: unknown parameter {key!r}; parameters are {', '.join(sorted(self.params))}"
+                )
+            values[key] = value
+        return values
+
+    def convert_params(self, raw: Mapping[str, str]) -> dict[str, Any]:
+        return {name: self.params[name].convert(value) if name in self.params else value for name, value in raw.items()}
+
+    # -- validation
+
+    def problems(self) -> list[str]:
+        """Every rule this pipeline breaks, one line each, naming pipeline, task and field."""
+        found: list[str] = []
+        where = f"pipeline {self.name}"
+        found += _name_problems(where, "name", self.name, MAX_PIPELINE_NAME)
+        if not self.tasks:
+            found.append(f"{where}: has no tasks; call at least one step inside `with Pipeline(...)`")
+        for name in dict.fromkeys(self._duplicates):
+            found.append(f"{where}, task {name}: defined twice; give the second one name='{name}-2' or similar")
+        found += _schedule_problems(where, self.schedule, self.timezone)
+        for key, value in self.labels.items():
+            if not LABEL_KEY.match(key) or not LABEL_VALUE.match(value) or len(value) > 63:
+                found.append(f"{where}: label {key}={value!r} is not a valid Kubernetes label; keys and values use letters, digits, '-', '_', '.' (values at most 63)")
+        for pname in self.params:
+            if not PARAM_NAME.match(pname):
+                found.append(f"{where}: parameter {pname!r} is not a valid name; use letters, digits and '_'")
+        for task in self.tasks.values():
+            found += _task_problems(self, task)
+        cycle = self._find_cycle()
+        if cycle:
+            found.append(f"{where}: tasks form a cycle {' -> '.join(cycle)}; remove one of these dependencies")
+        return found
+
+    def check(self) -> Pipeline:
+        """Raise :class:`PipelineInvalid` with every problem, or return the pipeline unchanged."""
+        found = self.problems()
+        if found:
+            raise PipelineInvalid(found)
+        return self
+
+    def _find_cycle(self) -> list[str] | None:
+        visiting: list[str] = []
+        done: set[str] = set()
+
+        def visit(name: str) -> list[str] | None:
+            if name in visiting:
+                return visiting[visiting.index(name) :] + [name]
+            if name in done or name not in self.tasks:
+                return None
+            visiting.append(name)
+            for upstream in self.tasks[name].upstream:
+                cycle = visit(upstream)
+                if cycle:
+                    return cycle
+            visiting.pop()
+            done.add(name)
+            return None
+
+        for name in self.tasks:
+            cycle = visit(name)
+            if cycle:
+                return list(reversed(cycle))
+        return None
+
+
+class PipelineInvalid(PipelineDefinitionError):
+    """A pipeline breaks one or more rules; ``problems`` holds one line per broken rule."""
+
+    def __init__(self, problems: list[str]) -> None:
+        more = f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
+        super().__init__(problems[0] + more)
+        self.problems = problems
+
+
+# ----------------------------------------------------------------------------- rules
+
+
+def _name_problems(where: str, field_name: str, value: str, limit: int) -> list[str]:
+    if not isinstance(value, str) or not K8S_NAME.match(value):
+        return [f"{where}: {field_name} {value!r} is not a valid Kubernetes name; use {K8S_NAME_RULE}"]
+    if len(value) > limit:
+        return [f"{where}: {field_name} {value!r} is {len(value)} characters; Kubernetes allows at most {limit}"]
+    return []
+
+
+def _schedule_problems(where: str, schedule: Schedule | None, timezone: str) -> list[str]:
+    found = _timezone_problems(where, "timezone", timezone)
+    if schedule is None:
+        return found
+    if not schedule.crons:
+        found.append(f"{where}: schedule.cron is empty; give a cron expression such as '0 3 * * *'")
+    for expression in schedule.crons:
+        problem = cron_problem(expression)
+        if problem:
+            found.append(f"{where}: schedule.cron {expression!r} {problem}")
+    if schedule.concurrency not in CONCURRENCY_POLICIES:
+        found.append(
+            f"{where}: schedule.concurrency {schedule.concurrency!r} is not a policy; use {', '.join(CONCURRENCY_POLICIES)}"
+        )
+    if schedule.starting_deadline_seconds is not None and schedule.starting_deadline_seconds < 0:
+        found.append(f"{where}: schedule.starting_deadline_seconds must be >= 0")
+    for name in ("successful_history", "failed_history"):
+        if getattr(schedule, name) < 0:
+            found.append(f"{where}: schedule.{name} must be >= 0")
+    if schedule.timezone != timezone:
+        found += _timezone_problems(where, "schedule.timezone", schedule.timezone)
+    return found
+
+
+def cron_problem(expression: str) -> str | None:
+    """Why ``expression`` is not a cron Argo v4 accepts, or None when it is fine."""
+    text = expression.strip()
+    if text in CRON_DESCRIPTORS:
+        return None
+    if text.startswith("@every "):
+        try:
+            parse_duration(text.removeprefix("@every ").strip())
+        except QuantityError:
+            return "has an invalid @every interval; use e.g. '@every 1h30m'"
+        return None
+    fields = text.split()
+    if len(fields) != 5:
+        return f"has {len(fields)} fields; Argo takes 5 (minute hour day-of-month month day-of-week) or @daily-style descriptors"
+    from croniter import croniter  # small, pure; only needed to validate
+
+    if not croniter.is_valid(text):
+        return "is not a valid cron expression; check each field's range (e.g. '0 3 * * *')"
+    return None
+
+
+def _timezone_problems(where: str, field_name: str, timezone: str) -> list[str]:
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return [f"{where}: {field_name} {timezone!r} is not an IANA time zone; use e.g. 'UTC' or 'Asia/Tokyo'"]
+    return []
+
+
+def _task_problems(pipeline: Pipeline, task: Task) -> list[str]:
+    where = f"pipeline {pipeline.name}, task {task.name}"
+    found = _name_problems(f"pipeline {pipeline.name}, task {task.name}", "name", task.name, MAX_TASK_NAME)
+    for output in task.outputs:
+        if not K8S_NAME.match(output):
+            found.append(f"{where}: output {output!r} is not a valid name; use {K8S_NAME_RULE}")
+    for ref in task.input_refs():
+        if ref.task not in pipeline.tasks:
+            found.append(f"{where}: depends on unknown task {ref.task!r}; define it before use or fix the name")
+        elif ref.output == "":
+            outputs = pipeline.tasks[ref.task].outputs
+            found.append(
+                f"{where}: task {ref.task} has outputs {', '.join(outputs)}; pass one of them, e.g. {ref.task}[{outputs[0]!r}]"
+            )
+        elif ref.output not in pipeline.tasks[ref.task].outputs:
+            outputs = pipeline.tasks[ref.task].outputs
+            found.append(
+                f"{where}: reads output {ref.output!r} of task {ref.task}, which has only {', '.join(outputs)}"
+            )
+    for name in task.after:
+        if name not in pipeline.tasks:
+            found.append(f"{where}: after= names unknown task {name!r}; tasks are {', '.join(pipeline.tasks)}")
+        elif name == task.name:
+            found.append(f"{where}: after= names the task itself; remove it")
+    for pname in task.param_refs():
+        if pname not in pipeline.params:
+            found.append(f"{where}: uses unknown parameter {pname!r}; declare it with pipeline.param({pname!r}, default)")
+    found += _resource_problems(where, task.resources)
+    if task.retry.limit < 0:
+        found.append(f"{where}: retry.limit is {task.retry.limit}; it must be 0 or more")
+    if task.retry.on not in RETRY_ON:
+        found.append(f"{where}: retry.on {task.retry.on!r} is not one of {', '.join(RETRY_ON)}")
+    if task.retry.backoff.factor < 1:
+        found.append(f"{where}: retry.backoff.factor must be >= 1")
+    for field_name, value in (
+        ("retry.backoff.duration", task.retry.backoff.duration),
+        ("retry.backoff.max_duration", task.retry.backoff.max_duration),
+        ("timeout", task.timeout),
+    ):
+        if value is not None:
+            try:
+                parse_duration(value)
+            except QuantityError as error:
+                found.append(f"{where}: {field_name} {error}")
+    if task.sizing not in ("static", "auto"):
+        found.append(f"{where}: sizing {task.sizing!r} is not 'static' or 'auto'")
+    if task.bytes_per_row is not None and task.bytes_per_row <= 0:
+        found.append(f"{where}: bytes_per_row must be positive")
+    return found
+
+
+def _resource_problems(where: str, resources: Resources) -> list[str]:
+    found: list[str] = []
+    for field_name in ("cpu", "cpu_limit"):
+        value = getattr(resources, field_name)
+        if value is not None:
+            try:
+                if cpu_cores(value) <= 0:
+                    found.append(f"{where}: resources.{field_name} must be more than 0")
+            except QuantityError as error:
+                found.append(f"{where}: resources.{field_name} {error}")
+    for field_name in ("memory", "memory_limit"):
+        value = getattr(resources, field_name)
+        if value is not None:
+            try:
+                if memory_bytes(value) <= 0:
+                    found.append(f"{where}: resources.{field_name} must be more than 0")
+            except QuantityError as error:
+                found.append(f"{where}: resources.{field_name} {error}")
+    if resources.gpu < 0:
+        found.append(f"{where}: resources.gpu must be 0 or more")
+    if resources.instance_count < 1:
+        found.append(f"{where}: resources.instance_count must be 1 or more")
+    if resources.memory and resources.memory_limit:
+        try:
+            if memory_bytes(resources.memory_limit) < memory_bytes(resources.memory):
+                found.append(f"{where}: resources.memory_limit is below resources.memory; raise the limit")
+        except QuantityError:
+            pass
+    return found

@@ -1,0 +1,135 @@
+"""Settings: flags first, then ``HEADRACE_*`` environment variables, then ``headrace.toml``.
+
+One ``profile`` picks the side of every backend: ``local`` (the embedded default: DuckDB, local
+files, local processes, SQLite, console notifier) or ``aws`` (S3, SageMaker, Glue, Athena,
+BigQuery, Slack, Datadog). Secrets (tokens) are read here and never printed: ``__repr__`` masks them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from steps.errors import ConfigError
+
+PROFILES = ("local", "aws")
+SECRET_FIELDS = frozenset({"control_room_token", "slack_token", "argo_token"})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting headrace reads; each field maps to ``HEADRACE_<FIELD>`` and a toml key."""
+
+    profile: str = "local"
+    #: Local state: run records, logs, the embedded control room's SQLite file.
+    state_dir: str = ".headrace"
+    #: Where task outputs go: a folder (file://) locally, ``s3://bucket/prefix`` on aws.
+    artifact_root: str = ""
+    #: Folder of local tables (Parquet/CSV) that local BigQuery/Athena SQL reads by name.
+    local_tables: str = ""
+    control_room_url: str = ""
+    control_room_token: str = ""
+    aws_region: str = "us-east-1"
+    #: Endpoint override for every AWS client (a moto server in tests, a VPC endpoint in prod).
+    aws_endpoint_url: str = ""
+    sagemaker_role_arn: str = ""
+    glue_role_arn: str = ""
+    athena_workgroup: str = "primary"
+    athena_output: str = ""
+    bigquery_project: str = ""
+    bigquery_location: str = "US"
+    slack_token: str = ""
+    slack_webhook_url: str = ""
+    slack_channel: str = ""
+    argo_server: str = ""
+    argo_token: str = ""
+    argo_namespace: str = "argo"
+    argo_ui_url: str = ""
+    image: str = ""
+
+    def __repr__(self) -> str:
+        shown = {
+            f.name: ("***" if f.name in SECRET_FIELDS and getattr(self, f.name) else getattr(self, f.name))
+            for f in fields(self)
+        }
+        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_dir)
+
+    @property
+    def resolved_artifact_root(self) -> str:
+        """The artifact root with the profile's default filled in."""
+        if self.artifact_root:
+            return self.artifact_root
+        if self.profile == "aws":
+            raise ConfigError(
+                "artifact_root: the aws profile needs an s3:// root; "
+                "set HEADRACE_ARTIFACT_ROOT=s3://bucket/prefix or artifact_root in headrace.toml"
+            )
+        return str((self.state_path / "artifacts").resolve())
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML ({error}); fix the file or remove it") from error
+    section = data.get("headrace", data)
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path}: [headrace] must be a table of settings")
+    profile_tables = section.get("profiles", {})
+    flat = {k: v for k, v in section.items() if k != "profiles"}
+    return {"__profiles__": profile_tables, **flat}
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> Settings:
+    """Resolve settings: ``overrides`` (flags) > ``HEADRACE_*`` variables > ``headrace.toml``.
+
+    ``headrace.toml`` may hold ``[headrace]`` keys and per-profile tables under
+    ``[headrace.profiles.<name>]``, applied over the plain keys when that profile is chosen.
+    """
+    env = os.environ if environ is None else environ
+    path = config_file or Path(env.get("HEADRACE_CONFIG", "headrace.toml"))
+    from_file = _read_toml(path)
+    profile_tables: dict[str, Any] = from_file.pop("__profiles__", {})
+    known = {f.name for f in fields(Settings)}
+    unknown = sorted(set(from_file) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown setting {unknown[0]!r}; known settings: {', '.join(sorted(known))}")
+
+    values: dict[str, Any] = dict(from_file)
+    for name in known:
+        env_value = env.get(f"HEADRACE_{name.upper()}")
+        if env_value is not None:
+            values[name] = env_value
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            values[name] = value
+
+    profile = str(values.get("profile", "local"))
+    if profile not in PROFILES:
+        raise ConfigError(f"profile: {profile!r} is not a profile; use one of {', '.join(PROFILES)} (HEADRACE_PROFILE)")
+    for name, value in profile_tables.get(profile, {}).items():
+        if name not in known:
+            raise ConfigError(f"{path}: [headrace.profiles.{profile}] has unknown setting {name!r}")
+        if f"HEADRACE_{name.upper()}" not in env and (overrides or {}).get(name) is None:
+            values[name] = value
+    return Settings(**{k: str(v) for k, v in values.items()})
