@@ -334,7 +334,7 @@ class Step:
         self.sizing = sizing
         self.bytes_per_row = bytes_per_row
         declared_target = target or getattr(fn, "__headrace_target__", SizingTarget.POD)
-        self.target = SizingTarget(declared_target)
+        self.target = SizingTarget(str(declared_target))
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", self.name)
 
@@ -544,7 +544,9 @@ class Pipeline:
         found += _schedule_problems(where, self.schedule, self.timezone)
         for key, value in self.labels.items():
             if not LABEL_KEY.match(key) or not LABEL_VALUE.match(value) or len(value) > 63:
-                found.append(f"{where}: label {key}={value!r} is not a valid Kubernetes label; keys and values use letters, digits, '-', '_', '.' (values at most 63)")
+                found.append(
+                    f"{where}: label {key}={value!r} is not a valid Kubernetes label; keys and values use letters, digits, '-', '_', '.' (values at most 63)"
+                )
         for pname in self.params:
             if not PARAM_NAME.match(pname):
                 found.append(f"{where}: parameter {pname!r} is not a valid name; use letters, digits and '_'")
@@ -568,7 +570,7 @@ class Pipeline:
 
         def visit(name: str) -> list[str] | None:
             if name in visiting:
-                return visiting[visiting.index(name) :] + [name]
+                return [*visiting[visiting.index(name) :], name]
             if name in done or name not in self.tasks:
                 return None
             visiting.append(name)
@@ -688,7 +690,9 @@ def _task_problems(pipeline: Pipeline, task: Task) -> list[str]:
             found.append(f"{where}: after= names the task itself; remove it")
     for pname in task.param_refs():
         if pname not in pipeline.params:
-            found.append(f"{where}: uses unknown parameter {pname!r}; declare it with pipeline.param({pname!r}, default)")
+            found.append(
+                f"{where}: uses unknown parameter {pname!r}; declare it with pipeline.param({pname!r}, default)"
+            )
     found += _resource_problems(where, task.resources)
     if task.retry.limit < 0:
         found.append(f"{where}: retry.limit is {task.retry.limit}; it must be 0 or more")

@@ -139,7 +139,8 @@ def open_store(root: str, *, region: str = "us-east-1", endpoint_url: str = "") 
     if root.startswith("s3://"):
         from steps.s3 import S3Store  # boto3 is only imported where S3 is used
 
-        return S3Store(root, region=region, endpoint_url=endpoint_url or None)
+        store: ArtifactStore = S3Store(root, region=region, endpoint_url=endpoint_url or None)
+        return store
     if "://" in root and not root.startswith("file://"):
         raise ConfigError(f"artifact_root: {root!r} has an unknown scheme; use s3://bucket/prefix or a folder")
     return LocalStore(root)

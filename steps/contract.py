@@ -37,7 +37,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
     return cls(**{k: v for k, v in data.items() if k in names})
 
 
-class Outcome(str, enum.Enum):
+class Outcome(enum.StrEnum):
     """How one task attempt ended."""
 
     SUCCEEDED = "succeeded"
@@ -47,7 +47,7 @@ class Outcome(str, enum.Enum):
     CANCELLED = "cancelled"
 
 
-class SizingTarget(str, enum.Enum):
+class SizingTarget(enum.StrEnum):
     """What a sizing decision sizes: a pod, a SageMaker training job or a Glue job."""
 
     POD = "pod"
@@ -148,7 +148,7 @@ class Observation:
         return to_dict(self)
 
 
-class EventKind(str, enum.Enum):
+class EventKind(enum.StrEnum):
     """Every run event headrace emits; one notifier turns them into Slack messages and metrics."""
 
     RUN_STARTED = "run.started"

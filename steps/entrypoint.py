@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from steps.contract import ArtifactRef, SizingDecision
 from steps.context import ProgressSink, StepContext, _no_progress
+from steps.contract import ArtifactRef, SizingDecision
 from steps.errors import NotFoundError, StepFailed, UserError
 from steps.settings import Settings
 from steps.values import Artifact, write_value
@@ -178,7 +178,14 @@ def run_task(
     task: TaskLike = pipeline.task(task_name)
     raw_params = pipeline.resolve_params(params)
     ctx = build_context(
-        pipeline, task, run_id=run_id, attempt=attempt, raw_params=raw_params, settings=settings, sizing=sizing, progress=progress
+        pipeline,
+        task,
+        run_id=run_id,
+        attempt=attempt,
+        raw_params=raw_params,
+        settings=settings,
+        sizing=sizing,
+        progress=progress,
     )
     converted = pipeline.convert_params(ctx.params)
     available = dict(inputs or {})

@@ -33,7 +33,9 @@ def write_value(store: ArtifactStore, key: str, value: Any) -> ArtifactRef:
     if isinstance(value, Path):
         if not value.exists():
             raise StepFailed(f"output {key}: the step returned the path {value}, which does not exist")
-        return store.put_file(value, key + ("" if value.is_dir() else value.suffix), format="dir" if value.is_dir() else "file")
+        return store.put_file(
+            value, key + ("" if value.is_dir() else value.suffix), format="dir" if value.is_dir() else "file"
+        )
     if isinstance(value, bytes | bytearray):
         return store.put_bytes(bytes(value), key + ".bin")
     try:
