@@ -1,0 +1,84 @@
+"""``python -m steps run MODULE:PIPELINE TASK --run-id ...``: run one task attempt.
+
+Errors headrace raises on purpose print as one line and exit with their code (2: bad input, never
+retried); an exception from the step's own code prints its traceback (the user needs it) and
+exits 1 so Argo's retryStrategy may try again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from steps.errors import EXIT_STEP_FAILED, HeadraceError
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", help="MODULE:PIPELINE")
+    parser.add_argument("task")
+    parser.add_argument("--run-id", required=True)
+    parser.add_argument("--attempt", type=int, default=1)
+    parser.add_argument("-p", "--param", action="append", default=[], help="NAME=VALUE")
+    parser.add_argument("--input", action="append", default=[], help="TASK.OUTPUT=<reference JSON>")
+    parser.add_argument("--sizing", default="", help="the control room's decision (JSON), if sized")
+    parser.add_argument("--outputs-dir", default="", help="write Argo output parameter files here")
+    parser.add_argument("--progress-file", default="", help="append progress lines (JSON) here")
+
+
+def _progress_writer(path: str) -> Callable[[float, float, str], None]:
+    def write(done: float, total: float, message: str) -> None:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"done": done, "total": total, "message": message}) + "\n")
+
+    return write
+
+
+def main(args: argparse.Namespace) -> int:
+    outputs_dir = Path(args.outputs_dir) if args.outputs_dir else None
+    try:
+        from steps.contract import SizingDecision
+        from steps.entrypoint import parse_inputs, parse_params, run_task, write_output_files
+        from steps.loader import load_object
+        from steps.settings import load_settings
+
+        settings = load_settings()
+        pipeline = load_object(args.spec)
+        sizing = SizingDecision.from_dict(json.loads(args.sizing)) if args.sizing else None
+        result = run_task(
+            pipeline,
+            args.task,
+            run_id=args.run_id,
+            settings=settings,
+            attempt=args.attempt,
+            params=parse_params(args.param),
+            inputs=parse_inputs(args.input),
+            sizing=sizing,
+            **({"progress": _progress_writer(args.progress_file)} if args.progress_file else {}),
+        )
+        if outputs_dir is not None:
+            write_output_files(outputs_dir, result)
+        return 0
+    except HeadraceError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        _write_failure(outputs_dir, str(error))
+        return error.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # the step's own code failed: its traceback belongs in the log
+        traceback.print_exc()
+        _write_failure(outputs_dir, f"{type(error).__name__}: {error}")
+        return EXIT_STEP_FAILED
+
+
+def _write_failure(outputs_dir: Path | None, message: str) -> None:
+    if outputs_dir is None:
+        return
+    try:
+        outputs_dir.mkdir(parents=True, exist_ok=True)
+        (outputs_dir / "_failure").write_text(message)
+    except OSError:
+        pass
