@@ -50,6 +50,8 @@ class Settings:
     argo_token: str = ""
     argo_namespace: str = "argo"
     argo_ui_url: str = ""
+    #: The profile compiled Argo pods run with (``HEADRACE_PROFILE`` in their environment).
+    argo_profile: str = "aws"
     image: str = ""
 
     def __repr__(self) -> str:
