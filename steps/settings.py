@@ -34,6 +34,13 @@ class Settings:
     local_tables: str = ""
     control_room_url: str = ""
     control_room_token: str = ""
+    #: File holding the control room's token (a mounted Kubernetes Secret); read when the token is unset.
+    control_room_token_file: str = ""
+    #: The control room service's database URL (default: SQLite in state_dir).
+    control_room_db: str = ""
+    #: Instance catalog and sizing rules YAML overriding the ones shipped with headrace.
+    control_room_catalog: str = ""
+    control_room_rules: str = ""
     aws_region: str = "us-east-1"
     #: Endpoint override for every AWS client (a moto server in tests, a VPC endpoint in prod).
     aws_endpoint_url: str = ""
