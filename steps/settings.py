@@ -50,6 +50,8 @@ class Settings:
     athena_output: str = ""
     bigquery_project: str = ""
     bigquery_location: str = "US"
+    #: Endpoint override for the BigQuery REST API (a local test server); empty means Google itself.
+    bigquery_endpoint: str = ""
     slack_token: str = ""
     slack_webhook_url: str = ""
     slack_channel: str = ""
