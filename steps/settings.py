@@ -18,7 +18,7 @@ from typing import Any
 from steps.errors import ConfigError
 
 PROFILES = ("local", "aws")
-SECRET_FIELDS = frozenset({"control_room_token", "slack_token", "argo_token"})
+SECRET_FIELDS = frozenset({"control_room_token", "slack_token", "slack_webhook_url", "argo_token"})
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,18 @@ class Settings:
     slack_token: str = ""
     slack_webhook_url: str = ""
     slack_channel: str = ""
+    #: Per-pipeline channels over ``slack_channel``: ``"recipes=#ml-recipes, churn=#ml-churn"``.
+    slack_channels: str = ""
+    #: ``true``: post only failures (a pipeline's ``Notify(failures_only=...)`` wins when it says so).
+    slack_failures_only: str = ""
+    #: Who is mentioned when a run fails: ``"<!here>, <@U0123>"`` (Slack mention syntax).
+    slack_mentions: str = ""
+    #: Slack Web API base URL override (a local test server or a proxy); empty means slack.com.
+    slack_api_url: str = ""
+    #: Send Datadog metrics (``true``/``false``); empty: when ``DD_AGENT_HOST`` is set or on aws.
+    datadog: str = ""
+    #: The watcher reports a workflow still Pending after this many seconds as never started.
+    watch_pending_seconds: str = "600"
     argo_server: str = ""
     argo_token: str = ""
     argo_namespace: str = "argo"
