@@ -1,0 +1,312 @@
+"""``headrace run``, ``resume``, ``runs list|show`` and ``logs``: pipelines on this machine.
+
+Exit codes: 0 the run succeeded, 1 it failed, 130 it was cancelled (Ctrl-C), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from pipelines.cli.common import console, err_console, fail, guard, load_pipeline, params_from, settings_from
+
+if TYPE_CHECKING:
+    from pipelines.local import RunSummary
+    from pipelines.runs import RunRecord, RunStore
+    from steps.contract import ControlRoom
+    from steps.settings import Settings
+
+EXIT_CANCELLED = 130
+
+PARAM_OPTION: Any = typer.Option(
+    None, "--param", "-p", help="Parameter NAME=VALUE (repeatable), e.g. -p run_date=2026-11-01."
+)
+
+
+def _control_room(settings: Settings) -> ControlRoom | None:
+    """The control room the run reports to: H5's ``connect`` (HTTP or embedded) when installed."""
+    try:
+        from control_room.client import connect  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return None
+    try:
+        room: ControlRoom = connect(settings)
+        return room
+    except Exception as error:  # a control room problem never stops a run
+        err_console.print(f"[yellow]control room unavailable ({error}); running with declared resources[/]")
+        return None
+
+
+def _exit_for(summary: RunSummary) -> None:
+    from pipelines.local.view import render_summary
+
+    console.print(render_summary(summary))
+    if summary.status == "cancelled":
+        raise typer.Exit(EXIT_CANCELLED)
+    if summary.status != "succeeded":
+        raise typer.Exit(1)
+
+
+def _store(settings: Settings) -> RunStore:
+    from pipelines.runs import RunStore
+
+    return RunStore.for_settings(settings)
+
+
+def _load_recorded(record: RunRecord) -> Any:
+    """The pipeline a recorded run ran, loaded from the folder it was started in."""
+    module, sep, attribute = record.spec.partition(":")
+    looks_like_path = "/" in module or module.endswith(".py")
+    if looks_like_path and not Path(module).is_absolute() and record.cwd:
+        module = str(Path(record.cwd) / module)
+    elif record.cwd and record.cwd not in sys.path:
+        sys.path.insert(0, record.cwd)
+    return load_pipeline(f"{module}{sep}{attribute}")
+
+
+def register(app: typer.Typer) -> None:
+    runs_app = typer.Typer(help="Local run records: list and inspect runs.", no_args_is_help=True)
+    app.add_typer(runs_app, name="runs")
+
+    @app.command("run")
+    @guard
+    def run(
+        spec: str = typer.Argument(..., help="MODULE:PIPELINE, e.g. examples.recipe_stream:pipeline"),
+        param: list[str] | None = PARAM_OPTION,
+        parallel: int = typer.Option(0, "--parallel", help="Tasks at once (default: the number of cores)."),
+        in_process: bool = typer.Option(False, "--in-process", help="Run tasks in this process (breakpoints work)."),
+    ) -> None:
+        """Run a pipeline here, each task through the same entrypoint as in an Argo pod."""
+        from pipelines.local import run_pipeline
+
+        if parallel < 0:
+            fail("--parallel: must be 1 or more")
+        pipeline = load_pipeline(spec)
+        params = params_from(param)
+        settings = settings_from()
+        summary = run_pipeline(
+            pipeline,
+            spec=spec,
+            params=params,
+            settings=settings,
+            parallel=parallel or None,
+            in_process=in_process,
+            live=True,
+            control_room=_control_room(settings),
+        )
+        _exit_for(summary)
+
+    @app.command("resume")
+    @guard
+    def resume(
+        run_id: str = typer.Argument(..., help="The run to continue (see `headrace runs list`)."),
+        param: list[str] | None = PARAM_OPTION,
+        parallel: int = typer.Option(0, "--parallel", help="Tasks at once (default: the number of cores)."),
+        in_process: bool = typer.Option(False, "--in-process", help="Run tasks in this process."),
+    ) -> None:
+        """Rerun only the failed and not-run tasks of a run, reusing what succeeded."""
+        from pipelines.local import run_pipeline
+
+        params = params_from(param)
+        settings = settings_from()
+        store = _store(settings)
+        try:
+            record = store.get_run(run_id)
+        finally:
+            store.close()
+        if record is None:
+            fail(f"run {run_id}: not found; list runs with `headrace runs list`")
+        if record.runner_alive:
+            fail(f"run {run_id}: still running (runner pid {record.pid}); wait for it or stop it before resuming")
+        pipeline = _load_recorded(record)
+        summary = run_pipeline(
+            pipeline,
+            spec=record.spec,
+            params=params,
+            settings=settings,
+            parallel=parallel or None,
+            in_process=in_process,
+            live=True,
+            resume_run_id=run_id,
+            control_room=_control_room(settings),
+            cwd=record.cwd or None,
+        )
+        _exit_for(summary)
+
+    @runs_app.command("list")
+    @guard
+    def runs_list(
+        pipeline: str | None = typer.Option(None, "--pipeline", help="Only runs of this pipeline."),
+        status: str | None = typer.Option(None, "--status", help="running, succeeded, failed or cancelled."),
+        limit: int = typer.Option(50, "--limit", help="At most this many runs, newest first."),
+    ) -> None:
+        """Local runs, newest first."""
+        from rich.table import Table
+
+        from pipelines.runs import RUN_STATUSES
+
+        if status is not None and status not in RUN_STATUSES:
+            fail(f"--status {status!r}: use one of {', '.join(RUN_STATUSES)}")
+        store = _store(settings_from())
+        try:
+            records = store.list_runs(pipeline=pipeline, status=status, limit=limit)
+            counts = {r.id: store.tasks(r.id) for r in records}
+        finally:
+            store.close()
+        table = Table(title="local runs", title_justify="left")
+        for column in ("run", "pipeline", "run date", "status", "started", "time", "tasks ok"):
+            table.add_column(column, no_wrap=True)
+        for r in records:
+            tasks = counts[r.id]
+            status_text = r.status + (" (runner gone)" if r.status == "running" and not r.runner_alive else "")
+            table.add_row(
+                r.id,
+                r.pipeline,
+                r.run_date,
+                status_text,
+                _when(r.started),
+                _secs(r.duration),
+                f"{sum(t.status == 'succeeded' for t in tasks)}/{len(tasks)}",
+            )
+        console.print(table if records else "no runs yet; start one with `headrace run MODULE:PIPELINE`")
+
+    @runs_app.command("show")
+    @guard
+    def runs_show(run_id: str = typer.Argument(..., help="A run id from `headrace runs list`.")) -> None:
+        """One run: parameters, tasks, every attempt with its reason, outputs with sizes."""
+        from rich.table import Table
+
+        from pipelines.local.view import human_bytes
+
+        store = _store(settings_from())
+        try:
+            record = store.get_run(run_id)
+            if record is None:
+                fail(f"run {run_id}: not found; list runs with `headrace runs list`")
+            tasks = store.tasks(run_id)
+            attempts = store.attempts(run_id)
+            outputs = store.outputs(run_id)
+        finally:
+            store.close()
+        console.print(
+            f"[bold]{record.id}[/]  pipeline {record.pipeline}  status [bold]{record.status}[/]  "
+            f"started {_when(record.started)}  time {_secs(record.duration)}  mode {record.mode}",
+            highlight=False,
+        )
+        console.print("params: " + ", ".join(f"{k}={v}" for k, v in record.params.items()), highlight=False)
+        table = Table(title="attempts", title_justify="left")
+        for column in ("task", "try", "status", "time", "exit", "peak mem", "size", "reason", "log"):
+            table.add_column(column, overflow="fold")
+        seen = set()
+        for a in attempts:
+            seen.add(a.task)
+            size = ""
+            if a.sizing:
+                size = " ".join(str(a.sizing.get(k) or "") for k in ("instance_type", "memory")).strip()
+            table.add_row(
+                a.task,
+                str(a.attempt),
+                a.status,
+                _secs(a.duration),
+                "" if a.exit_code is None else str(a.exit_code),
+                human_bytes(a.peak_memory_bytes) if a.peak_memory_bytes else "",
+                size,
+                a.reason,
+                a.log_path,
+            )
+        for t in tasks:
+            if t.task not in seen:
+                table.add_row(t.task, "", t.status, "", "", "", "", t.reason, "")
+        console.print(table)
+        if outputs:
+            out_table = Table(title="outputs", title_justify="left")
+            for column in ("task", "output", "bytes", "rows", "format", "uri"):
+                out_table.add_column(column, overflow="fold")
+            for o in outputs:
+                out_table.add_row(
+                    o.task, o.output, human_bytes(o.bytes), "" if o.rows is None else f"{o.rows:,}", o.ref.format, o.uri
+                )
+            console.print(out_table)
+
+    @app.command("logs")
+    @guard
+    def logs(
+        run_id: str = typer.Argument(..., help="A local run id, or an Argo workflow name."),
+        task: str | None = typer.Argument(None, help="Only this task (default: every task)."),
+        follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing while the run goes on."),
+    ) -> None:
+        """Print the logs of a run's tasks (latest attempt of each), local or on Argo."""
+        settings = settings_from()
+        store = _store(settings)
+        try:
+            record = store.get_run(run_id)
+            if record is None:
+                store.close()
+                _argo_logs(run_id, task, follow, settings)
+                return
+            _print_logs(store, record, task, follow)
+        finally:
+            store.close()
+
+
+def _argo_logs(run_id: str, task: str | None, follow: bool, settings: Settings) -> None:
+    try:
+        from pipelines.argo.logs import stream_logs  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        fail(f"run {run_id}: not a local run, and Argo logs are not available yet (pipelines.argo.logs missing)")
+    stream_logs(run_id, task=task, follow=follow, settings=settings)
+
+
+def _latest_logs(store: RunStore, run_id: str, task: str | None) -> dict[str, str]:
+    latest: dict[str, str] = {}
+    for attempt in store.attempts(run_id, task):
+        latest[attempt.task] = attempt.log_path
+    return latest
+
+
+def _print_logs(store: RunStore, record: RunRecord, task: str | None, follow: bool) -> None:
+    if task is not None and task not in {t.task for t in store.tasks(record.id)}:
+        fail(f"run {record.id}: no task {task!r}; tasks are {', '.join(t.task for t in store.tasks(record.id))}")
+    positions: dict[str, int] = {}
+    while True:
+        latest = _latest_logs(store, record.id, task)
+        for name, path in latest.items():
+            key = f"{name}:{path}"
+            try:
+                with open(path, "rb") as handle:
+                    handle.seek(positions.get(key, 0))
+                    data = handle.read()
+                    positions[key] = handle.tell()
+            except OSError:
+                continue
+            if not data:
+                continue
+            text = data.decode("utf-8", errors="replace")
+            if task is None:
+                text = "".join(f"[{name}] {line}" for line in text.splitlines(keepends=True))
+            sys.stdout.write(text if text.endswith("\n") else text + "\n")
+            sys.stdout.flush()
+        if not follow:
+            return
+        current = store.get_run(record.id)
+        if current is None or not current.runner_alive:
+            if not follow or positions.get("__final__") == 1:
+                return
+            positions["__final__"] = 1  # one more pass to print what came last
+            continue
+        time.sleep(0.3)
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return ""
+    return dt.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _secs(seconds: float | None) -> str:
+    return "" if seconds is None else f"{seconds:.1f}s"

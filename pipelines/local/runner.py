@@ -1,0 +1,603 @@
+"""Run a whole pipeline on this machine: the scheduler behind ``headrace run`` and ``resume``.
+
+Tasks start in topological order as soon as everything they wait for has succeeded, at most
+``parallel`` at a time. A failed attempt is retried after the task's backoff (never after exit
+code 2: bad input); a task that finally fails stops its dependents (``upstream-failed``) while
+independent branches run on. Ctrl-C (or SIGTERM) stops every running attempt and marks the run
+``cancelled``. Every state change is written to the run records first, so a killed runner leaves
+a run ``resume`` can finish.
+
+Only the main thread forks children and touches the scheduler state; attempts report back
+through a queue.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipelines.graph import Pipeline, Task
+from pipelines.local import control
+from pipelines.local.attempt import Attempt, AttemptResult, AttemptSpec, InProcessAttempt, SubprocessAttempt, log_tail
+from pipelines.runs import RunRecord, RunStore, new_run_id
+from steps.contract import ArtifactRef, ControlRoom, EventKind, Observation, Outcome, SizingDecision, SizingRequest
+from steps.errors import NotFoundError, UserError
+from steps.quantities import memory_bytes, parse_duration
+from steps.settings import Settings
+
+FINISHED = ("succeeded", "failed", "upstream-failed", "cancelled", "not-run")
+BLOCKING = ("failed", "upstream-failed", "cancelled", "not-run")
+
+
+@dataclass
+class TaskSummary:
+    """One task's state in a run; the live view reads it while the run goes on."""
+
+    name: str
+    status: str = "pending"
+    attempts: int = 0
+    duration: float | None = None
+    outputs: dict[str, ArtifactRef] = field(default_factory=dict)
+    sizing: SizingDecision | None = None
+    reason: str = ""
+    log_path: str | None = None
+    reused: bool = False
+    log_tail: list[str] = field(default_factory=list)
+    #: Set while an attempt runs (monotonic start, the live attempt for its progress).
+    started_at: float | None = None
+    attempt: Attempt | None = field(default=None, repr=False)
+    tries_this_run: int = 0
+    next_try_at: float = 0.0
+    previous_outcome: str | None = None
+
+    @property
+    def output_bytes(self) -> int:
+        return sum(ref.bytes for ref in self.outputs.values())
+
+    @property
+    def output_rows(self) -> int | None:
+        rows = [ref.rows for ref in self.outputs.values() if ref.rows is not None]
+        return sum(rows) if rows else None
+
+    @property
+    def elapsed(self) -> float | None:
+        if self.status == "running" and self.started_at is not None:
+            return time.monotonic() - self.started_at
+        return self.duration
+
+
+@dataclass
+class RunSummary:
+    """What a run did: returned by :func:`run_pipeline`, shown by the live view as it changes."""
+
+    run_id: str
+    pipeline: str
+    status: str = "running"
+    tasks: dict[str, TaskSummary] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+    duration: float | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "succeeded"
+
+    @property
+    def failed_tasks(self) -> list[TaskSummary]:
+        return [t for t in self.tasks.values() if t.status == "failed"]
+
+
+def backoff_seconds(task: Task, retry_number: int) -> float:
+    """Wait before retry ``retry_number`` (1-based): duration * factor^(n-1), capped."""
+    backoff = task.retry.backoff
+    wait = parse_duration(backoff.duration) * backoff.factor ** (retry_number - 1)
+    if backoff.max_duration is not None:
+        wait = min(wait, parse_duration(backoff.max_duration))
+    return float(wait)
+
+
+def memory_limit(task: Task, sizing: SizingDecision | None) -> int | None:
+    """The limit a subprocess attempt runs under: the decided memory, else the declared limit."""
+    value = (sizing.memory if sizing is not None else None) or task.resources.memory_limit or task.resources.memory
+    return memory_bytes(value) if value else None
+
+
+def child_environment(settings: Settings) -> dict[str, str]:
+    """The environment of a task process: ours, plus every setting as ``HEADRACE_*`` so the
+    child resolves exactly the runner's settings (flags included)."""
+    env = dict(os.environ)
+    for item in dataclasses.fields(settings):
+        env[f"HEADRACE_{item.name.upper()}"] = str(getattr(settings, item.name))
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops a run the way Ctrl-C does (only possible from the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class Runner:
+    """One invocation of a run (a fresh run or a resume)."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        spec: str,
+        cwd: str,
+        settings: Settings,
+        store: RunStore,
+        summary: RunSummary,
+        parallel: int,
+        in_process: bool,
+        control_room: ControlRoom | None,
+        first_attempts: Mapping[str, int],
+    ) -> None:
+        self.pipeline = pipeline
+        self.spec = spec
+        self.cwd = cwd
+        self.settings = settings
+        self.store = store
+        self.summary = summary
+        self.parallel = max(1, parallel)
+        self.in_process = in_process
+        self.room = control_room
+        self.first_attempts = first_attempts
+        self.order = pipeline.topological_order()
+        self.events: queue.Queue[tuple[str, AttemptResult]] = queue.Queue()
+        self.env = child_environment(settings)
+        self.runs_dir = settings.state_path / "runs" / summary.run_id
+
+    # -- the loop
+
+    def run(self) -> RunSummary:
+        self._emit(EventKind.RUN_STARTED)
+        try:
+            with _sigterm_as_interrupt():
+                self._loop()
+        except KeyboardInterrupt:
+            self._cancel()
+            return self._finish("cancelled")
+        except BaseException:
+            self._cancel()
+            self._finish("failed")
+            raise
+        ok = all(t.status == "succeeded" for t in self.summary.tasks.values())
+        return self._finish("succeeded" if ok else "failed")
+
+    def _running(self) -> list[TaskSummary]:
+        return [t for t in self.summary.tasks.values() if t.status == "running"]
+
+    def _loop(self) -> None:
+        tasks = self.summary.tasks
+        while True:
+            self._block_dependents()
+            now = time.monotonic()
+            running = len(self._running())
+            for name in self.order:
+                if running >= self.parallel:
+                    break
+                state = tasks[name]
+                ready = state.status == "pending" and all(
+                    tasks[u].status == "succeeded" for u in self.pipeline.tasks[name].upstream
+                )
+                if ready or (state.status == "retrying" and now >= state.next_try_at):
+                    self._start(name)
+                    running += 1
+            waiting = [t.next_try_at for t in tasks.values() if t.status == "retrying"]
+            if running == 0 and not waiting:
+                return
+            timeout = max(0.0, min(waiting) - time.monotonic()) if waiting else 0.5
+            try:
+                name, result = self.events.get(timeout=min(timeout, 0.5))
+            except queue.Empty:
+                continue
+            self._finished(name, result)
+            while True:
+                try:
+                    name, result = self.events.get_nowait()
+                except queue.Empty:
+                    break
+                self._finished(name, result)
+
+    def _block_dependents(self) -> None:
+        changed = True
+        while changed:
+            changed = False
+            for name in self.order:
+                state = self.summary.tasks[name]
+                if state.status != "pending":
+                    continue
+                blocked = [u for u in self.pipeline.tasks[name].upstream if self.summary.tasks[u].status in BLOCKING]
+                if blocked:
+                    state.status = "upstream-failed"
+                    state.reason = f"upstream task {blocked[0]} did not succeed"
+                    self.store.set_task(self.summary.run_id, name, state.status, reason=state.reason)
+                    changed = True
+
+    # -- starting an attempt
+
+    def _inputs(self, task: Task) -> dict[tuple[str, str], ArtifactRef]:
+        return {(ref.task, ref.output): self.summary.tasks[ref.task].outputs[ref.output] for ref in task.input_refs()}
+
+    def _start(self, name: str) -> None:
+        task = self.pipeline.tasks[name]
+        state = self.summary.tasks[name]
+        state.tries_this_run += 1
+        attempt_number = self.first_attempts.get(name, 1) + state.tries_this_run - 1
+        inputs = self._inputs(task)
+        sizing = self._size(task, state, inputs, attempt_number) if task.sizing == "auto" else None
+        state.sizing = sizing
+        spec = AttemptSpec(
+            spec=self.spec,
+            cwd=self.cwd,
+            task=name,
+            run_id=self.summary.run_id,
+            attempt=attempt_number,
+            params=self.summary.params,
+            inputs=inputs,
+            attempt_dir=self.runs_dir / name / f"attempt-{attempt_number}",
+            sizing=sizing,
+            timeout_seconds=task.timeout_seconds,
+            memory_limit_bytes=None if self.in_process else memory_limit(task, sizing),
+        )
+        self.store.start_attempt(
+            self.summary.run_id,
+            name,
+            attempt_number,
+            log_path=str(spec.log_path),
+            sizing=sizing.to_dict() if sizing is not None else None,
+        )
+        state.status = "running"
+        state.attempts = attempt_number
+        state.log_path = str(spec.log_path)
+        state.started_at = time.monotonic()
+        state.reason = ""
+        self._emit(EventKind.TASK_STARTED, task=name, attempt=attempt_number)
+
+        def deliver(result: AttemptResult) -> None:
+            self.events.put((name, result))
+
+        try:
+            if self.in_process:
+                state.attempt = InProcessAttempt(spec, deliver, pipeline=self.pipeline, settings=self.settings)
+            else:
+                state.attempt = SubprocessAttempt(spec, deliver, env=self.env)
+        except OSError as error:  # could not even start the process
+            deliver(AttemptResult(Outcome.FAILED, None, f"could not start: {error}", 0.0))
+
+    def _size(
+        self, task: Task, state: TaskSummary, inputs: Mapping[tuple[str, str], ArtifactRef], attempt: int
+    ) -> SizingDecision | None:
+        if self.room is None:
+            return None
+        input_bytes, input_rows = control.input_totals(inputs.values())
+        request = SizingRequest(
+            pipeline=self.pipeline.name,
+            task=task.name,
+            run_id=self.summary.run_id,
+            target=task.target,
+            input_bytes=input_bytes,
+            input_rows=input_rows,
+            attempt=attempt,
+            declared=task.resources.to_dict(),
+            deadline_seconds=task.timeout_seconds,
+            bytes_per_row=task.bytes_per_row,
+            previous_outcome=state.previous_outcome,
+            previous_instance_type=state.sizing.instance_type if state.sizing is not None else None,
+        )
+        decision = control.size(self.room, request)
+        self._emit(
+            EventKind.SIZING_DECIDED, task=task.name, attempt=attempt, sizing=decision.to_dict(), reason=decision.reason
+        )
+        return decision
+
+    # -- an attempt ended
+
+    def _finished(self, name: str, result: AttemptResult) -> None:
+        task = self.pipeline.tasks[name]
+        state = self.summary.tasks[name]
+        if state.status != "running":  # a late result after cancellation
+            return
+        run_id = self.summary.run_id
+        self.store.finish_attempt(
+            run_id,
+            name,
+            state.attempts,
+            status=_attempt_status(result),
+            duration=result.duration_seconds,
+            exit_code=result.exit_code,
+            reason=result.reason,
+            records=result.records,
+            peak_memory_bytes=result.peak_memory_bytes,
+            outputs=result.outputs if result.succeeded else None,
+        )
+        state.duration = result.duration_seconds
+        state.started_at = None
+        state.attempt = None
+        self._observe(task, state, result)
+        if result.succeeded:
+            state.outputs = dict(result.outputs)
+            state.status = "succeeded"
+            self.store.set_task(run_id, name, "succeeded", attempts=state.attempts)
+            self._emit(
+                EventKind.TASK_SUCCEEDED,
+                task=name,
+                attempt=state.attempts,
+                duration_seconds=result.duration_seconds,
+                output_bytes=state.output_bytes,
+                output_rows=state.output_rows,
+                sizing=state.sizing.to_dict() if state.sizing else None,
+            )
+            return
+        state.reason = result.reason
+        state.log_tail = log_tail(Path(state.log_path or ""))
+        state.previous_outcome = result.outcome.value
+        if result.outcome is Outcome.CANCELLED:
+            state.status = "cancelled"
+            self.store.set_task(run_id, name, "cancelled", attempts=state.attempts, reason=result.reason)
+            return
+        if result.retryable and state.tries_this_run <= task.retry.limit:
+            wait = backoff_seconds(task, state.tries_this_run)
+            state.status = "retrying"
+            state.next_try_at = time.monotonic() + wait
+            self.store.set_task(run_id, name, "retrying", attempts=state.attempts, reason=result.reason)
+            self._emit(
+                EventKind.TASK_RETRYING,
+                task=name,
+                attempt=state.attempts,
+                reason=f"{result.reason}; retrying in {wait:g}s",
+                log_tail=state.log_tail,
+                duration_seconds=result.duration_seconds,
+            )
+            return
+        state.status = "failed"
+        self.store.set_task(run_id, name, "failed", attempts=state.attempts, reason=result.reason)
+        self._emit(
+            EventKind.TASK_FAILED,
+            task=name,
+            attempt=state.attempts,
+            reason=result.reason,
+            log_tail=state.log_tail,
+            duration_seconds=result.duration_seconds,
+        )
+
+    def _observe(self, task: Task, state: TaskSummary, result: AttemptResult) -> None:
+        if self.room is None:
+            return
+        input_bytes, input_rows = control.input_totals(self._inputs(task).values())
+        sizing = state.sizing
+        declared = task.resources
+        control.observe(
+            self.room,
+            Observation(
+                pipeline=self.pipeline.name,
+                task=task.name,
+                run_id=self.summary.run_id,
+                attempt=state.attempts,
+                outcome=result.outcome,
+                input_bytes=input_bytes,
+                input_rows=input_rows,
+                output_bytes=sum(r.bytes for r in result.outputs.values()),
+                output_rows=sum(r.rows or 0 for r in result.outputs.values()),
+                target=task.target,
+                instance_type=(sizing.instance_type if sizing else None) or declared.instance_type,
+                instance_count=sizing.instance_count if sizing else declared.instance_count,
+                cpu=(sizing.cpu if sizing else None) or declared.cpu,
+                memory=(sizing.memory if sizing else None) or declared.memory_limit or declared.memory,
+                duration_seconds=result.duration_seconds,
+                peak_memory_bytes=result.peak_memory_bytes,
+                reason=result.reason,
+            ),
+        )
+
+    # -- the end
+
+    def _cancel(self) -> None:
+        """Stop every running attempt, wait briefly for them to go, record them cancelled."""
+        running = self._running()
+        for state in running:
+            if state.attempt is not None:
+                state.attempt.cancel()
+        deadline = time.monotonic() + 5.0
+        while any(t.status == "running" for t in running) and time.monotonic() < deadline:
+            try:
+                name, result = self.events.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            self._finished(name, result if result.outcome is Outcome.CANCELLED else _cancelled(result))
+        for state in running:
+            if state.status == "running":  # did not report back in time
+                self._finished(state.name, AttemptResult(Outcome.CANCELLED, None, "cancelled", 0.0))
+        for state in self.summary.tasks.values():
+            if state.status in ("pending", "retrying"):
+                state.status = "not-run"
+                state.reason = "run cancelled"
+                self.store.set_task(self.summary.run_id, state.name, "not-run", reason="run cancelled")
+
+    def _finish(self, status: str) -> RunSummary:
+        summary = self.summary
+        for state in summary.tasks.values():
+            if state.status == "pending":
+                state.status = "not-run"
+                self.store.set_task(summary.run_id, state.name, "not-run")
+        summary.status = status
+        summary.duration = time.monotonic() - summary.started
+        self.store.finish_run(summary.run_id, status)
+        kind = {
+            "succeeded": EventKind.RUN_SUCCEEDED,
+            "failed": EventKind.RUN_FAILED,
+            "cancelled": EventKind.RUN_CANCELLED,
+        }[status]
+        failed = summary.failed_tasks
+        self._emit(
+            kind,
+            duration_seconds=summary.duration,
+            reason=f"task {failed[0].name}: {failed[0].reason}" if failed else "",
+            log_tail=failed[0].log_tail if failed else [],
+        )
+        return summary
+
+    def _emit(self, kind: EventKind, **fields: Any) -> None:
+        control.emit(self.room, kind, self.pipeline.name, self.summary.run_id, **fields)
+
+
+def _attempt_status(result: AttemptResult) -> str:
+    return {
+        Outcome.SUCCEEDED: "succeeded",
+        Outcome.CANCELLED: "cancelled",
+        Outcome.OOM: "oom",
+        Outcome.TIMEOUT: "timeout",
+    }.get(result.outcome, "failed")
+
+
+def _cancelled(result: AttemptResult) -> AttemptResult:
+    if result.succeeded:
+        return result
+    return dataclasses.replace(result, outcome=Outcome.CANCELLED, reason="cancelled")
+
+
+# ----------------------------------------------------------------------------- the public API
+
+
+def _absolute(settings: Settings) -> Settings:
+    """Settings with the state folder and artifact root made absolute, so children in any cwd
+    and a later ``resume`` find the same files."""
+    state = str(Path(settings.state_dir).resolve())
+    root = settings.artifact_root or str(Path(state) / "artifacts")
+    if "://" not in root:
+        root = str(Path(root).resolve())
+    return settings.replace(state_dir=state, artifact_root=root)
+
+
+def resolve_run_params(pipeline: Pipeline, params: Mapping[str, str] | None) -> dict[str, str]:
+    """Every parameter's raw value for a run, ``run_date`` fixed to a day so all tasks agree."""
+    from steps.entrypoint import resolve_run_date
+
+    raw = pipeline.resolve_params(params)
+    raw["run_date"] = resolve_run_date(raw.get("run_date", ""), pipeline.timezone).isoformat()
+    return raw
+
+
+def run_pipeline(
+    pipeline: Pipeline,
+    *,
+    spec: str,
+    params: Mapping[str, str] | None = None,
+    settings: Settings,
+    parallel: int | None = None,
+    in_process: bool = False,
+    live: bool = True,
+    resume_run_id: str | None = None,
+    control_room: ControlRoom | None = None,
+    cwd: str | None = None,
+) -> RunSummary:
+    """Run ``pipeline`` here and return what happened; the run records say the same.
+
+    ``spec`` (``MODULE:PIPELINE``) is how task processes load the pipeline, from ``cwd`` (default:
+    the current folder). ``params`` are raw strings (``-p`` values); unknown names raise
+    :class:`~steps.errors.UserError`. With ``resume_run_id`` the run continues: tasks that
+    succeeded keep their outputs, the others run again with attempt numbers continuing.
+    Ctrl-C returns a summary with status ``cancelled``.
+    """
+    pipeline.check()
+    settings = _absolute(settings)
+    store = RunStore.for_settings(settings)
+    workdir = cwd or os.getcwd()
+    first_attempts: dict[str, int] = {}
+    if resume_run_id is not None:
+        record = _resumable(store, resume_run_id, pipeline)
+        merged = {**record.params, **dict(params or {})}
+        run_params = resolve_run_params(pipeline, merged)
+        summary = RunSummary(run_id=record.id, pipeline=pipeline.name, params=run_params)
+        previous = {t.task: t for t in store.tasks(record.id)}
+        outputs: dict[str, dict[str, ArtifactRef]] = {}
+        for out in store.outputs(record.id):
+            outputs.setdefault(out.task, {})[out.output] = out.ref
+        for name, task in pipeline.tasks.items():
+            state = TaskSummary(name)
+            before = previous.get(name)
+            if before is not None:
+                first_attempts[name] = before.attempts + 1
+                done = set(outputs.get(name, {}))
+                if before.status == "succeeded" and done >= set(task.outputs):
+                    state.status = "succeeded"
+                    state.reused = True
+                    state.attempts = before.attempts
+                    state.outputs = outputs[name]
+            summary.tasks[name] = state
+        store.reopen_run(record.id, run_params, list(pipeline.tasks))
+        for state in summary.tasks.values():
+            if state.status == "pending":
+                store.set_task(record.id, state.name, "pending", reason="")
+        workdir = cwd or record.cwd or workdir
+    else:
+        run_params = resolve_run_params(pipeline, params)
+        summary = RunSummary(run_id=new_run_id(pipeline.name), pipeline=pipeline.name, params=run_params)
+        summary.tasks = {name: TaskSummary(name) for name in pipeline.tasks}
+        store.create_run(
+            summary.run_id,
+            pipeline=pipeline.name,
+            spec=spec,
+            params=run_params,
+            tasks=list(pipeline.tasks),
+            cwd=workdir,
+            mode="in-process" if in_process else "subprocess",
+        )
+    runner = Runner(
+        pipeline,
+        spec=spec,
+        cwd=workdir,
+        settings=settings,
+        store=store,
+        summary=summary,
+        parallel=parallel or os.cpu_count() or 1,
+        in_process=in_process,
+        control_room=control_room,
+        first_attempts=first_attempts,
+    )
+    try:
+        if live and sys.stderr.isatty():
+            from pipelines.local.view import live_view
+
+            with live_view(summary):
+                return runner.run()
+        return runner.run()
+    finally:
+        store.close()
+
+
+def _resumable(store: RunStore, run_id: str, pipeline: Pipeline) -> RunRecord:
+    record = store.get_run(run_id)
+    if record is None:
+        raise NotFoundError(f"run {run_id}: not found in {store.path}; list runs with `headrace runs list`")
+    if record.runner_alive:
+        raise UserError(
+            f"run {run_id}: still running (runner pid {record.pid}); wait for it or stop it before resuming"
+        )
+    if record.pipeline != pipeline.name:
+        raise UserError(f"run {run_id}: belongs to pipeline {record.pipeline}, not {pipeline.name}")
+    return record

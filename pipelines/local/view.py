@@ -1,0 +1,125 @@
+"""The rich view of a local run: a task table that updates while the run goes on, and the summary.
+
+The view only reads the :class:`~pipelines.local.runner.RunSummary` the runner updates; it is
+refreshed by rich's own thread, so a slow terminal never slows the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from pipelines.local.runner import RunSummary, TaskSummary
+
+STYLES = {
+    "pending": "dim",
+    "running": "bold cyan",
+    "retrying": "yellow",
+    "succeeded": "green",
+    "failed": "bold red",
+    "upstream-failed": "red",
+    "cancelled": "magenta",
+    "not-run": "dim",
+}
+
+
+def human_bytes(value: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(value) < 1024 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TB"  # pragma: no cover
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes}m{rest:02d}s"
+
+
+def _size(task: TaskSummary) -> str:
+    sizing = task.sizing
+    if sizing is None:
+        return ""
+    parts = [p for p in (sizing.instance_type, sizing.memory and f"mem {sizing.memory}") if p]
+    if sizing.instance_count > 1:
+        parts.append(f"x{sizing.instance_count}")
+    return " ".join(parts) + (" (declared)" if sizing.source == "declared" else "")
+
+
+def _out(task: TaskSummary) -> str:
+    if not task.outputs:
+        return ""
+    rows = task.output_rows
+    text = human_bytes(task.output_bytes)
+    return f"{rows:,} rows, {text}" if rows is not None else text
+
+
+def _progress(task: TaskSummary) -> RenderableType:
+    if task.status != "running" or task.attempt is None:
+        return Text(task.reason, style="red", overflow="ellipsis", no_wrap=True) if task.reason else Text("")
+    reported = task.attempt.progress()
+    if reported is None:
+        return Text("")
+    done, total, message = reported
+    bar = ProgressBar(total=max(total, 1e-9), completed=min(done, total), width=20)
+    grid = Table.grid(padding=(0, 1))
+    grid.add_row(bar, Text(f"{done:g}/{total:g} {message}".strip(), overflow="ellipsis", no_wrap=True))
+    return grid
+
+
+def task_table(summary: RunSummary) -> Table:
+    title = f"{summary.pipeline} · {summary.run_id} · {summary.status}"
+    table = Table(title=title, title_justify="left", expand=False)
+    for column in ("task", "state", "time", "tries", "out", "size", ""):
+        table.add_column(column, no_wrap=column != "")
+    for task in summary.tasks.values():
+        state = task.status + (" (reused)" if task.reused else "")
+        table.add_row(
+            task.name,
+            Text(state, style=STYLES.get(task.status, "")),
+            _duration(task.elapsed),
+            str(task.attempts or ""),
+            _out(task),
+            _size(task),
+            _progress(task),
+        )
+    return table
+
+
+def render_summary(summary: RunSummary) -> RenderableType:
+    """The final table, then for each failed task its reason and the tail of its log."""
+    parts: list[RenderableType] = [task_table(summary)]
+    for task in summary.failed_tasks:
+        parts.append(Text(f"task {task.name} failed: {task.reason}", style="bold red"))
+        if task.log_path:
+            parts.append(Text(f"log: {task.log_path}", style="dim"))
+        for line in task.log_tail:
+            parts.append(Text("  " + line, style="dim"))
+    status = summary.status
+    style = {"succeeded": "bold green", "failed": "bold red", "cancelled": "bold magenta"}.get(status, "")
+    parts.append(Text(f"run {summary.run_id} {status} in {_duration(summary.duration)}", style=style))
+    if status in ("failed", "cancelled"):
+        parts.append(Text(f"resume with: headrace resume {summary.run_id}", style="dim"))
+    return Group(*parts)
+
+
+@contextmanager
+def live_view(summary: RunSummary, console: Console | None = None) -> Iterator[None]:
+    """Show the task table while the run goes on (on stderr unless given a console)."""
+    with Live(
+        get_renderable=lambda: task_table(summary),
+        console=console or Console(stderr=True),
+        refresh_per_second=8,
+        transient=True,
+    ):
+        yield

@@ -1,0 +1,420 @@
+"""Run records: every local run, task attempt and output, in SQLite under the state folder.
+
+The local runner writes a row before an attempt starts and updates it when the attempt ends, in
+WAL mode with each write committed at once, so a task or the runner being killed loses nothing that
+already happened: ``headrace resume`` reads these rows to rerun only what did not succeed.
+Other parts of headrace (backfill, ``headrace runs``) read runs through :class:`RunStore`'s query
+methods; they never touch the tables directly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from steps.contract import ArtifactRef
+from steps.settings import Settings
+
+RUN_STATUSES = ("running", "succeeded", "failed", "cancelled")
+#: Task states: pending (not started yet), running, retrying (waiting out its backoff), succeeded,
+#: failed, upstream-failed (a task it waits for failed), cancelled (Ctrl-C), not-run.
+TASK_STATUSES = ("pending", "running", "retrying", "succeeded", "failed", "upstream-failed", "cancelled", "not-run")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    pipeline TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    cwd TEXT NOT NULL DEFAULT '',
+    params TEXT NOT NULL,
+    run_date TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL,
+    started REAL NOT NULL,
+    finished REAL,
+    pid INTEGER,
+    mode TEXT NOT NULL DEFAULT 'subprocess'
+);
+CREATE INDEX IF NOT EXISTS runs_by_pipeline ON runs (pipeline, run_date, status);
+CREATE TABLE IF NOT EXISTS tasks (
+    run_id TEXT NOT NULL,
+    task TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    reason TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (run_id, task)
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    run_id TEXT NOT NULL,
+    task TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    started REAL NOT NULL,
+    finished REAL,
+    duration REAL,
+    exit_code INTEGER,
+    reason TEXT NOT NULL DEFAULT '',
+    log_path TEXT NOT NULL DEFAULT '',
+    sizing TEXT,
+    records TEXT,
+    peak_memory_bytes INTEGER,
+    PRIMARY KEY (run_id, task, attempt)
+);
+CREATE TABLE IF NOT EXISTS outputs (
+    run_id TEXT NOT NULL,
+    task TEXT NOT NULL,
+    output TEXT NOT NULL,
+    uri TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    rows INTEGER,
+    format TEXT NOT NULL,
+    sha256 TEXT,
+    PRIMARY KEY (run_id, task, output)
+);
+"""
+
+
+def new_run_id(pipeline: str, now: dt.datetime | None = None) -> str:
+    """``<pipeline>-<yyyymmdd-hhmmss>-<4 hex>``: sortable, unique enough, a valid DNS label part."""
+    moment = now or dt.datetime.now(dt.UTC)
+    return f"{pipeline}-{moment.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Whether a process with this id exists (the runner of a run marked running)."""
+    if not pid or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped) is not alive
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+            return handle.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    pipeline: str
+    spec: str
+    cwd: str
+    params: dict[str, str]
+    status: str
+    started: float
+    finished: float | None
+    pid: int | None
+    mode: str = "subprocess"
+
+    @property
+    def run_date(self) -> str:
+        return self.params.get("run_date", "")
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.finished is None else self.finished - self.started
+
+    @property
+    def runner_alive(self) -> bool:
+        return self.status == "running" and pid_alive(self.pid)
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    run_id: str
+    task: str
+    status: str
+    attempts: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    run_id: str
+    task: str
+    attempt: int
+    status: str
+    started: float
+    finished: float | None
+    duration: float | None
+    exit_code: int | None
+    reason: str
+    log_path: str
+    sizing: dict[str, Any] | None
+    records: dict[str, Any] = field(default_factory=dict)
+    peak_memory_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class OutputRecord:
+    run_id: str
+    task: str
+    output: str
+    ref: ArtifactRef
+
+    @property
+    def uri(self) -> str:
+        return self.ref.uri
+
+    @property
+    def bytes(self) -> int:
+        return self.ref.bytes
+
+    @property
+    def rows(self) -> int | None:
+        return self.ref.rows
+
+
+class RunStore:
+    """The run records database. Safe to share between threads of one process; several
+    processes (a runner and ``headrace runs list``) may use the same file at once (WAL)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> RunStore:
+        return cls(settings.state_path / "runs.db")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return list(self._db.execute(sql, args).fetchall())
+
+    # -- writing (the runner)
+
+    def create_run(
+        self,
+        run_id: str,
+        *,
+        pipeline: str,
+        spec: str,
+        params: Mapping[str, str],
+        tasks: list[str],
+        cwd: str = "",
+        mode: str = "subprocess",
+    ) -> None:
+        now = time.time()
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO runs (id, pipeline, spec, cwd, params, run_date, status, started, pid, mode)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+                (
+                    run_id,
+                    pipeline,
+                    spec,
+                    cwd,
+                    json.dumps(dict(params)),
+                    params.get("run_date", ""),
+                    now,
+                    os.getpid(),
+                    mode,
+                ),
+            )
+            db.executemany(
+                "INSERT INTO tasks (run_id, task, status) VALUES (?, ?, 'pending')", [(run_id, t) for t in tasks]
+            )
+
+    def reopen_run(self, run_id: str, params: Mapping[str, str], tasks: list[str]) -> None:
+        """Mark a run running again for ``resume``: this process is now its runner."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE runs SET status='running', finished=NULL, pid=?, params=?, run_date=? WHERE id=?",
+                (os.getpid(), json.dumps(dict(params)), params.get("run_date", ""), run_id),
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO tasks (run_id, task, status) VALUES (?, ?, 'pending')",
+                [(run_id, t) for t in tasks],
+            )
+
+    def finish_run(self, run_id: str, status: str) -> None:
+        with self._write() as db:
+            db.execute("UPDATE runs SET status=?, finished=? WHERE id=?", (status, time.time(), run_id))
+
+    def set_task(self, run_id: str, task: str, status: str, *, attempts: int | None = None, reason: str = "") -> None:
+        with self._write() as db:
+            if attempts is None:
+                db.execute(
+                    "UPDATE tasks SET status=?, reason=? WHERE run_id=? AND task=?", (status, reason, run_id, task)
+                )
+            else:
+                db.execute(
+                    "UPDATE tasks SET status=?, reason=?, attempts=? WHERE run_id=? AND task=?",
+                    (status, reason, attempts, run_id, task),
+                )
+
+    def start_attempt(
+        self, run_id: str, task: str, attempt: int, *, log_path: str, sizing: Mapping[str, Any] | None
+    ) -> float:
+        started = time.time()
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO attempts (run_id, task, attempt, status, started, log_path, sizing)"
+                " VALUES (?, ?, ?, 'running', ?, ?, ?)",
+                (run_id, task, attempt, started, log_path, json.dumps(dict(sizing)) if sizing else None),
+            )
+            db.execute(
+                "UPDATE tasks SET status='running', attempts=?, reason='' WHERE run_id=? AND task=?",
+                (attempt, run_id, task),
+            )
+        return started
+
+    def finish_attempt(
+        self,
+        run_id: str,
+        task: str,
+        attempt: int,
+        *,
+        status: str,
+        duration: float,
+        exit_code: int | None,
+        reason: str = "",
+        records: Mapping[str, Any] | None = None,
+        peak_memory_bytes: int | None = None,
+        outputs: Mapping[str, ArtifactRef] | None = None,
+    ) -> None:
+        """Close one attempt; a succeeded attempt's outputs are written in the same transaction."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE attempts SET status=?, finished=?, duration=?, exit_code=?, reason=?, records=?,"
+                " peak_memory_bytes=? WHERE run_id=? AND task=? AND attempt=?",
+                (
+                    status,
+                    time.time(),
+                    duration,
+                    exit_code,
+                    reason,
+                    json.dumps(dict(records or {}), default=str),
+                    peak_memory_bytes,
+                    run_id,
+                    task,
+                    attempt,
+                ),
+            )
+            for name, ref in (outputs or {}).items():
+                db.execute(
+                    "INSERT OR REPLACE INTO outputs (run_id, task, output, uri, bytes, rows, format, sha256)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, task, name, ref.uri, ref.bytes, ref.rows, ref.format, ref.sha256),
+                )
+
+    # -- reading (everyone)
+
+    def list_runs(
+        self,
+        pipeline: str | None = None,
+        status: str | None = None,
+        run_date: str | None = None,
+        limit: int | None = None,
+    ) -> list[RunRecord]:
+        """Runs, newest first, filtered by pipeline name, status and run date (YYYY-MM-DD)."""
+        clauses, args = [], []
+        for column, value in (("pipeline", pipeline), ("status", status), ("run_date", run_date)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(clauses) if clauses else "")
+        sql += " ORDER BY started DESC, id DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [_run(row) for row in self._query(sql, tuple(args))]
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        rows = self._query("SELECT * FROM runs WHERE id = ?", (run_id,))
+        return _run(rows[0]) if rows else None
+
+    def tasks(self, run_id: str) -> list[TaskRecord]:
+        rows = self._query("SELECT * FROM tasks WHERE run_id = ? ORDER BY rowid", (run_id,))
+        return [TaskRecord(r["run_id"], r["task"], r["status"], r["attempts"], r["reason"]) for r in rows]
+
+    def attempts(self, run_id: str, task: str | None = None) -> list[AttemptRecord]:
+        sql = "SELECT * FROM attempts WHERE run_id = ?"
+        args: tuple[Any, ...] = (run_id,)
+        if task is not None:
+            sql += " AND task = ?"
+            args = (run_id, task)
+        rows = self._query(sql + " ORDER BY started, task, attempt", args)
+        return [
+            AttemptRecord(
+                run_id=r["run_id"],
+                task=r["task"],
+                attempt=r["attempt"],
+                status=r["status"],
+                started=r["started"],
+                finished=r["finished"],
+                duration=r["duration"],
+                exit_code=r["exit_code"],
+                reason=r["reason"],
+                log_path=r["log_path"],
+                sizing=json.loads(r["sizing"]) if r["sizing"] else None,
+                records=json.loads(r["records"]) if r["records"] else {},
+                peak_memory_bytes=r["peak_memory_bytes"],
+            )
+            for r in rows
+        ]
+
+    def outputs(self, run_id: str, task: str | None = None) -> list[OutputRecord]:
+        sql = "SELECT * FROM outputs WHERE run_id = ?"
+        args: tuple[Any, ...] = (run_id,)
+        if task is not None:
+            sql += " AND task = ?"
+            args = (run_id, task)
+        rows = self._query(sql + " ORDER BY rowid", args)
+        return [
+            OutputRecord(
+                r["run_id"],
+                r["task"],
+                r["output"],
+                ArtifactRef(r["uri"], r["bytes"], r["rows"], r["format"], r["sha256"]),
+            )
+            for r in rows
+        ]
+
+
+def _run(row: sqlite3.Row) -> RunRecord:
+    return RunRecord(
+        id=row["id"],
+        pipeline=row["pipeline"],
+        spec=row["spec"],
+        cwd=row["cwd"],
+        params=json.loads(row["params"]),
+        status=row["status"],
+        started=row["started"],
+        finished=row["finished"],
+        pid=row["pid"],
+        mode=row["mode"],
+    )
