@@ -45,6 +45,14 @@ CRON_DESCRIPTORS = frozenset({"@yearly", "@annually", "@monthly", "@weekly", "@d
 CONCURRENCY_POLICIES = ("Allow", "Forbid", "Replace")
 RETRY_ON = {"failure": "OnFailure", "error": "OnError", "transient": "OnTransientError", "always": "Always"}
 DEFAULT_IMAGE = "ghcr.io/headrace/headrace:0.1.0"
+#: Task names the Argo compiler uses for its own templates (DAG, exit handler) start with this.
+RESERVED_PREFIX = "headrace-"
+#: The Argo compiler puts a sizing node named ``size-<task>`` before each ``sizing="auto"`` task.
+SIZING_NODE_PREFIX = "size-"
+#: Output parameters the compiler derives from each output ``<name>``.
+OUTPUT_SUFFIXES = ("-bytes", "-rows")
+#: Input parameters the compiler adds to a sized task.
+SIZING_INPUTS = ("sizing", "pod-spec-patch")
 RUN_DATE = "run_date"
 
 _current: contextvars.ContextVar[Pipeline | None] = contextvars.ContextVar("headrace_pipeline", default=None)
@@ -644,13 +652,61 @@ def cron_problem(expression: str) -> str | None:
         except QuantityError:
             return "has an invalid @every interval; use e.g. '@every 1h30m'"
         return None
+    if text.startswith("@"):
+        return f"is not a descriptor Argo knows; use one of {', '.join(sorted(CRON_DESCRIPTORS))} or '@every 1h'"
     fields = text.split()
     if len(fields) != 5:
         return f"has {len(fields)} fields; Argo takes 5 (minute hour day-of-month month day-of-week) or @daily-style descriptors"
+    for position, (value, spec) in enumerate(zip(fields, _CRON_FIELDS, strict=True)):
+        problem = _cron_field_problem(value, *spec, allow_question=position in (2, 4))
+        if problem:
+            return problem
     from croniter import croniter  # small, pure; only needed to validate
 
     if not croniter.is_valid(text):
         return "is not a valid cron expression; check each field's range (e.g. '0 3 * * *')"
+    return None
+
+
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_DAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
+#: (field name, lowest, highest, names) as Argo's cron parser (robfig/cron) reads them.
+_CRON_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day-of-month", 1, 31, ()),
+    ("month", 1, 12, _MONTHS),
+    ("day-of-week", 0, 6, _DAYS),
+)
+_CRON_ITEM = re.compile(r"^(?:(\*|\?)|([0-9A-Za-z]+)(?:-([0-9A-Za-z]+))?)(?:/([0-9]+))?$")
+
+
+def _cron_field_problem(
+    value: str, field_name: str, low: int, high: int, names: tuple[str, ...], *, allow_question: bool
+) -> str | None:
+    """Why one cron field is not what Argo's parser accepts (no L, W, # or H; ranges in bounds)."""
+    for item in value.split(","):
+        match = _CRON_ITEM.match(item)
+        if not match or (match.group(1) == "?" and not allow_question):
+            return f"has {field_name} {value!r}; use numbers, ranges (1-5), steps (*/15) or lists (1,3) (Argo supports no L, W, # or H)"
+        for token in (match.group(2), match.group(3)):
+            if token is None:
+                continue
+            number = names.index(token.upper()) + (low if names is _MONTHS else 0) if token.upper() in names else None
+            if number is None:
+                if not token.isdigit():
+                    return f"has {field_name} {value!r}; {token!r} is not a number{' or name' if names else ''} (Argo supports no L, W, # or H)"
+                number = int(token)
+            if not low <= number <= high:
+                return f"has {field_name} {value!r}; {token} is outside {low}-{high}"
+        if match.group(2) and match.group(3):
+            first, last = (
+                names.index(t.upper()) if t.upper() in names else int(t) for t in (match.group(2), match.group(3))
+            )
+            if first > last:
+                return f"has {field_name} {value!r}; a range must go from low to high"
+        if match.group(4) is not None and int(match.group(4)) == 0:
+            return f"has {field_name} {value!r}; a step of 0 never fires"
     return None
 
 
@@ -667,12 +723,38 @@ def _timezone_problems(where: str, field_name: str, timezone: str) -> list[str]:
 def _task_problems(pipeline: Pipeline, task: Task) -> list[str]:
     where = f"pipeline {pipeline.name}, task {task.name}"
     found = _name_problems(f"pipeline {pipeline.name}, task {task.name}", "name", task.name, MAX_TASK_NAME)
+    if isinstance(task.name, str) and task.name.startswith(RESERVED_PREFIX):
+        found.append(f"{where}: name starts with {RESERVED_PREFIX!r}, which headrace reserves; rename the task")
+    if isinstance(task.name, str) and task.name.startswith(SIZING_NODE_PREFIX):
+        sized = pipeline.tasks.get(task.name.removeprefix(SIZING_NODE_PREFIX))
+        if sized is not None and sized.sizing == "auto":
+            found.append(
+                f"{where}: name clashes with the sizing node of task {sized.name} (sizing='auto'); rename the task"
+            )
     for output in task.outputs:
-        if not K8S_NAME.match(output):
+        if not isinstance(output, str) or not K8S_NAME.match(output):
             found.append(f"{where}: output {output!r} is not a valid name; use {K8S_NAME_RULE}")
+        elif output.endswith(OUTPUT_SUFFIXES) and output.rsplit("-", 1)[0] in task.outputs:
+            found.append(
+                f"{where}: output {output!r} clashes with the size parameter of output {output.rsplit('-', 1)[0]!r}; rename it"
+            )
+    if len(set(task.outputs)) != len(task.outputs):
+        found.append(f"{where}: outputs name the same output twice; give each output its own name")
+    parameter_names: dict[str, OutputRef] = {}
+    for ref in task.input_refs():
+        parameter = f"{ref.task}-{ref.output}"
+        other = parameter_names.setdefault(parameter, ref)
+        if other != ref or (task.sizing == "auto" and parameter in SIZING_INPUTS):
+            found.append(
+                f"{where}: input {ref.task}.{ref.output} maps to the Argo parameter {parameter!r} that another input uses; rename an output"
+            )
     for ref in task.input_refs():
         if ref.task not in pipeline.tasks:
             found.append(f"{where}: depends on unknown task {ref.task!r}; define it before use or fix the name")
+        elif not pipeline.tasks[ref.task].outputs:
+            found.append(
+                f"{where}: reads an output of task {ref.task}, which has none; wait for it with after=[{ref.task!r}] instead"
+            )
         elif ref.output == "":
             outputs = pipeline.tasks[ref.task].outputs
             found.append(
