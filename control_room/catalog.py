@@ -1,0 +1,293 @@
+"""The instance catalog and the sizing rules: what may be chosen, what it costs, what a team decided.
+
+Both are YAML files a person edits (``catalog.yaml`` and ``rules.yaml`` next to this module are
+the shipped defaults; ``HEADRACE_CONTROL_ROOM_CATALOG`` / ``..._RULES`` point at a team's own).
+Loading reads and validates the files into plain dataclasses; the policy in
+:mod:`control_room.sizing` only ever sees those, so it stays free of I/O.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from steps.contract import SizingTarget
+from steps.errors import ConfigError
+from steps.quantities import QuantityError, format_cpu, format_memory, memory_bytes
+
+GIB = 2**30
+HERE = Path(__file__).parent
+DEFAULT_CATALOG = HERE / "catalog.yaml"
+DEFAULT_RULES = HERE / "rules.yaml"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One thing the control room can choose: an instance type (times a count) or a pod shape."""
+
+    target: SizingTarget
+    instance_type: str
+    vcpu: float  # per instance / worker
+    memory_bytes: int  # per instance / worker
+    gpu: int
+    hourly_usd: float  # per instance / worker
+    count: int = 1
+
+    @property
+    def total_memory(self) -> int:
+        return self.memory_bytes * self.count
+
+    @property
+    def total_vcpu(self) -> float:
+        return self.vcpu * self.count
+
+    @property
+    def total_hourly(self) -> float:
+        return self.hourly_usd * self.count
+
+    @property
+    def label(self) -> str:
+        return self.instance_type if self.count == 1 else f"{self.count}x {self.instance_type}"
+
+    def with_count(self, count: int) -> Option:
+        return Option(self.target, self.instance_type, self.vcpu, self.memory_bytes, self.gpu, self.hourly_usd, count)
+
+
+def pod_name(cpu: float, memory: int) -> str:
+    """The instance-type name of a pod shape, e.g. ``pod-2-8Gi`` or ``pod-500m-1Gi``."""
+    return f"pod-{format_cpu(cpu)}-{format_memory(memory)}"
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Every option per target, and the safe default per target."""
+
+    options: tuple[Option, ...]
+    defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
+    source: str = "built-in"
+
+    def for_target(self, target: SizingTarget | str) -> list[Option]:
+        return [o for o in self.options if o.target == SizingTarget(target)]
+
+    def find(self, target: SizingTarget | str, instance_type: str | None, count: int = 1) -> Option | None:
+        """The option named ``instance_type`` (with ``count`` for Glue) or None."""
+        if not instance_type:
+            return None
+        same = [o for o in self.for_target(target) if o.instance_type == instance_type]
+        if not same:
+            return None
+        exact = [o for o in same if o.count == count]
+        return exact[0] if exact else same[0].with_count(max(1, count))
+
+    def default(self, target: SizingTarget | str) -> Option:
+        """The safe default for ``target``: the catalog's ``defaults`` entry or its middle option."""
+        entry = self.defaults.get(str(SizingTarget(target)), {})
+        found = self.find(target, entry.get("instance_type"), int(entry.get("instance_count", 1)))
+        if found is not None:
+            return found
+        options = sorted(self.for_target(target), key=lambda o: o.total_memory)
+        if not options:
+            raise ConfigError(f"catalog {self.source}: has no options for target {target}; add some")
+        return options[len(options) // 2]
+
+
+def _number(where: str, entry: dict[str, Any], key: str, default: float | None = None) -> float:
+    value = entry.get(key, default)
+    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"{where}: {key} must be a number >= 0, got {value!r}")
+    return float(value)
+
+
+def parse_catalog(data: dict[str, Any], source: str = "built-in") -> Catalog:
+    """Build a :class:`Catalog` from the YAML structure (see ``catalog.yaml``)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"catalog {source}: must be a mapping with sagemaker, glue and pod sections")
+    options: list[Option] = []
+    for index, entry in enumerate(data.get("sagemaker") or []):
+        where = f"catalog {source}: sagemaker[{index}]"
+        if not isinstance(entry, dict) or not entry.get("name"):
+            raise ConfigError(f"{where}: needs name, vcpu, memory_gib, hourly_usd")
+        options.append(
+            Option(
+                SizingTarget.SAGEMAKER,
+                str(entry["name"]),
+                _number(where, entry, "vcpu"),
+                int(_number(where, entry, "memory_gib") * GIB),
+                int(_number(where, entry, "gpu", 0)),
+                _number(where, entry, "hourly_usd"),
+            )
+        )
+    glue = data.get("glue") or {}
+    if glue:
+        dpu_price = _number(f"catalog {source}: glue", glue, "dpu_hourly_usd")
+        counts = [int(c) for c in glue.get("worker_counts") or [2, 5, 10, 20, 40]]
+        for index, entry in enumerate(glue.get("workers") or []):
+            where = f"catalog {source}: glue.workers[{index}]"
+            if not isinstance(entry, dict) or not entry.get("name"):
+                raise ConfigError(f"{where}: needs name, vcpu, memory_gib, dpu")
+            base = Option(
+                SizingTarget.GLUE,
+                str(entry["name"]),
+                _number(where, entry, "vcpu"),
+                int(_number(where, entry, "memory_gib") * GIB),
+                0,
+                _number(where, entry, "dpu") * dpu_price,
+            )
+            options.extend(base.with_count(c) for c in counts)
+    pod = data.get("pod") or {}
+    if pod:
+        where = f"catalog {source}: pod"
+        per_cpu = _number(where, pod, "vcpu_hourly_usd")
+        per_gib = _number(where, pod, "gib_hourly_usd")
+        low = _number(where, pod, "min_gib_per_vcpu", 0)
+        high = _number(where, pod, "max_gib_per_vcpu", 1e9)
+        for cpu in pod.get("cpu_steps") or []:
+            for gib in pod.get("memory_gib_steps") or []:
+                if low <= float(gib) / float(cpu) <= high:
+                    memory = int(float(gib) * GIB)
+                    options.append(
+                        Option(
+                            SizingTarget.POD,
+                            pod_name(float(cpu), memory),
+                            float(cpu),
+                            memory,
+                            0,
+                            float(cpu) * per_cpu + float(gib) * per_gib,
+                        )
+                    )
+    defaults = data.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise ConfigError(f"catalog {source}: defaults must map a target to an instance_type")
+    catalog = Catalog(tuple(options), {str(k): dict(v) for k, v in defaults.items()}, source)
+    for target in SizingTarget:
+        if catalog.for_target(target):
+            catalog.default(target)
+    return catalog
+
+
+def _read_yaml(path: Path, what: str) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise ConfigError(f"{what} {path}: cannot read it ({error.strerror}); check the path") from error
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{what} {path}: not valid YAML ({str(error).splitlines()[0]})") from error
+
+
+def load_catalog(path: str | Path | None = None) -> Catalog:
+    """The catalog at ``path`` (or the shipped one)."""
+    chosen = Path(path) if path else DEFAULT_CATALOG
+    return parse_catalog(_read_yaml(chosen, "catalog"), str(chosen))
+
+
+# ----------------------------------------------------------------------------- rules
+
+
+@dataclass(frozen=True)
+class SizeStep:
+    """Inputs up to ``up_to_bytes`` (None: any size) get ``instance_type`` x ``instance_count``."""
+
+    up_to_bytes: int | None
+    instance_type: str
+    instance_count: int = 1
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Size thresholds for tasks matching ``target`` and the ``pipeline``/``task`` globs."""
+
+    target: SizingTarget
+    steps: tuple[SizeStep, ...]
+    pipeline: str = "*"
+    task: str = "*"
+
+    def matches(self, pipeline: str, task: str, target: SizingTarget) -> bool:
+        return (
+            self.target == target
+            and fnmatch.fnmatchcase(pipeline, self.pipeline)
+            and fnmatch.fnmatchcase(task, self.task)
+        )
+
+    def step_for(self, input_bytes: int) -> SizeStep:
+        for step in self.steps:
+            if step.up_to_bytes is None or input_bytes <= step.up_to_bytes:
+                return step
+        return self.steps[-1]
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The policy's knobs and a team's explicit rules (first matching rule wins)."""
+
+    rules: tuple[Rule, ...] = ()
+    headroom: float = 1.3
+    min_history: int = 3
+    memory_quantile: float = 0.95
+    cpu_scaling: float = 0.85
+    process_overhead_bytes: int = 256 * 2**20
+    source: str = "built-in"
+
+    def match(self, pipeline: str, task: str, target: SizingTarget) -> Rule | None:
+        for rule in self.rules:
+            if rule.matches(pipeline, task, target):
+                return rule
+        return None
+
+
+def parse_rules(data: dict[str, Any] | None, catalog: Catalog, source: str = "built-in") -> Rules:
+    """Build :class:`Rules` from YAML, checking every size names a catalog option."""
+    data = data or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"rules {source}: must be a mapping with a 'rules' list")
+    parsed: list[Rule] = []
+    for index, entry in enumerate(data.get("rules") or []):
+        where = f"rules {source}: rules[{index}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: must be a mapping with target and sizes")
+        try:
+            target = SizingTarget(str(entry.get("target", "pod")))
+        except ValueError:
+            raise ConfigError(f"{where}: target {entry.get('target')!r} is not pod, sagemaker or glue") from None
+        steps: list[SizeStep] = []
+        for step_index, size in enumerate(entry.get("sizes") or []):
+            step_where = f"{where}.sizes[{step_index}]"
+            if not isinstance(size, dict) or not size.get("instance_type"):
+                raise ConfigError(f"{step_where}: needs instance_type (and up_to, a size such as 2Gi)")
+            up_to = size.get("up_to")
+            try:
+                up_to_bytes = None if up_to is None else memory_bytes(str(up_to))
+            except QuantityError as error:
+                raise ConfigError(f"{step_where}: up_to {error}") from None
+            count = int(size.get("instance_count", 1))
+            if catalog.find(target, str(size["instance_type"]), count) is None:
+                raise ConfigError(
+                    f"{step_where}: instance_type {size['instance_type']!r} is not in the {target} catalog ({catalog.source})"
+                )
+            steps.append(SizeStep(up_to_bytes, str(size["instance_type"]), count))
+        if not steps:
+            raise ConfigError(f"{where}: sizes is empty; list at least one instance_type")
+        steps.sort(key=lambda s: float("inf") if s.up_to_bytes is None else s.up_to_bytes)
+        parsed.append(Rule(target, tuple(steps), str(entry.get("pipeline", "*")), str(entry.get("task", "*"))))
+    policy = data.get("policy") or {}
+    headroom = float(policy.get("headroom", 1.3))
+    if headroom < 1:
+        raise ConfigError(f"rules {source}: policy.headroom must be >= 1 (1.3 means 30% spare memory)")
+    return Rules(
+        rules=tuple(parsed),
+        headroom=headroom,
+        min_history=max(1, int(policy.get("min_history", 3))),
+        memory_quantile=float(policy.get("memory_quantile", 0.95)),
+        cpu_scaling=float(policy.get("cpu_scaling", 0.85)),
+        process_overhead_bytes=memory_bytes(str(policy.get("process_overhead", "256Mi"))),
+        source=source,
+    )
+
+
+def load_rules(path: str | Path | None = None, catalog: Catalog | None = None) -> Rules:
+    """The rules at ``path`` (or the shipped ones), checked against ``catalog``."""
+    chosen = Path(path) if path else DEFAULT_RULES
+    return parse_rules(_read_yaml(chosen, "rules"), catalog or load_catalog(), str(chosen))

@@ -1,0 +1,60 @@
+"""The control room in-process: the sizing policy over the local SQLite store, no HTTP.
+
+What ``headrace run`` uses on a laptop when no ``control_room_url`` is set: the same decisions the
+service would make, stored in ``<state_dir>/control-room.db`` so history accumulates across local
+runs and ``headrace control-room serve`` can show it later.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from control_room.catalog import load_catalog, load_rules
+from control_room.client import Notifier
+from control_room.sizing import Policy
+from control_room.store import Store
+from steps.contract import Observation, RunEvent, SizingDecision, SizingRequest
+from steps.settings import Settings
+
+log = logging.getLogger("headrace.control_room")
+
+
+class EmbeddedControlRoom:
+    """:class:`steps.contract.ControlRoom` backed by a :class:`Store` and a :class:`Policy`."""
+
+    def __init__(self, store: Store, policy: Policy, notifier: Notifier | None = None) -> None:
+        self.store = store
+        self.policy = policy
+        self.notifier = notifier
+
+    @classmethod
+    def from_settings(cls, settings: Settings, notifier: Notifier | None = None) -> EmbeddedControlRoom:
+        catalog = load_catalog(settings.control_room_catalog or None)
+        rules = load_rules(settings.control_room_rules or None, catalog)
+        store = Store.open(settings.control_room_db or None, settings.state_dir)
+        return cls(store, Policy(catalog, rules), notifier)
+
+    def size(self, request: SizingRequest) -> SizingDecision:
+        decision = self.policy.decide(request, self.store.history(request.pipeline, request.task))
+        self.store.add_decision(request, decision)
+        return decision
+
+    def observe(self, observation: Observation) -> None:
+        try:
+            self.store.add_observation(observation)
+        except Exception as error:  # never fail a pipeline for the control room
+            log.warning("could not record the observation of %s/%s: %s", observation.pipeline, observation.task, error)
+
+    def emit(self, event: RunEvent) -> None:
+        try:
+            self.store.add_event(event)
+        except Exception as error:
+            log.warning("could not record event %s of %s: %s", event.kind, event.run_id, error)
+        if self.notifier is not None:
+            try:
+                self.notifier(event)
+            except Exception as error:
+                log.warning("notifier failed on %s of %s: %s", event.kind, event.run_id, error)
+
+    def close(self) -> None:
+        self.store.close()

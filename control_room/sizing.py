@@ -1,0 +1,409 @@
+"""The sizing policy: from an input size, a catalog and a task's history, the size to run it on.
+
+Pure (no I/O): :meth:`Policy.decide` takes a :class:`~steps.contract.SizingRequest` and the
+task's past :class:`~steps.contract.Observation` s and returns a
+:class:`~steps.contract.SizingDecision` whose ``reason`` is one line a person can check.
+
+How it predicts, in order of trust:
+
+1. **Learned** (``source="policy"``), once a task has ``min_history`` successful runs: peak memory
+   against input size fitted on a log-log scale with Theil-Sen (the median of pairwise slopes, so
+   one odd run does not bend the line), shifted up to a high quantile of the residuals (memory
+   must be covered, not matched on average). Duration is fitted per instance type when that type
+   has enough runs, otherwise from a pooled "vCPU-seconds" model scaled by ``vCPU^cpu_scaling``.
+2. **Declared factor** (``source="policy"``): ``bytes_per_row x rows`` plus a process overhead.
+3. **Rules** (``source="rules"``): the first ``rules.yaml`` rule matching the task.
+4. **Default** (``source="default"``): the task's declared resources, else the catalog's safe
+   default for the target.
+
+Whatever the prediction, every OOM the task had teaches a floor: an OOM at capacity ``S`` with
+input ``N`` means ``memory(N) > S``, scaled to the current input with the fitted slope. A retry
+after an OOM (``previous_outcome="oom"``) always gets more memory than the size that failed.
+Among the options that fit the predicted memory with ``headroom`` and meet the deadline, the
+cheapest predicted cost wins (hourly price when no duration can be predicted).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from control_room.catalog import Catalog, Option, Rules
+from steps.contract import Observation, Outcome, SizingDecision, SizingRequest, SizingTarget
+from steps.quantities import QuantityError, format_cpu, format_memory, memory_bytes
+
+GIB = 2**30
+
+
+# ----------------------------------------------------------------------------- robust fits
+
+
+@dataclass(frozen=True)
+class LogFit:
+    """``log y = intercept + slope * log x``, with ``upper`` added for a high-quantile prediction."""
+
+    intercept: float
+    slope: float
+    r2: float
+    n: int
+    upper: float = 0.0
+
+    def predict(self, x: float, quantile: bool = False) -> float:
+        value = self.intercept + self.slope * math.log(max(x, 1.0))
+        return math.exp(value + (self.upper if quantile else 0.0))
+
+
+def _median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def _quantile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    position = q * (len(ordered) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def theil_sen(xs: Sequence[float], ys: Sequence[float], prior_slope: float = 1.0) -> tuple[float, float]:
+    """Intercept and slope of the Theil-Sen line; ``prior_slope`` when all x are (nearly) equal."""
+    slopes = [
+        (ys[j] - ys[i]) / (xs[j] - xs[i])
+        for i in range(len(xs))
+        for j in range(i + 1, len(xs))
+        if abs(xs[j] - xs[i]) > 1e-3
+    ]
+    slope = _median(slopes) if slopes else prior_slope
+    slope = min(max(slope, 0.0), 2.0)
+    intercept = _median([y - slope * x for x, y in zip(xs, ys, strict=True)])
+    return intercept, slope
+
+
+def fit_log(sizes: Sequence[float], values: Sequence[float], quantile: float = 0.5) -> LogFit | None:
+    """Fit ``values`` against ``sizes`` on log-log scales; None without usable points."""
+    points = [(math.log(s), math.log(v)) for s, v in zip(sizes, values, strict=True) if s > 0 and v > 0]
+    if not points:
+        return None
+    xs = [p[0] for p in points]
+    ys = [p[1] for p in points]
+    intercept, slope = theil_sen(xs, ys)
+    residuals = [y - (intercept + slope * x) for x, y in points]
+    mean = sum(ys) / len(ys)
+    total = sum((y - mean) ** 2 for y in ys)
+    r2 = 1 - sum(r * r for r in residuals) / total if total > 1e-12 else 1.0
+    # Few points say little about the tail: cover the worst one seen, not an interpolated quantile.
+    upper = max(residuals) if len(points) < 10 else _quantile(residuals, quantile)
+    return LogFit(intercept, slope, max(r2, 0.0), len(points), max(upper, 0.0))
+
+
+# ----------------------------------------------------------------------------- formatting
+
+
+def human_bytes(value: float) -> str:
+    """Input sizes in decimal units (what storage consoles show): ``4.2 GB``."""
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if value >= size:
+            return f"{value / size:.1f} {unit}"
+    return f"{int(value)} B"
+
+
+def human_memory(value: float) -> str:
+    """Memory in binary units (what Kubernetes and instance sheets use): ``11.3 GiB``."""
+    if value >= GIB:
+        return f"{value / GIB:.1f} GiB"
+    return f"{value / 2**20:.0f} MiB"
+
+
+def human_duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+# ----------------------------------------------------------------------------- the policy
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What the policy expects of the next attempt, and where the memory figure came from."""
+
+    memory: float | None
+    basis: str
+    source: str  # policy | rules | default
+    memory_fit: LogFit | None = None
+
+
+class Policy:
+    """Chooses sizes from a :class:`Catalog` and :class:`Rules`; stateless between calls."""
+
+    def __init__(self, catalog: Catalog, rules: Rules) -> None:
+        self.catalog = catalog
+        self.rules = rules
+
+    # -- capacities
+
+    def capacity_of(self, observation: Observation) -> int | None:
+        """Memory the attempt had (all workers together); None when it cannot be known."""
+        option = self.catalog.find(observation.target, observation.instance_type, observation.instance_count)
+        if option is not None:
+            return option.total_memory
+        if observation.memory:
+            try:
+                return memory_bytes(observation.memory) * max(1, observation.instance_count)
+            except QuantityError:
+                return None
+        return None
+
+    def _candidates(self, request: SizingRequest) -> list[Option]:
+        options = self.catalog.for_target(request.target)
+        declared = request.declared or {}
+        gpu_needed = int(declared.get("gpu") or 0)
+        declared_type = self.catalog.find(request.target, declared.get("instance_type"))
+        if declared_type is not None and declared_type.gpu:
+            gpu_needed = max(gpu_needed, declared_type.gpu)
+        options = [o for o in options if (o.gpu >= gpu_needed if gpu_needed else o.gpu == 0)]
+        if request.target == SizingTarget.SAGEMAKER:
+            count = max(1, int(declared.get("instance_count") or 1))
+            options = [o.with_count(count) for o in options]
+        return options
+
+    # -- predictions
+
+    def _oom_floor(self, history: Sequence[Observation], input_bytes: int, slope: float) -> tuple[float, str]:
+        """The least memory the OOMs in ``history`` prove the current input needs (0 without OOMs)."""
+        floor = 0.0
+        note = ""
+        for obs in history:
+            if obs.outcome != Outcome.OOM:
+                continue
+            capacity = self.capacity_of(obs)
+            if capacity is None or obs.input_bytes <= 0 or input_bytes <= 0:
+                continue
+            scaled = capacity * (input_bytes / obs.input_bytes) ** slope
+            if scaled > floor:
+                floor = scaled
+                note = f"OOM on {obs.instance_type or human_memory(capacity)} at {human_bytes(obs.input_bytes)}"
+        return floor, note
+
+    def predict_memory(self, request: SizingRequest, history: Sequence[Observation]) -> Prediction:
+        succeeded = [
+            o
+            for o in history
+            if o.outcome == Outcome.SUCCEEDED and (o.peak_memory_bytes or 0) > 0 and o.input_bytes > 0
+        ]
+        where = f"{request.pipeline}/{request.task}"
+        if len(succeeded) >= self.rules.min_history and request.input_bytes > 0:
+            fit = fit_log(
+                [o.input_bytes for o in succeeded],
+                [float(o.peak_memory_bytes or 0) for o in succeeded],
+                self.rules.memory_quantile,
+            )
+            if fit is not None:
+                peak = fit.predict(request.input_bytes, quantile=True)
+                types = sorted({o.instance_type or "?" for o in succeeded[-fit.n :]})
+                on = types[0] if len(types) == 1 else f"{len(types)} types"
+                basis = f"learned peak {human_memory(peak)} from {fit.n} runs on {on} (R² {fit.r2:.2f})"
+                return Prediction(peak, basis, "policy", fit)
+        if request.bytes_per_row and request.input_rows > 0:
+            peak = request.bytes_per_row * request.input_rows + self.rules.process_overhead_bytes
+            basis = (
+                f"declared {request.bytes_per_row:g} bytes/row x {request.input_rows:,} rows = {human_memory(peak)} "
+                f"(no history of {where} yet)"
+            )
+            return Prediction(peak, basis, "policy")
+        history_note = "no history" if not succeeded else f"only {len(succeeded)} run(s) of history"
+        factor_note = "no bytes_per_row" if not request.bytes_per_row else "no row count"
+        return Prediction(None, f"{history_note} and {factor_note} for {where}", "rules")
+
+    def predict_duration(self, history: Sequence[Observation], input_bytes: int, option: Option) -> float | None:
+        """Expected seconds on ``option`` for ``input_bytes``; None without duration history."""
+        if input_bytes <= 0:
+            return None
+        usable = [o for o in history if o.outcome == Outcome.SUCCEEDED and o.duration_seconds > 0 and o.input_bytes > 0]
+        same = [o for o in usable if o.instance_type == option.instance_type and o.instance_count == option.count]
+        if len(same) >= self.rules.min_history:
+            fit = fit_log([o.input_bytes for o in same], [o.duration_seconds for o in same])
+            if fit is not None:
+                return fit.predict(input_bytes)
+        alpha = self.rules.cpu_scaling
+        sizes: list[float] = []
+        work: list[float] = []
+        for obs in usable:
+            ran_on = self.catalog.find(obs.target, obs.instance_type, obs.instance_count)
+            cores = ran_on.total_vcpu if ran_on is not None else _cpu_of(obs)
+            if cores:
+                sizes.append(obs.input_bytes)
+                work.append(obs.duration_seconds * cores**alpha)
+        if len(sizes) < self.rules.min_history:
+            return None
+        fit = fit_log(sizes, work)
+        if fit is None:
+            return None
+        return float(fit.predict(input_bytes) / option.total_vcpu**alpha)
+
+    # -- the decision
+
+    def decide(self, request: SizingRequest, history: Sequence[Observation] = ()) -> SizingDecision:
+        """The size for ``request``, given the task's past observations (any order)."""
+        candidates = self._candidates(request)
+        if not candidates:
+            return SizingDecision(
+                target=request.target,
+                instance_type=str((request.declared or {}).get("instance_type") or ""),
+                reason=f"the catalog has no {request.target} options; using the declared resources",
+                source="default",
+            )
+        prediction = self.predict_memory(request, history)
+        slope = prediction.memory_fit.slope if prediction.memory_fit else 1.0
+        floor, floor_note = self._oom_floor(history, request.input_bytes, slope)
+        failed_capacity = 0
+        if (request.previous_outcome or "").lower() == Outcome.OOM:
+            previous = self.catalog.find(request.target, request.previous_instance_type)
+            if previous is None and request.previous_instance_type is None:
+                previous = self._declared_option(request)
+            if previous is not None:
+                if request.target == SizingTarget.SAGEMAKER:
+                    previous = previous.with_count(max(1, int((request.declared or {}).get("instance_count") or 1)))
+                failed_capacity = previous.total_memory
+                if failed_capacity * 1.1 > floor:
+                    floor = failed_capacity * 1.1
+                    floor_note = f"attempt {request.attempt - 1} ran out of memory on {previous.label}"
+
+        size_text = human_bytes(request.input_bytes) + " input" if request.input_bytes else "input size unknown"
+        if prediction.memory is not None or floor > 0:
+            memory = max(prediction.memory or 0.0, floor)
+            basis = prediction.basis if prediction.memory is not None else floor_note
+            if floor > (prediction.memory or 0.0) and prediction.memory is not None:
+                basis += f", raised to {human_memory(floor)} by {floor_note}"
+            source = prediction.source if prediction.memory is not None else "policy"
+            return self._choose(request, history, candidates, memory, f"{size_text}; {basis}", source, failed_capacity)
+        return self._fallback(request, candidates, f"{size_text}; {prediction.basis}", failed_capacity)
+
+    def _declared_option(self, request: SizingRequest) -> Option | None:
+        declared = request.declared or {}
+        found = self.catalog.find(
+            request.target, declared.get("instance_type"), int(declared.get("instance_count") or 1)
+        )
+        if found is not None or request.target != SizingTarget.POD or not declared.get("memory"):
+            return found
+        try:
+            memory = memory_bytes(str(declared["memory"]))
+        except QuantityError:
+            return None
+        return Option(SizingTarget.POD, "declared", 0.0, memory, 0, 0.0)
+
+    def _choose(
+        self,
+        request: SizingRequest,
+        history: Sequence[Observation],
+        candidates: list[Option],
+        memory: float,
+        basis: str,
+        source: str,
+        failed_capacity: int,
+    ) -> SizingDecision:
+        need = memory * self.rules.headroom
+        headroom_pct = round((self.rules.headroom - 1) * 100)
+        scored: list[tuple[float, Option, float | None, bool, bool]] = []
+        for option in candidates:
+            duration = self.predict_duration(history, request.input_bytes, option)
+            fits = option.total_memory >= need and option.total_memory > failed_capacity
+            on_time = duration is None or request.deadline_seconds is None or duration <= request.deadline_seconds
+            cost = option.total_hourly * duration / 3600 if duration is not None else option.total_hourly
+            scored.append((cost, option, duration, fits, on_time))
+        good = [s for s in scored if s[3] and s[4]]
+        if good:
+            cost, option, duration, _, _ = min(good, key=lambda s: (s[0], s[1].total_memory, s[1].total_hourly))
+            verdict = f"{option.label} is the cheapest that fits with {headroom_pct}% headroom"
+            if request.deadline_seconds is not None and duration is not None:
+                verdict += f" and meets the {human_duration(request.deadline_seconds)} deadline"
+        else:
+            fitting = [s for s in scored if s[3]]
+            if fitting:
+                cost, option, duration, _, _ = min(fitting, key=lambda s: (s[2] or 0.0, s[0]))
+                verdict = (
+                    f"no option meets the {human_duration(request.deadline_seconds or 0)} deadline; "
+                    f"{option.label} is the fastest that fits"
+                )
+            else:
+                cost, option, duration, _, _ = max(scored, key=lambda s: (s[1].total_memory, -s[0]))
+                verdict = f"nothing fits {human_memory(need)}; {option.label} is the largest in the catalog"
+        return self._decision(request, option, memory, duration, basis + "; " + verdict, source)
+
+    def _fallback(
+        self, request: SizingRequest, candidates: list[Option], basis: str, failed_capacity: int
+    ) -> SizingDecision:
+        rule = self.rules.match(request.pipeline, request.task, request.target)
+        option: Option | None = None
+        if rule is not None and request.input_bytes > 0:
+            step = rule.step_for(request.input_bytes)
+            option = self.catalog.find(request.target, step.instance_type, step.instance_count)
+            limit = "any size" if step.up_to_bytes is None else f"<= {human_memory(step.up_to_bytes)}"
+            source = "rules"
+            verdict = f"rule for {request.target} inputs {limit} ({self.rules.source.rsplit('/', 1)[-1]})"
+        if option is None:
+            source = "default"
+            declared = self._declared_option(request)
+            if declared is not None and declared.instance_type != "declared":
+                option, verdict = declared, "the declared size (no matching rule)"
+            else:
+                option = self.catalog.default(request.target)
+                verdict = "the catalog's safe default (no matching rule)"
+                if declared is not None:
+                    option = min(
+                        (o for o in candidates if o.total_memory >= declared.total_memory),
+                        key=lambda o: o.total_hourly,
+                        default=option,
+                    )
+                    verdict = "the cheapest catalog size holding the declared memory (no matching rule)"
+        if option.total_memory <= failed_capacity:
+            bigger = [o for o in candidates if o.total_memory > failed_capacity * 1.1]
+            if bigger:
+                option = min(bigger, key=lambda o: (o.total_hourly, o.total_memory))
+                verdict += f", one size up after an OOM on {human_memory(failed_capacity)}"
+        return self._decision(request, option, None, None, f"{basis}; {option.label}: {verdict}", source)
+
+    def _decision(
+        self,
+        request: SizingRequest,
+        option: Option,
+        memory: float | None,
+        duration: float | None,
+        reason: str,
+        source: str,
+    ) -> SizingDecision:
+        cost = option.total_hourly * duration / 3600 if duration is not None else None
+        tail = f": ${option.total_hourly:.2f}/h"
+        if duration is not None:
+            tail += f", ~{human_duration(duration)}"
+        pod = request.target == SizingTarget.POD
+        return SizingDecision(
+            target=request.target,
+            instance_type=option.instance_type,
+            instance_count=option.count,
+            cpu=format_cpu(option.vcpu) if pod else None,
+            memory=format_memory(option.memory_bytes) if pod else None,
+            predicted_duration_seconds=round(duration, 1) if duration is not None else None,
+            predicted_peak_memory_bytes=int(memory) if memory is not None else None,
+            predicted_cost_usd=round(cost, 4) if cost is not None else None,
+            reason=reason + tail,
+            source=source,
+        )
+
+
+def _cpu_of(observation: Observation) -> float:
+    if not observation.cpu:
+        return 0.0
+    try:
+        from steps.quantities import cpu_cores
+
+        return cpu_cores(observation.cpu) * max(1, observation.instance_count)
+    except QuantityError:
+        return 0.0

@@ -1,0 +1,555 @@
+"""The control room's memory: observations, sizing decisions, run summaries and run events.
+
+SQLAlchemy 2 Core over one declarative :data:`Base` so other control-room modules (the outbox in
+``control_room/outbox.py``) add their tables to the same metadata and the same migrations.
+SQLite by default (``<state_dir>/control-room.db`` in WAL mode: readers never block the writer and
+a killed process loses nothing that was committed), PostgreSQL by URL
+(``postgresql+psycopg://user@host/db``).
+
+Migrations are a small versioned scheme rather than Alembic: a ``schema_version`` table and an
+ordered list of functions. The embedded control room opens (and migrates) its SQLite file at every
+local run, in-process and in milliseconds, without shipping an ``alembic.ini``, an ``env.py`` and a
+migrations folder inside the wheel. A migration either creates tables it names (from ``Base``'s
+metadata) or runs explicit ``ALTER`` statements; each runs in its own transaction and bumps the
+version, so a half-applied upgrade never happens. Tables added to ``Base`` by other modules and
+not yet named by any migration are created by :func:`migrate` as a last step (``checkfirst``).
+
+Every write is idempotent where the API promises it: observations on
+``(pipeline, run_id, task, attempt)``, decisions on the same key (a retried sizing call replaces
+the earlier answer). Writes commit before returning, so a 2xx from the API means the row is on disk.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import DeclarativeBase
+
+from steps.contract import (
+    EventKind,
+    Observation,
+    Outcome,
+    RunEvent,
+    SizingDecision,
+    SizingRequest,
+    SizingTarget,
+    to_dict,
+)
+from steps.errors import ConfigError
+
+DB_FILE = "control-room.db"
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every control-room table; ``Base.metadata`` is the whole schema."""
+
+    metadata = MetaData()
+
+
+metadata = Base.metadata
+
+schema_version = Table(
+    "schema_version",
+    metadata,
+    Column("version", Integer, primary_key=True),
+    Column("description", String(200), nullable=False),
+    Column("applied_at", Float, nullable=False),
+)
+
+observations = Table(
+    "observations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("pipeline", String(100), nullable=False),
+    Column("task", String(100), nullable=False),
+    Column("run_id", String(200), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("outcome", String(20), nullable=False),
+    Column("target", String(20), nullable=False),
+    Column("input_bytes", BigInteger, nullable=False),
+    Column("input_rows", BigInteger, nullable=False),
+    Column("output_bytes", BigInteger, nullable=False),
+    Column("output_rows", BigInteger, nullable=False),
+    Column("instance_type", String(100)),
+    Column("instance_count", Integer, nullable=False),
+    Column("cpu", String(40)),
+    Column("memory", String(40)),
+    Column("duration_seconds", Float, nullable=False),
+    Column("peak_memory_bytes", BigInteger),
+    Column("cost_usd", Float),
+    Column("reason", Text, nullable=False),
+    Column("recorded_at", Float, nullable=False),
+    UniqueConstraint("pipeline", "run_id", "task", "attempt", name="uq_observation_attempt"),
+    Index("ix_observations_task", "pipeline", "task", "recorded_at"),
+)
+
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("pipeline", String(100), nullable=False),
+    Column("task", String(100), nullable=False),
+    Column("run_id", String(200), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("target", String(20), nullable=False),
+    Column("input_bytes", BigInteger, nullable=False),
+    Column("instance_type", String(100), nullable=False),
+    Column("instance_count", Integer, nullable=False),
+    Column("cpu", String(40)),
+    Column("memory", String(40)),
+    Column("predicted_duration_seconds", Float),
+    Column("predicted_peak_memory_bytes", BigInteger),
+    Column("predicted_cost_usd", Float),
+    Column("source", String(20), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("request", JSON, nullable=False),
+    Column("decided_at", Float, nullable=False),
+    UniqueConstraint("pipeline", "run_id", "task", "attempt", name="uq_decision_attempt"),
+    Index("ix_decisions_task", "pipeline", "task", "decided_at"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("pipeline", String(100), primary_key=True),
+    Column("run_id", String(200), primary_key=True),
+    Column("status", String(20), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float),
+    Column("updated_at", Float, nullable=False),
+    Column("url", Text),
+    Index("ix_runs_started", "started_at"),
+)
+
+task_states = Table(
+    "task_states",
+    metadata,
+    Column("pipeline", String(100), primary_key=True),
+    Column("run_id", String(200), primary_key=True),
+    Column("task", String(100), primary_key=True),
+    Column("status", String(20), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("reason", Text, nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("pipeline", String(100), nullable=False),
+    Column("run_id", String(200), nullable=False),
+    Column("task", String(100)),
+    Column("attempt", Integer),
+    Column("kind", String(40), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("received_at", Float, nullable=False),
+    Index("ix_events_run", "pipeline", "run_id", "id"),
+)
+
+
+Migration = tuple[int, str, Callable[[Connection], None]]
+
+
+def _create(*tables: Table) -> Callable[[Connection], None]:
+    def apply(conn: Connection) -> None:
+        metadata.create_all(conn, tables=list(tables), checkfirst=True)
+
+    return apply
+
+
+#: Ordered migrations; append (version, description, function) to change the schema.
+MIGRATIONS: list[Migration] = [
+    (
+        1,
+        "observations, decisions, runs, task states, events",
+        _create(observations, decisions, runs, task_states, events),
+    ),
+]
+
+
+def migrate(engine: Engine) -> int:
+    """Bring the database to the newest schema; returns the version it is at. Safe to run often."""
+    with engine.begin() as conn:
+        metadata.create_all(conn, tables=[schema_version], checkfirst=True)
+    current = current_version(engine)
+    for version, description, apply in sorted(MIGRATIONS, key=lambda m: m[0]):
+        if version <= current:
+            continue
+        with engine.begin() as conn:
+            apply(conn)
+            conn.execute(
+                insert(schema_version).values(version=version, description=description, applied_at=time.time())
+            )
+        current = version
+    with engine.begin() as conn:  # tables other modules added to Base (e.g. the outbox)
+        metadata.create_all(conn, checkfirst=True)
+    return current
+
+
+def current_version(engine: Engine) -> int:
+    with engine.connect() as conn:
+        value = conn.execute(select(func.max(schema_version.c.version))).scalar()
+    return int(value or 0)
+
+
+def database_url(url: str | None = None, state_dir: str | Path = ".headrace") -> str:
+    """The database URL: ``url`` when given, else the SQLite file in the state folder."""
+    if url:
+        return url
+    path = Path(state_dir).resolve() / DB_FILE
+    return f"sqlite:///{path}"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # durable against a killed process in WAL mode
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url`` (SQLite files get WAL mode and their folder created)."""
+    try:
+        parsed = make_url(url)
+    except Exception as error:
+        raise ConfigError(
+            f"control room database {url!r} is not a database URL; use sqlite:///path.db or postgresql+psycopg://user@host/db"
+        ) from error
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def _dialect_insert(conn: Connection, table: Table) -> Any:
+    """An INSERT with ON CONFLICT support for the connection's database."""
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
+        return sqlite.insert(table)
+    raise ConfigError(f"control room database {dialect!r} is not supported; use SQLite or PostgreSQL")
+
+
+def _upsert(conn: Connection, table: Table, values: dict[str, Any], keys: Sequence[str]) -> None:
+    """Insert ``values`` or, when a row with the same ``keys`` exists, update it (one statement)."""
+    statement = _dialect_insert(conn, table).values(**values)
+    updates = {k: statement.excluded[k] for k in values if k not in keys}
+    conn.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=updates))
+
+
+_RUN_STATUS = {
+    EventKind.RUN_STARTED: "running",
+    EventKind.RUN_SUCCEEDED: "succeeded",
+    EventKind.RUN_FAILED: "failed",
+    EventKind.RUN_CANCELLED: "cancelled",
+}
+_TASK_STATUS = {
+    EventKind.TASK_STARTED: "running",
+    EventKind.TASK_SUCCEEDED: "succeeded",
+    EventKind.TASK_FAILED: "failed",
+    EventKind.TASK_RETRYING: "retrying",
+}
+
+
+def observation_from_row(row: Any) -> Observation:
+    m = row._mapping
+    return Observation(
+        pipeline=m["pipeline"],
+        task=m["task"],
+        run_id=m["run_id"],
+        attempt=m["attempt"],
+        outcome=Outcome(m["outcome"]),
+        input_bytes=m["input_bytes"],
+        input_rows=m["input_rows"],
+        output_bytes=m["output_bytes"],
+        output_rows=m["output_rows"],
+        target=SizingTarget(m["target"]),
+        instance_type=m["instance_type"],
+        instance_count=m["instance_count"],
+        cpu=m["cpu"],
+        memory=m["memory"],
+        duration_seconds=m["duration_seconds"],
+        peak_memory_bytes=m["peak_memory_bytes"],
+        cost_usd=m["cost_usd"],
+        reason=m["reason"],
+    )
+
+
+def _row_dict(row: Any) -> dict[str, Any]:
+    return dict(row._mapping)
+
+
+class Store:
+    """All reads and writes of the control room; thread-safe (one engine, short transactions)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.version = migrate(engine)
+
+    @classmethod
+    def open(cls, url: str | None = None, state_dir: str | Path = ".headrace") -> Store:
+        """Open (creating and migrating) the database at ``url`` or the state folder's SQLite file."""
+        return cls(make_engine(database_url(url, state_dir)))
+
+    @property
+    def url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    # ------------------------------------------------------------------ writes
+
+    def add_observation(self, observation: Observation) -> None:
+        """Record one attempt's result; the same (pipeline, run, task, attempt) twice keeps one row."""
+        now = time.time()
+        values = to_dict(observation)
+        values["recorded_at"] = now
+        with self.engine.begin() as conn:
+            _upsert(conn, observations, values, ("pipeline", "run_id", "task", "attempt"))
+            self._touch_run(conn, observation.pipeline, observation.run_id, now)
+
+    def add_decision(self, request: SizingRequest, decision: SizingDecision) -> None:
+        """Store a sizing decision with the request it answered, under the run it belongs to."""
+        now = time.time()
+        values = {
+            "pipeline": request.pipeline,
+            "task": request.task,
+            "run_id": request.run_id,
+            "attempt": request.attempt,
+            "target": str(decision.target),
+            "input_bytes": request.input_bytes,
+            "instance_type": decision.instance_type,
+            "instance_count": decision.instance_count,
+            "cpu": decision.cpu,
+            "memory": decision.memory,
+            "predicted_duration_seconds": decision.predicted_duration_seconds,
+            "predicted_peak_memory_bytes": decision.predicted_peak_memory_bytes,
+            "predicted_cost_usd": decision.predicted_cost_usd,
+            "source": decision.source,
+            "reason": decision.reason,
+            "request": to_dict(request),
+            "decided_at": now,
+        }
+        with self.engine.begin() as conn:
+            _upsert(conn, decisions, values, ("pipeline", "run_id", "task", "attempt"))
+            self._touch_run(conn, request.pipeline, request.run_id, now)
+
+    def add_event(self, run_event: RunEvent) -> int:
+        """Append a run event and fold it into the run and task summaries; returns its id."""
+        now = time.time()
+        at = run_event.at or now
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                insert(events).values(
+                    pipeline=run_event.pipeline,
+                    run_id=run_event.run_id,
+                    task=run_event.task,
+                    attempt=run_event.attempt,
+                    kind=str(run_event.kind),
+                    at=at,
+                    payload=to_dict(run_event),
+                    received_at=now,
+                )
+            )
+            event_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+            self._touch_run(conn, run_event.pipeline, run_event.run_id, at, url=run_event.url)
+            kind = EventKind(run_event.kind)
+            if kind in _RUN_STATUS:
+                changes: dict[str, Any] = {"status": _RUN_STATUS[kind], "updated_at": at}
+                if kind is not EventKind.RUN_STARTED:
+                    changes["finished_at"] = at
+                conn.execute(
+                    runs.update()
+                    .where(runs.c.pipeline == run_event.pipeline, runs.c.run_id == run_event.run_id)
+                    .values(**changes)
+                )
+            if kind in _TASK_STATUS and run_event.task:
+                _upsert(
+                    conn,
+                    task_states,
+                    {
+                        "pipeline": run_event.pipeline,
+                        "run_id": run_event.run_id,
+                        "task": run_event.task,
+                        "status": _TASK_STATUS[kind],
+                        "attempt": run_event.attempt or 1,
+                        "updated_at": at,
+                        "reason": run_event.reason,
+                    },
+                    ("pipeline", "run_id", "task"),
+                )
+        return event_id
+
+    def _touch_run(self, conn: Connection, pipeline: str, run_id: str, at: float, url: str | None = None) -> None:
+        values: dict[str, Any] = {
+            "pipeline": pipeline,
+            "run_id": run_id,
+            "status": "running",
+            "started_at": at,
+            "updated_at": at,
+            "url": url,
+        }
+        statement = _dialect_insert(conn, runs).values(**values)
+        newest = func.greatest if conn.dialect.name == "postgresql" else func.max
+        set_: dict[str, Any] = {"updated_at": newest(runs.c.updated_at, statement.excluded.updated_at)}
+        if url:
+            set_["url"] = statement.excluded.url
+        conn.execute(statement.on_conflict_do_update(index_elements=["pipeline", "run_id"], set_=set_))
+
+    # ------------------------------------------------------------------ reads
+
+    def history(self, pipeline: str, task: str, limit: int = 500) -> list[Observation]:
+        """The newest ``limit`` observations of one task, oldest first (what the policy learns from)."""
+        query = (
+            select(observations)
+            .where(observations.c.pipeline == pipeline, observations.c.task == task)
+            .order_by(observations.c.recorded_at.desc(), observations.c.id.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [observation_from_row(r) for r in reversed(rows)]
+
+    def observations_of_run(self, pipeline: str, run_id: str) -> list[dict[str, Any]]:
+        query = (
+            select(observations)
+            .where(observations.c.pipeline == pipeline, observations.c.run_id == run_id)
+            .order_by(observations.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [_row_dict(r) for r in conn.execute(query)]
+
+    def count_observations(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(observations)).scalar() or 0)
+
+    def decisions(
+        self, pipeline: str | None = None, task: str | None = None, run_id: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Decisions, newest first, optionally for one pipeline, task or run."""
+        query = select(decisions).order_by(decisions.c.decided_at.desc(), decisions.c.id.desc()).limit(limit)
+        if pipeline:
+            query = query.where(decisions.c.pipeline == pipeline)
+        if task:
+            query = query.where(decisions.c.task == task)
+        if run_id:
+            query = query.where(decisions.c.run_id == run_id)
+        with self.engine.connect() as conn:
+            return [_row_dict(r) for r in conn.execute(query)]
+
+    def runs(self, pipeline: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Run summaries, newest first."""
+        query = select(runs).order_by(runs.c.started_at.desc()).limit(limit)
+        if pipeline:
+            query = query.where(runs.c.pipeline == pipeline)
+        with self.engine.connect() as conn:
+            return [_row_dict(r) for r in conn.execute(query)]
+
+    def run(self, run_id: str, pipeline: str | None = None) -> dict[str, Any] | None:
+        """One run with its tasks, observations, decisions and events; None when unknown."""
+        query = select(runs).where(runs.c.run_id == run_id)
+        if pipeline:
+            query = query.where(runs.c.pipeline == pipeline)
+        with self.engine.connect() as conn:
+            row = conn.execute(query.order_by(runs.c.started_at.desc())).first()
+            if row is None:
+                return None
+            summary = _row_dict(row)
+            summary["tasks"] = [
+                _row_dict(r)
+                for r in conn.execute(
+                    select(task_states)
+                    .where(task_states.c.pipeline == summary["pipeline"], task_states.c.run_id == run_id)
+                    .order_by(task_states.c.updated_at)
+                )
+            ]
+            summary["events"] = [
+                {**_row_dict(r)["payload"], "id": r.id}
+                for r in conn.execute(
+                    select(events)
+                    .where(events.c.pipeline == summary["pipeline"], events.c.run_id == run_id)
+                    .order_by(events.c.id)
+                )
+            ]
+        summary["observations"] = self.observations_of_run(summary["pipeline"], run_id)
+        summary["decisions"] = list(reversed(self.decisions(pipeline=summary["pipeline"], run_id=run_id, limit=1000)))
+        return summary
+
+    def task_series(self, limit_per_task: int = 60) -> dict[tuple[str, str], list[dict[str, Any]]]:
+        """Per (pipeline, task): its recent decisions joined with the observed outcome, oldest first.
+
+        What the page charts: input size over runs, the chosen size and its cost.
+        """
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(decisions).order_by(decisions.c.decided_at, decisions.c.id)).all()
+            outcomes = {
+                (r.pipeline, r.run_id, r.task, r.attempt): (r.outcome, r.cost_usd, r.peak_memory_bytes)
+                for r in conn.execute(
+                    select(
+                        observations.c.pipeline,
+                        observations.c.run_id,
+                        observations.c.task,
+                        observations.c.attempt,
+                        observations.c.outcome,
+                        observations.c.cost_usd,
+                        observations.c.peak_memory_bytes,
+                    )
+                )
+            }
+        series: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for row in rows:
+            item = _row_dict(row)
+            outcome = outcomes.get((row.pipeline, row.run_id, row.task, row.attempt))
+            item["outcome"] = outcome[0] if outcome else None
+            item["cost_usd"] = outcome[1] if outcome else None
+            item["peak_memory_bytes"] = outcome[2] if outcome else None
+            series.setdefault((row.pipeline, row.task), []).append(item)
+        return {key: items[-limit_per_task:] for key, items in series.items()}
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
