@@ -1,0 +1,156 @@
+"""The control room's page: per task, input size over runs with the chosen size and its cost.
+
+Rendered on the server as one self-contained HTML document with inline SVG (the cluster's network
+is often closed: no CDN, no script). Every chart element carries its real values in ``data-``
+attributes and an SVG ``<title>`` so a hover shows them and a test can read them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+from typing import Any
+
+from control_room.catalog import Catalog
+from control_room.sizing import human_bytes, human_memory
+from control_room.store import Store
+
+WIDTH, HEIGHT = 720, 220
+LEFT, RIGHT, TOP, BOTTOM = 64, 64, 16, 40
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:24px;color:#1d2330;background:#fafbfc}
+h1{font-size:22px;margin:0 0 4px} h2{font-size:16px;margin:28px 0 6px} .muted{color:#6b7280}
+.card{background:#fff;border:1px solid #e5e7eb;border-radius:8px;padding:12px 16px;margin:12px 0}
+table{border-collapse:collapse;width:100%;font-size:13px} th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #eee;vertical-align:top}
+th{color:#6b7280;font-weight:600} .input-bar{fill:#93c5fd} .cost-line{fill:none;stroke:#b45309;stroke-width:2}
+.cost-point{fill:#b45309} .oom{fill:#dc2626} .axis{stroke:#9ca3af} .label{font-size:11px;fill:#4b5563}
+.legend span{display:inline-block;margin-right:16px;font-size:12px} .swatch{display:inline-block;width:10px;height:10px;margin-right:4px}
+code{font-size:12px}
+"""
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _capacity(catalog: Catalog, item: dict[str, Any]) -> int | None:
+    option = catalog.find(item["target"], item["instance_type"], item["instance_count"])
+    return option.total_memory if option is not None else None
+
+
+def _cost(item: dict[str, Any]) -> float | None:
+    observed = item.get("cost_usd")
+    return float(observed) if observed is not None else item.get("predicted_cost_usd")
+
+
+def chart(pipeline: str, task: str, items: list[dict[str, Any]], catalog: Catalog) -> str:
+    """One task's SVG: input bytes as bars (left axis), cost per run as a line (right axis)."""
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    max_input = max((i["input_bytes"] for i in items), default=0) or 1
+    costs = [c for c in (_cost(i) for i in items) if c is not None]
+    max_cost = max(costs, default=0.0) or 1.0
+    step = plot_w / max(len(items), 1)
+    bar_w = max(2.0, step * 0.6)
+    parts = [
+        f'<svg class="task-chart" data-pipeline="{_e(pipeline)}" data-task="{_e(task)}" '
+        f'width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+        f'aria-label="input size and cost per run of {_e(pipeline)}/{_e(task)}">',
+        f'<line class="axis" x1="{LEFT}" y1="{TOP + plot_h}" x2="{LEFT + plot_w}" y2="{TOP + plot_h}"/>',
+        f'<text class="label" x="{LEFT - 6}" y="{TOP + 10}" text-anchor="end">{_e(human_bytes(max_input))}</text>',
+        f'<text class="label" x="{LEFT - 6}" y="{TOP + plot_h}" text-anchor="end">0</text>',
+        f'<text class="label" x="{LEFT + plot_w + 6}" y="{TOP + 10}">${max_cost:.2f}</text>',
+        f'<text class="label" x="{LEFT + plot_w + 6}" y="{TOP + plot_h}">$0</text>',
+    ]
+    points: list[tuple[float, float]] = []
+    for index, item in enumerate(items):
+        x = LEFT + step * index + (step - bar_w) / 2
+        height = plot_h * item["input_bytes"] / max_input
+        capacity = _capacity(catalog, item)
+        size = (
+            f"{item['instance_count']}x {item['instance_type']}"
+            if item["instance_count"] > 1
+            else item["instance_type"]
+        )
+        title = f"run {item['run_id']}: input {human_bytes(item['input_bytes'])}, size {size}" + (
+            f" ({human_memory(capacity)})" if capacity else ""
+        )
+        outcome = item.get("outcome") or ""
+        parts.append(
+            f'<rect class="input-bar{" oom" if outcome == "oom" else ""}" x="{x:.1f}" y="{TOP + plot_h - height:.1f}" '
+            f'width="{bar_w:.1f}" height="{height:.1f}" data-run-id="{_e(item["run_id"])}" '
+            f'data-input-bytes="{item["input_bytes"]}" data-instance-type="{_e(item["instance_type"])}" '
+            f'data-instance-count="{item["instance_count"]}" data-capacity-bytes="{capacity or ""}" '
+            f'data-outcome="{_e(outcome)}"><title>{_e(title)}</title></rect>'
+        )
+        if len(items) <= 16:
+            parts.append(
+                f'<text class="label" x="{x + bar_w / 2:.1f}" y="{TOP + plot_h + 14}" text-anchor="middle">'
+                f"{_e(item['instance_type'])}</text>"
+            )
+        cost = _cost(item)
+        if cost is not None:
+            cx = x + bar_w / 2
+            cy = TOP + plot_h - plot_h * cost / max_cost
+            points.append((cx, cy))
+            cost_title = f"run {item['run_id']}: {size}, ${cost:.4f}"
+            parts.append(
+                f'<circle class="cost-point" cx="{cx:.1f}" cy="{cy:.1f}" r="3.5" data-run-id="{_e(item["run_id"])}" '
+                f'data-cost-usd="{cost:.4f}" data-instance-type="{_e(item["instance_type"])}">'
+                f"<title>{_e(cost_title)}</title></circle>"
+            )
+    if len(points) > 1:
+        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+        parts.insert(len(parts) - len(points), f'<polyline class="cost-line" points="{path}"/>')
+    parts.append(f'<text class="label" x="{LEFT}" y="{HEIGHT - 4}">runs, oldest to newest ({len(items)})</text></svg>')
+    return "".join(parts)
+
+
+def _when(timestamp: float) -> str:
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def render_page(store: Store, catalog: Catalog, decisions_shown: int = 25) -> str:
+    """The whole page as HTML."""
+    series = store.task_series()
+    sections: list[str] = []
+    for (pipeline, task), items in sorted(series.items()):
+        total = sum(c for c in (_cost(i) for i in items) if c is not None)
+        sections.append(
+            f'<div class="card task" data-pipeline="{_e(pipeline)}" data-task="{_e(task)}">'
+            f"<h2>{_e(pipeline)} / {_e(task)}</h2>"
+            f'<div class="muted">{len(items)} sized runs, ${total:.2f} in total; last: '
+            f"{_e(items[-1]['reason'])}</div>"
+            f"{chart(pipeline, task, items, catalog)}</div>"
+        )
+    rows = []
+    for item in store.decisions(limit=decisions_shown):
+        cost = item.get("predicted_cost_usd")
+        size = (
+            f"{item['instance_count']}x {item['instance_type']}"
+            if item["instance_count"] > 1
+            else item["instance_type"]
+        )
+        rows.append(
+            f'<tr class="decision" data-run-id="{_e(item["run_id"])}"><td>{_e(_when(item["decided_at"]))}</td>'
+            f"<td>{_e(item['pipeline'])}</td><td>{_e(item['task'])}</td><td>{_e(item['run_id'])}</td>"
+            f"<td>{_e(human_bytes(item['input_bytes']))}</td><td><code>{_e(size)}</code></td>"
+            f"<td>{'' if cost is None else f'${cost:.4f}'}</td><td>{_e(item['source'])}</td>"
+            f'<td class="reason">{_e(item["reason"])}</td></tr>'
+        )
+    body = "".join(sections) or '<p class="muted">No sized runs yet: run a pipeline with sizing="auto" tasks.</p>'
+    table = (
+        "<table><thead><tr><th>when (UTC)</th><th>pipeline</th><th>task</th><th>run</th><th>input</th>"
+        "<th>size</th><th>predicted cost</th><th>source</th><th>reason</th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
+    )
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>headrace control room</title>'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style></head><body>'
+        "<h1>headrace control room</h1>"
+        '<div class="legend muted"><span><i class="swatch" style="background:#93c5fd"></i>input size</span>'
+        '<span><i class="swatch" style="background:#b45309"></i>cost per run (observed, else predicted)</span>'
+        '<span><i class="swatch" style="background:#dc2626"></i>ran out of memory</span></div>'
+        f'{body}<h2>Last decisions</h2><div class="card">{table}</div></body></html>'
+    )
