@@ -1,0 +1,161 @@
+"""``python -m steps size MODULE:PIPELINE TASK --run-id R ...``: the sizing node before an auto-sized task.
+
+In Argo, a ``sizing="auto"`` task is preceded by this small pod. It builds a
+:class:`~steps.contract.SizingRequest` from the task's declaration (target, declared resources,
+timeout, ``bytes_per_row``) and the sizes of its inputs, asks the control room, prints the reason
+(it shows in the Argo UI's logs) and writes the answer as output-parameter files in
+``--outputs-dir``:
+
+- ``decision``: the :class:`~steps.contract.SizingDecision` JSON (passed to the task's ``--sizing``);
+- ``pod-spec-patch``: JSON for the task's ``podSpecPatch`` (requests and memory limit of ``main``);
+- ``instance-type`` and ``instance-count``: for SageMaker/Glue arguments;
+- ``cpu`` and ``memory``: the pod quantities, empty when not a pod.
+
+It always exits 0: when the control room is down, or even when the pipeline cannot be loaded,
+the files carry the declared resources (or nothing) and the task itself runs, or fails with its
+own error. The control room never fails a pipeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from steps.contract import (
+    ArtifactRef,
+    EventKind,
+    RunEvent,
+    SizingDecision,
+    SizingRequest,
+    SizingTarget,
+)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", help="MODULE:PIPELINE")
+    parser.add_argument("task")
+    parser.add_argument("--run-id", required=True)
+    parser.add_argument("--attempt", type=int, default=1)
+    parser.add_argument("--input", action="append", default=[], help="TASK.OUTPUT=<reference JSON>")
+    parser.add_argument("--previous-outcome", default="", help="how the previous attempt ended (e.g. oom)")
+    parser.add_argument("--previous-instance-type", default="", help="the size the previous attempt ran on")
+    parser.add_argument("--outputs-dir", required=True, help="write Argo output parameter files here")
+
+
+def _log(message: str) -> None:
+    print(f"[headrace] {message}", file=sys.stderr, flush=True)
+
+
+def build_request(
+    pipeline: Any,
+    task_name: str,
+    run_id: str,
+    attempt: int,
+    inputs: dict[tuple[str, str], ArtifactRef],
+    previous_outcome: str | None = None,
+    previous_instance_type: str | None = None,
+) -> SizingRequest:
+    """The request for ``task_name`` of ``pipeline``: its declaration plus the summed input sizes."""
+    task = pipeline.task(task_name)
+    resources = task.resources.to_dict() if hasattr(task.resources, "to_dict") else dict(task.resources or {})
+    return SizingRequest(
+        pipeline=str(pipeline.name),
+        task=str(task.name),
+        run_id=run_id,
+        target=SizingTarget(str(getattr(task, "target", SizingTarget.POD))),
+        input_bytes=sum(max(0, ref.bytes) for ref in inputs.values()),
+        input_rows=sum(max(0, ref.rows or 0) for ref in inputs.values()),
+        attempt=attempt,
+        declared=resources,
+        deadline_seconds=getattr(task, "timeout_seconds", None),
+        bytes_per_row=getattr(task, "bytes_per_row", None),
+        previous_outcome=previous_outcome or None,
+        previous_instance_type=previous_instance_type or None,
+    )
+
+
+def pod_spec_patch(decision: SizingDecision) -> dict[str, Any]:
+    """The ``podSpecPatch`` for the task's ``main`` container: requests, and a memory limit equal to
+    the request (a predictable OOM beats a noisy neighbour); no CPU limit (throttling hurts more)."""
+    if decision.target != SizingTarget.POD or not (decision.cpu or decision.memory):
+        return {}
+    requests: dict[str, str] = {}
+    limits: dict[str, str] = {}
+    if decision.cpu:
+        requests["cpu"] = decision.cpu
+    if decision.memory:
+        requests["memory"] = decision.memory
+        limits["memory"] = decision.memory
+    resources: dict[str, Any] = {"requests": requests}
+    if limits:
+        resources["limits"] = limits
+    return {"containers": [{"name": "main", "resources": resources}]}
+
+
+def write_files(directory: Path, decision: SizingDecision | None) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {
+        "decision": json.dumps(decision.to_dict(), sort_keys=True) if decision else "",
+        "pod-spec-patch": json.dumps(pod_spec_patch(decision) if decision else {}, sort_keys=True),
+        "instance-type": decision.instance_type if decision else "",
+        "instance-count": str(decision.instance_count if decision else 1),
+        "cpu": (decision.cpu or "") if decision else "",
+        "memory": (decision.memory or "") if decision else "",
+    }
+    for name, content in files.items():
+        (directory / name).write_text(content)
+
+
+def main(args: argparse.Namespace) -> int:
+    outputs_dir = Path(args.outputs_dir)
+    try:
+        from control_room.client import connect, declared_decision, size_with_fallback
+        from steps.entrypoint import parse_inputs
+        from steps.loader import load_object
+        from steps.settings import load_settings
+
+        pipeline = load_object(args.spec)
+        request = build_request(
+            pipeline,
+            args.task,
+            args.run_id,
+            args.attempt,
+            parse_inputs(args.input),
+            args.previous_outcome,
+            args.previous_instance_type,
+        )
+    except Exception as error:  # the task itself will report a broken pipeline; sizing never fails
+        _log(f"sizing {args.task}: cannot build the request ({error}); the task runs with its declared resources")
+        write_files(outputs_dir, None)
+        return 0
+    try:
+        room = connect(load_settings())
+    except Exception as error:
+        decision = declared_decision(request, f"control room not configured correctly ({error})")
+        _log(f"sizing {request.pipeline}/{request.task}: {decision.reason}")
+        write_files(outputs_dir, decision)
+        return 0
+    decision = size_with_fallback(room, request, _log)
+    write_files(outputs_dir, decision)
+    if decision.source != "declared":
+        try:
+            room.emit(
+                RunEvent(
+                    kind=EventKind.SIZING_DECIDED,
+                    pipeline=request.pipeline,
+                    run_id=request.run_id,
+                    task=request.task,
+                    attempt=request.attempt,
+                    at=time.time(),
+                    reason=decision.reason,
+                    sizing=decision.to_dict(),
+                    source="entrypoint",
+                )
+            )
+        except Exception as error:
+            _log(f"could not report the sizing event ({error})")
+    return 0
