@@ -1,0 +1,353 @@
+"""The one notifier: every :class:`~steps.contract.RunEvent` becomes Slack messages and Datadog metrics.
+
+Runners, the in-pod entrypoint (through the control room's API), the watcher and the exit handler
+all emit the same events; this module decides what people see:
+
+- **Slack, bot token**: one message per run in its pipeline's channel, kept current with
+  ``chat.update``; task successes, failures and retries as thread replies under it; the run's
+  failure also broadcast to the channel with the configured mentions.
+- **Slack, incoming webhook**: webhooks can neither thread nor update, so only run starts, run ends
+  and task failures are posted, each as its own message.
+- **Datadog**: see ``docs/metrics.md``.
+- **Console** (the local default, with no Slack and no Datadog): one rich line per event.
+
+Slack messages go through the outbox (:mod:`control_room.outbox`) so an outage never fails or
+blocks a pipeline; :meth:`Notifier.__call__` never raises.
+
+Channel per pipeline, highest first: the pipeline's ``Notify(slack_channel=...)`` (registered
+with :meth:`Notifier.register`), then ``slack_channels`` (``"recipes=#ml-recipes, churn=#ml"``),
+then ``slack_channel``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from steps.contract import EventKind, Observation, RunEvent
+from steps.errors import ConfigError
+from steps.settings import Settings
+from steps.slack import (
+    RunSummary,
+    SlackSender,
+    argo_url,
+    format_bytes,
+    format_duration,
+    format_size,
+    reply_message,
+    webhook_message,
+)
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from sqlalchemy import Engine
+
+    from control_room.outbox import Outbox, OutboxDrainer
+    from steps.datadog import Metrics
+
+log = logging.getLogger("headrace.notify")
+
+FAILURE_KINDS = frozenset({EventKind.TASK_FAILED, EventKind.RUN_FAILED})
+_TRUE = ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one pipeline's events go and how."""
+
+    channel: str
+    failures_only: bool = False
+    mentions: tuple[str, ...] = ()
+
+
+def parse_channels(text: str) -> dict[str, str]:
+    """``"recipes=#ml-recipes, churn=#ml"`` → ``{"recipes": "#ml-recipes", "churn": "#ml"}``."""
+    mapping: dict[str, str] = {}
+    for item in text.replace(";", ",").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        pipeline, sep, channel = item.partition("=")
+        if not sep or not pipeline.strip() or not channel.strip():
+            raise ConfigError(
+                f'slack_channels: {item!r} is not PIPELINE=CHANNEL; write e.g. slack_channels = "recipes=#ml-recipes"'
+            )
+        mapping[pipeline.strip()] = channel.strip()
+    return mapping
+
+
+def _mentions(text: str) -> tuple[str, ...]:
+    return tuple(m.strip() for m in text.split(",") if m.strip())
+
+
+def reply_key(event: RunEvent) -> str:
+    """The idempotency key of an event's Slack message: one per (run, kind, task, attempt)."""
+    return f"{event.pipeline}/{event.run_id}/{event.kind.value}/{event.task or ''}/{event.attempt or ''}"
+
+
+class Notifier:
+    """Consumes :class:`RunEvent` s; plug it wherever events are produced (``notifier(event)``).
+
+    ``slack`` and ``outbox`` go together (bot token or webhook); ``metrics`` is a
+    :class:`steps.datadog.Metrics`; ``console`` prints one line per event when given.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        slack: SlackSender | None = None,
+        outbox: Outbox | None = None,
+        metrics: Metrics | None = None,
+        console: Console | None = None,
+        drainer: OutboxDrainer | None = None,
+    ) -> None:
+        if slack is not None and outbox is None:
+            from control_room.outbox import Outbox
+            from control_room.store import database_url, make_engine
+
+            outbox = Outbox(make_engine(database_url(settings.control_room_db, settings.state_dir)))
+        if slack is not None and outbox is not None and drainer is None:
+            from control_room.outbox import OutboxDrainer
+
+            drainer = OutboxDrainer(outbox, slack)
+        self.settings = settings
+        self.slack = slack
+        self.outbox = outbox
+        self.drainer = drainer
+        self.metrics = metrics
+        self.console = console
+        self.channels = parse_channels(settings.slack_channels)
+        self.failures_only = settings.slack_failures_only.strip().lower() in _TRUE
+        self.mentions = _mentions(settings.slack_mentions)
+        self._routes: dict[str, Route] = {}
+        self._warned: set[str] = set()
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ configuration
+
+    def register(self, pipeline: Any) -> None:
+        """Use a pipeline's ``notify`` (channel, failures-only, mentions) for its events.
+
+        Duck-typed on ``pipeline.name`` and ``pipeline.notify`` so the control room needs no
+        import of the pipeline model.
+        """
+        notify = getattr(pipeline, "notify", None)
+        if notify is None:
+            return
+        channel = (
+            getattr(notify, "slack_channel", None) or self.channels.get(pipeline.name) or self.settings.slack_channel
+        )
+        self._routes[pipeline.name] = Route(
+            channel=channel or "",
+            failures_only=bool(getattr(notify, "failures_only", False)) or self.failures_only,
+            mentions=tuple(getattr(notify, "mentions", ()) or ()) or self.mentions,
+        )
+
+    def route(self, pipeline: str) -> Route:
+        if pipeline in self._routes:
+            return self._routes[pipeline]
+        return Route(
+            channel=self.channels.get(pipeline) or self.settings.slack_channel,
+            failures_only=self.failures_only,
+            mentions=self.mentions,
+        )
+
+    # ------------------------------------------------------------------ events
+
+    def __call__(self, event: RunEvent) -> None:
+        """Notify about one event. Never raises: a notification problem must not fail a run."""
+        for name, part in (("metrics", self._metrics), ("slack", self._slack), ("console", self._console)):
+            try:
+                part(event)
+            except Exception as error:
+                self._warn_once(
+                    name, f"notify: {name} failed for {event.kind.value} of {event.pipeline}/{event.run_id}: {error}"
+                )
+
+    def observe(self, observation: Observation, predicted_cost_usd: float | None = None) -> None:
+        """Task metrics only observations carry (actual cost, peak memory). Never raises."""
+        if self.metrics is None:
+            return
+        try:
+            self.metrics.observation(observation, predicted_cost_usd=predicted_cost_usd)
+        except Exception as error:
+            self._warn_once("observe", f"notify: metrics failed for an observation: {error}")
+
+    def _metrics(self, event: RunEvent) -> None:
+        if self.metrics is not None:
+            self.metrics.event(event)
+
+    def _slack(self, event: RunEvent) -> None:
+        if self.slack is None or self.outbox is None:
+            return
+        route = self.route(event.pipeline)
+        if not route.channel:
+            self._warn_once(
+                f"channel:{event.pipeline}",
+                f"slack: no channel for pipeline {event.pipeline!r}; set slack_channel, slack_channels or "
+                "Notify(slack_channel=...)",
+            )
+            return
+        if route.failures_only and event.kind not in FAILURE_KINDS:
+            return
+        run_key = f"{event.pipeline}/{event.run_id}"
+        default_url = argo_url(self.settings.argo_ui_url, self.settings.argo_namespace, event.run_id)
+        mentions = list(route.mentions)
+
+        def change(old: RunSummary | None) -> RunSummary:
+            base = old or RunSummary(pipeline=event.pipeline, run_id=event.run_id, mentions=mentions)
+            return base.apply(event, default_url=default_url)
+
+        if self.slack.threads:
+            self.outbox.apply_parent(run_key, route.channel, change)
+            message = reply_message(event, mentions=route.mentions)
+            if message is not None:
+                self.outbox.enqueue(reply_key(event), run_key, "reply", route.channel, message)
+        else:
+            from control_room.outbox import WEBHOOK
+
+            # The summary is still folded (no message of its own) so run ends show sizes and duration.
+            summary = self.outbox.apply_parent(run_key, route.channel, change, post=False)
+            if summary is None:  # pragma: no cover - change() always returns a summary
+                return
+            webhook = webhook_message(event, summary, mentions=route.mentions)
+            if webhook is not None:
+                self.outbox.enqueue(reply_key(event), run_key, WEBHOOK, route.channel, webhook)
+        if self.drainer is not None:
+            self.drainer.wake()
+
+    def _console(self, event: RunEvent) -> None:
+        if self.console is None or event.kind is EventKind.TASK_STARTED:
+            return
+        self.console.print(console_line(event), highlight=False)
+
+    def _warn_once(self, key: str, message: str) -> None:
+        with self._lock:
+            if key in self._warned:
+                return
+            self._warned.add(key)
+        log.warning("%s", message)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Start the background outbox drain (the control room service calls this at start-up)."""
+        if self.drainer is not None:
+            self.drainer.start()
+
+    def flush(self) -> int:
+        """Send what is queued now (a local run calls this before it exits); returns how many."""
+        return self.drainer.drain() if self.drainer is not None else 0
+
+    def close(self) -> None:
+        if self.drainer is not None:
+            self.drainer.stop()
+            self.drainer.drain()
+        if self.metrics is not None:
+            self.metrics.close()
+
+
+_STYLE = {
+    EventKind.RUN_STARTED: ("▶", "bold"),
+    EventKind.RUN_SUCCEEDED: ("✔", "bold green"),
+    EventKind.RUN_FAILED: ("✘", "bold red"),
+    EventKind.RUN_CANCELLED: ("■", "yellow"),
+    EventKind.TASK_STARTED: ("·", "dim"),
+    EventKind.TASK_SUCCEEDED: ("✔", "green"),
+    EventKind.TASK_FAILED: ("✘", "red"),
+    EventKind.TASK_RETRYING: ("↻", "yellow"),
+    EventKind.SIZING_DECIDED: ("⚖", "cyan"),
+}
+
+
+def console_line(event: RunEvent) -> str:
+    """One rich-markup line per event for a terminal (the local profile's notifier)."""
+    from rich.markup import escape
+
+    symbol, style = _STYLE.get(event.kind, ("·", ""))
+    who = f"{event.pipeline}/{event.run_id}" + (f" {event.task}" if event.task else "")
+    what = event.kind.value
+    facts: list[str] = []
+    if event.attempt and event.attempt > 1:
+        facts.append(f"attempt {event.attempt}")
+    if event.duration_seconds is not None:
+        facts.append(format_duration(event.duration_seconds))
+    if event.output_bytes is not None:
+        facts.append(format_bytes(event.output_bytes))
+    if event.output_rows is not None:
+        facts.append(f"{event.output_rows:,} rows")
+    size = format_size(event.sizing)
+    if size:
+        facts.append(size)
+    if event.reason:
+        facts.append(event.reason)
+    tail = f" — {escape(', '.join(facts))}" if facts else ""
+    return f"[{style}]{symbol} {escape(what)}[/] {escape(who)}{tail}"
+
+
+def _want_datadog(settings: Settings, environ: Any) -> bool:
+    choice = settings.datadog.strip().lower()
+    if choice:
+        return choice in _TRUE
+    return bool(environ.get("DD_AGENT_HOST") or environ.get("DD_DOGSTATSD_URL")) or settings.profile == "aws"
+
+
+def build_notifier(
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    console: Console | None = None,
+    check: bool = True,
+    environ: Any = None,
+    start: bool = False,
+) -> Notifier:
+    """The notifier the settings ask for: Slack (bot token or webhook) and/or Datadog, else console.
+
+    With a bot token, ``auth.test`` runs now (``check``): an invalid token is a
+    :class:`~steps.errors.ConfigError` at start-up ("slack_token: invalid_auth ..."), not a
+    silent failure at the first run. ``engine`` is the control room store's engine (the outbox's
+    table lives there); without one the state folder's database is used.
+    """
+    env = os.environ if environ is None else environ
+    slack: SlackSender | None = None
+    if settings.slack_token or settings.slack_webhook_url:
+        slack = SlackSender(
+            token=settings.slack_token, webhook_url=settings.slack_webhook_url, base_url=settings.slack_api_url
+        )
+        if check:
+            slack.check()
+    outbox = None
+    if slack is not None:
+        from control_room.outbox import Outbox
+        from control_room.store import database_url, make_engine
+
+        outbox = Outbox(engine or make_engine(database_url(settings.control_room_db, settings.state_dir)))
+    metrics = None
+    if _want_datadog(settings, env):
+        from steps.datadog import Metrics
+
+        metrics = Metrics(environ=env)
+    if console is None and slack is None and metrics is None:
+        from rich.console import Console
+
+        console = Console(stderr=True)
+    notifier = Notifier(settings, slack=slack, outbox=outbox, metrics=metrics, console=console)
+    if start:
+        notifier.start()
+    return notifier
+
+
+def notify_all(notifiers: Iterable[Callable[[RunEvent], None]]) -> Callable[[RunEvent], None]:
+    """Fan one event out to several notifiers (e.g. the control room's and a test's)."""
+    chosen = list(notifiers)
+
+    def notify(event: RunEvent) -> None:
+        for notifier in chosen:
+            notifier(event)
+
+    return notify
