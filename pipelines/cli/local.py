@@ -42,6 +42,15 @@ def _control_room(settings: Settings) -> ControlRoom | None:
         return None
 
 
+def _close(room: ControlRoom | None) -> None:
+    close = getattr(room, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:  # closing a control room never changes a run's outcome
+            return
+
+
 def _exit_for(summary: RunSummary) -> None:
     from pipelines.local.view import render_summary
 
@@ -89,16 +98,20 @@ def register(app: typer.Typer) -> None:
         pipeline = load_pipeline(spec)
         params = params_from(param)
         settings = settings_from()
-        summary = run_pipeline(
-            pipeline,
-            spec=spec,
-            params=params,
-            settings=settings,
-            parallel=parallel or None,
-            in_process=in_process,
-            live=True,
-            control_room=_control_room(settings),
-        )
+        room = _control_room(settings)
+        try:
+            summary = run_pipeline(
+                pipeline,
+                spec=spec,
+                params=params,
+                settings=settings,
+                parallel=parallel or None,
+                in_process=in_process,
+                live=True,
+                control_room=room,
+            )
+        finally:
+            _close(room)
         _exit_for(summary)
 
     @app.command("resume")
@@ -124,18 +137,22 @@ def register(app: typer.Typer) -> None:
         if record.runner_alive:
             fail(f"run {run_id}: still running (runner pid {record.pid}); wait for it or stop it before resuming")
         pipeline = _load_recorded(record)
-        summary = run_pipeline(
-            pipeline,
-            spec=record.spec,
-            params=params,
-            settings=settings,
-            parallel=parallel or None,
-            in_process=in_process,
-            live=True,
-            resume_run_id=run_id,
-            control_room=_control_room(settings),
-            cwd=record.cwd or None,
-        )
+        room = _control_room(settings)
+        try:
+            summary = run_pipeline(
+                pipeline,
+                spec=record.spec,
+                params=params,
+                settings=settings,
+                parallel=parallel or None,
+                in_process=in_process,
+                live=True,
+                resume_run_id=run_id,
+                control_room=room,
+                cwd=record.cwd or None,
+            )
+        finally:
+            _close(room)
         _exit_for(summary)
 
     @runs_app.command("list")
@@ -259,7 +276,9 @@ def _argo_logs(run_id: str, task: str | None, follow: bool, settings: Settings) 
         from pipelines.argo.logs import stream_logs  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         fail(f"run {run_id}: not a local run, and Argo logs are not available yet (pipelines.argo.logs missing)")
-    stream_logs(run_id, task=task, follow=follow, settings=settings)
+    for line in stream_logs(run_id, task=task, follow=follow, settings=settings):
+        sys.stdout.write(line if line.endswith("\n") else line + "\n")
+        sys.stdout.flush()
 
 
 def _latest_logs(store: RunStore, run_id: str, task: str | None) -> dict[str, str]:

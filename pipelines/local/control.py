@@ -56,10 +56,14 @@ def size(room: ControlRoom, request: SizingRequest) -> SizingDecision:
         except Exception as error:
             return declared_decision(request, f"{type(error).__name__}: {error}")
     try:
-        decision: SizingDecision = size_with_fallback(room, request)
+        decision: SizingDecision = size_with_fallback(room, request, log_line=_quiet)
         return decision
     except Exception as error:
         return declared_decision(request, f"{type(error).__name__}: {error}")
+
+
+def _quiet(line: str) -> None:
+    """The live view shows the decision; a stderr line would tear it."""
 
 
 def observe(room: ControlRoom | None, observation: Observation) -> None:

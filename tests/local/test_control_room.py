@@ -1,0 +1,170 @@
+"""The runner and the control room: sizing before auto-sized tasks, observations, run events."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from pipelines.cli import app
+from pipelines.runs import RunStore
+from steps.contract import EventKind, Observation, Outcome, RunEvent, SizingDecision, SizingRequest, SizingTarget
+
+
+class RecordingRoom:
+    """A control room that answers from a function and keeps everything it was told."""
+
+    def __init__(self, decide: Callable[[SizingRequest], SizingDecision] | None = None) -> None:
+        self.decide = decide or (lambda r: SizingDecision(SizingTarget.POD, "m5.large", memory="2Gi", reason="test"))
+        self.requests: list[SizingRequest] = []
+        self.observations: list[Observation] = []
+        self.events: list[RunEvent] = []
+
+    def size(self, request: SizingRequest) -> SizingDecision:
+        self.requests.append(request)
+        return self.decide(request)
+
+    def observe(self, observation: Observation) -> None:
+        self.observations.append(observation)
+
+    def emit(self, event: RunEvent) -> None:
+        self.events.append(event)
+
+
+class BrokenRoom:
+    def size(self, request: SizingRequest) -> SizingDecision:
+        raise ConnectionError("control room is down")
+
+    def observe(self, observation: Observation) -> None:
+        raise ConnectionError("control room is down")
+
+    def emit(self, event: RunEvent) -> None:
+        raise ConnectionError("control room is down")
+
+
+SIZED = """
+@step
+def extract():
+    return {"rows": list(range(1000))}
+
+@step(sizing="auto", resources=Resources(cpu="1", memory="1Gi"), timeout="5m", bytes_per_row=100)
+def train(data, ctx):
+    return {"instance": ctx.instance_type(None), "memory": ctx.sizing.memory if ctx.sizing else None}
+
+with Pipeline("sized") as pipeline:
+    train(data=extract())
+"""
+
+
+@pytest.mark.parametrize("in_process", [False, True], ids=["subprocess", "in-process"])
+def test_auto_sized_task_gets_the_decision_and_every_attempt_is_observed(
+    flow: Callable[[str], str], run: Callable[..., Any], store: RunStore, in_process: bool
+) -> None:
+    room = RecordingRoom()
+    summary = run(flow(SIZED), control_room=room, in_process=in_process)
+    assert summary.status == "succeeded"
+    (request,) = room.requests  # extract is static: never sized
+    extract_out = summary.tasks["extract"].outputs["result"]
+    assert request.task == "train" and request.input_bytes == extract_out.bytes and request.input_bytes > 0
+    assert request.declared == {"cpu": "1", "memory": "1Gi", "instance_count": 1}
+    assert request.deadline_seconds == 300 and request.bytes_per_row == 100 and request.previous_outcome is None
+    train_out = Path(summary.tasks["train"].outputs["result"].uri.removeprefix("file://")).read_text()
+    assert '"instance": "m5.large"' in train_out and '"memory": "2Gi"' in train_out
+    assert store.attempts(summary.run_id, "train")[0].sizing["instance_type"] == "m5.large"
+    assert [(o.task, o.outcome) for o in room.observations] == [
+        ("extract", Outcome.SUCCEEDED),
+        ("train", Outcome.SUCCEEDED),
+    ]
+    observed = room.observations[1]
+    assert observed.input_bytes == extract_out.bytes and observed.instance_type == "m5.large"
+    assert observed.output_bytes > 0 and observed.duration_seconds > 0 and observed.peak_memory_bytes
+    kinds = [e.kind for e in room.events]
+    assert kinds[0] == EventKind.RUN_STARTED and kinds[-1] == EventKind.RUN_SUCCEEDED
+    assert kinds.count(EventKind.TASK_STARTED) == 2 and kinds.count(EventKind.TASK_SUCCEEDED) == 2
+    sized = [e for e in room.events if e.kind == EventKind.SIZING_DECIDED]
+    assert len(sized) == 1 and sized[0].sizing is not None and sized[0].sizing["instance_type"] == "m5.large"
+
+
+GREEDY = """
+@step(sizing="auto", retry=Retry(limit=1, backoff=Backoff(duration="0.1s")))
+def greedy():
+    hoard = bytearray(1024**3)
+    return len(hoard)
+
+with Pipeline("greedy") as pipeline:
+    greedy()
+"""
+
+
+def test_decided_memory_limits_the_process_and_an_oom_asks_for_a_bigger_size(
+    flow: Callable[[str], str], run: Callable[..., Any], store: RunStore
+) -> None:
+    def decide(request: SizingRequest) -> SizingDecision:
+        if request.previous_outcome == "oom":
+            return SizingDecision(SizingTarget.POD, "pod-large", memory="4Gi", reason="escalated after OOM")
+        return SizingDecision(SizingTarget.POD, "pod-small", memory="64Mi", reason="tiny input")
+
+    room = RecordingRoom(decide)
+    summary = run(flow(GREEDY), control_room=room)
+    assert summary.status == "succeeded"
+    attempts = store.attempts(summary.run_id, "greedy")
+    assert [(a.status, a.sizing["instance_type"]) for a in attempts] == [
+        ("oom", "pod-small"),
+        ("succeeded", "pod-large"),
+    ]
+    assert room.requests[1].previous_outcome == "oom" and room.requests[1].previous_instance_type == "pod-small"
+    assert [o.outcome for o in room.observations] == [Outcome.OOM, Outcome.SUCCEEDED]
+    retrying = [e for e in room.events if e.kind == EventKind.TASK_RETRYING]
+    assert len(retrying) == 1 and retrying[0].reason.startswith("OOMKilled")
+
+
+FAILS = """
+@step
+def boom():
+    print("last words", flush=True)
+    raise RuntimeError("no data for this day")
+
+with Pipeline("fails") as pipeline:
+    boom()
+"""
+
+
+def test_task_failure_event_carries_the_reason_and_the_last_log_lines(
+    flow: Callable[[str], str], run: Callable[..., Any]
+) -> None:
+    room = RecordingRoom()
+    summary = run(flow(FAILS), control_room=room)
+    assert summary.status == "failed"
+    (failed,) = [e for e in room.events if e.kind == EventKind.TASK_FAILED]
+    assert failed.task == "boom" and failed.reason == "exit code 1: RuntimeError: no data for this day"
+    assert "last words" in failed.log_tail and any("RuntimeError" in line for line in failed.log_tail)
+    assert room.events[-1].kind == EventKind.RUN_FAILED and "boom" in room.events[-1].reason
+    assert room.observations[0].outcome == Outcome.FAILED
+
+
+def test_a_control_room_that_is_down_never_fails_the_run(
+    flow: Callable[[str], str], run: Callable[..., Any], store: RunStore
+) -> None:
+    summary = run(flow(SIZED), control_room=BrokenRoom(), in_process=True)
+    assert summary.status == "succeeded"
+    sizing = store.attempts(summary.run_id, "train")[0].sizing
+    assert sizing is not None and sizing["source"] == "declared" and sizing["memory"] == "1Gi"
+    assert "control room is down" in sizing["reason"]
+
+
+def test_headrace_run_sizes_with_the_embedded_control_room_by_default(
+    flow: Callable[[str], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: RunStore
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["run", flow(SIZED), "--in-process"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    (record,) = store.list_runs(pipeline="sized")
+    sizing = store.attempts(record.id, "train")[0].sizing
+    assert sizing is not None and sizing["source"] != "declared", sizing
+    from control_room.store import Store
+
+    history = Store.open(None, str(tmp_path / ".headrace")).history("sized", "train")
+    assert history, "the embedded control room kept no observation of the run"
