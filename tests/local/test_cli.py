@@ -100,7 +100,7 @@ def test_ctrl_c_stops_running_tasks_and_marks_the_run_cancelled(
     _wait_for(tmp_path / "second.pid")
     task_pid = int((tmp_path / "second.pid").read_text())
     runner.send_signal(signal.SIGINT)
-    out, err = runner.communicate(timeout=20)
+    out, _err = runner.communicate(timeout=20)
     assert runner.returncode == 130
     assert "cancelled" in out
     assert _gone(task_pid)
