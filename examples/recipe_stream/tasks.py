@@ -1,0 +1,152 @@
+"""The recipe stream's own steps: sample data, weekly training, per-class follow-ups.
+
+The heavy lifting is done by headrace's backends (BigQuery, SageMaker, Glue, Athena); these are
+the few functions a team writes around them. Each takes the task's
+:class:`~steps.context.StepContext` and stays small enough to read in one sitting.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from steps.context import StepContext
+from steps.contract import ArtifactRef
+from steps.errors import NotFoundError, UserError
+from steps.values import Artifact, write_value
+
+if TYPE_CHECKING:  # pandas is imported by the steps that use it: the entrypoint stays light
+    import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+MODEL_SOURCE = HERE / "model"
+RETRAIN_CHOICES = ("weekly", "always", "never")
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+#: What each predicted outcome triggers downstream, and the in-memory work per item behind it.
+FOLLOW_UPS: dict[str, str] = {
+    "cook": "shopping-lists",  # ingredient lists and store availability for each recipe
+    "save": "reminders",  # a reminder push to the users who saved it
+    "skip": "refresh",  # queue the recipe's photo and title for an editorial refresh
+}
+
+
+def local_tables_dir(ctx: StepContext) -> Path:
+    """The folder local BigQuery/Athena SQL reads tables from (``settings.local_tables``, else
+    ``<state_dir>/tables``)."""
+    configured = ctx.settings.local_tables
+    return Path(configured).expanduser() if configured else ctx.settings.state_path / "tables"
+
+
+def sample_data(ctx: StepContext, rows: int, seed: int) -> dict[str, Any]:
+    """Write yesterday's events and today's items to the local warehouse (local profile only).
+
+    On the embedded default there is no warehouse, so this task writes the day's partitions the
+    extract SQL reads, deterministically from ``(run_date, rows, seed)``. On the aws profile the
+    real warehouse already holds them and the task only says so.
+    """
+    if not ctx.is_local:
+        ctx.log.info("profile %s reads the real warehouse; no sample data written", ctx.profile)
+        return {"written": False, "profile": ctx.profile, "tables": {}}
+    if rows < 1:
+        raise UserError(f"pipeline {ctx.pipeline}, task {ctx.task}: parameter sample_rows is {rows}; give 1 or more")
+    from . import data
+
+    root = local_tables_dir(ctx)
+    ctx.progress(0, 2, f"writing {rows:,} rows a table under {root}")
+    written = data.write_day(root, ctx.run_date, rows, seed)
+    ctx.progress(2, 2, "sample data ready")
+    tables = {t.name: {"path": str(t.path), "rows": t.rows, "classes": t.classes} for t in written}
+    ctx.record(sample_rows=rows, sample_seed=seed)
+    return {"written": True, "profile": ctx.profile, "root": str(root), "tables": tables}
+
+
+def _latest_model_key(ctx: StepContext) -> str:
+    return f"{ctx.pipeline}/models/latest.json"
+
+
+def train_due(retrain: str, train_weekday: str, weekday: str, have_model: bool) -> tuple[bool, str]:
+    """Whether this run trains, and why in a few words (kept with the run record)."""
+    if retrain not in RETRAIN_CHOICES:
+        raise UserError(f"parameter retrain: {retrain!r} is not one of {', '.join(RETRAIN_CHOICES)}")
+    if train_weekday.lower() not in WEEKDAYS:
+        raise UserError(f"parameter train_weekday: {train_weekday!r} is not a weekday name such as monday")
+    if retrain == "always":
+        return True, "retrain=always"
+    if not have_model:
+        if retrain == "never":
+            raise NotFoundError("parameter retrain=never, but no model was trained yet; run once with retrain=always")
+        return True, "no model trained yet"
+    if retrain == "weekly" and weekday == train_weekday.lower():
+        return True, f"weekly retrain on {weekday}"
+    return False, f"reusing the latest model (retrain={retrain}, trains on {train_weekday.lower()}s)"
+
+
+def train_model(ctx: StepContext, data: Artifact, retrain: str, train_weekday: str) -> ArtifactRef:
+    """Train the outcome classifier on SageMaker once a week; other days reuse the latest model.
+
+    Training is the expensive step and the catalogue's features move slowly, so a daily retrain
+    buys little. The latest model's reference is kept under ``<pipeline>/models/latest.json`` in
+    the artifact store, on both profiles.
+    """
+    from steps import sagemaker
+
+    store = ctx.store
+    latest = store.uri_for(_latest_model_key(ctx))
+    have_model = store.exists(latest)
+    due, why = train_due(retrain, train_weekday, ctx.run_date.strftime("%A").lower(), have_model)
+    ctx.record(trained=due, train_decision=why)
+    if not due:
+        ctx.log.info("%s", why)
+        return ArtifactRef.from_dict(json.loads(store.read_bytes(latest)))
+    model = sagemaker.train(
+        ctx,
+        entry_point="train.py",
+        source_dir=str(MODEL_SOURCE),
+        data=data,
+        framework="sklearn",
+        framework_version="1.2-1",
+        instance_type="ml.m5.large",
+        hyperparameters={"max_iter": 40, "label": "outcome", "seed": 7},
+        max_runtime="30m",
+    )
+    store.put_bytes(json.dumps(model.to_dict(), sort_keys=True).encode(), _latest_model_key(ctx), format="json")
+    return model
+
+
+def follow_up(ctx: StepContext, items: pd.DataFrame, outcome: str) -> dict[str, Any]:
+    """Turn one class's items into that class's work list, at the size the control room chose.
+
+    ``items`` is the class's share of today's catalogue, so its size (and this task's memory)
+    follows the day's class mix. The report says what was done, on what size and why; the
+    summary task reads it.
+    """
+    action = FOLLOW_UPS.get(outcome)
+    if action is None:
+        raise UserError(
+            f"pipeline {ctx.pipeline}, task {ctx.task}: outcome {outcome!r} is not one of {', '.join(FOLLOW_UPS)}"
+        )
+    import pandas as pd
+
+    ordered = items.sort_values(["confidence", "recipe_id"], ascending=[False, True], kind="stable")
+    actions = pd.DataFrame(
+        {
+            "recipe_id": ordered["recipe_id"].to_numpy(),
+            "action": action,
+            "priority": range(1, len(ordered) + 1),
+            "confidence": ordered["confidence"].to_numpy(),
+        }
+    )
+    ctx.progress(len(actions), max(len(actions), 1), f"{len(actions):,} {action}")
+    stored = write_value(ctx.store, ctx.output_key("actions"), actions)
+    sizing = ctx.sizing
+    size = {
+        "instance_type": sizing.instance_type if sizing else None,
+        "cpu": sizing.cpu if sizing else ctx.resources.get("cpu"),
+        "memory": sizing.memory if sizing else ctx.resources.get("memory"),
+        "reason": sizing.reason if sizing else "declared resources (not sized)",
+        "source": sizing.source if sizing else "declared",
+    }
+    report = {"outcome": outcome, "action": action, "rows": len(actions), "output": stored.uri, "size": size}
+    return {"actions": stored, "report": report}
