@@ -1,0 +1,487 @@
+"""Batch inference: one scoring function, run by Glue (PySpark) in the cloud or locally.
+
+The user writes ``score(batch: pandas.DataFrame, model) -> pandas.DataFrame``; :func:`batch_infer`
+runs it over every row of a Parquet input and returns the scored Parquet dataset (a folder of part
+files) with its size and row count.
+
+* **aws profile**: the job script (:mod:`steps.glue_script`, a plain ``SparkSession`` program) is
+  uploaded under the run's artifact prefix with a zip of the user's module and the few headrace
+  modules the script needs (``--extra-py-files``). The Glue job ``headrace-<pipeline>-<task>`` is
+  created or updated (Glue 5.0, worker type and count from the control room when sized), a run is
+  started (or, on a retry of the same attempt, the earlier run is attached to), polled with backoff
+  and mapped through :data:`GLUE_STATES`. Success is proven by the ``_rows`` file the script writes
+  last; the bytes are the sum of the output objects. A scoring module may list pip requirements in
+  a module attribute ``glue_python_modules = ["scikit-learn==1.5.2"]`` (sent as
+  ``--additional-python-modules``).
+* **local profile**: the Arrow engine (:mod:`steps.batch_local`, parallel worker processes,
+  memory bounded by the batch size). ``HEADRACE_GLUE_ENGINE=spark`` runs the generated Glue script
+  itself on local Spark (the ``[spark]`` extra and Java 17) through :func:`run_script_locally`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+import zipfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from steps.batch_local import ScoreResult, score_parquet
+from steps.context import StepContext
+from steps.contract import ArtifactRef
+from steps.errors import ConfigError, HandoffFailed, NotFoundError, StepFailed, UserError
+from steps.glue_script import ROWS_FILE
+from steps.handoff import Phase, phase_of, poll
+
+#: Every Glue JobRunState (API reference, JobRun.JobRunState) mapped to ours.
+GLUE_STATES: dict[str, Phase] = {
+    "WAITING": Phase.PENDING,
+    "STARTING": Phase.PENDING,
+    "RUNNING": Phase.RUNNING,
+    "STOPPING": Phase.RUNNING,
+    "SUCCEEDED": Phase.SUCCEEDED,
+    "STOPPED": Phase.CANCELLED,
+    "FAILED": Phase.FAILED,
+    "ERROR": Phase.FAILED,
+    "EXPIRED": Phase.FAILED,
+    "TIMEOUT": Phase.TIMEOUT,
+}
+GLUE_VERSION = "5.0"
+#: headrace modules the job script imports on Glue, shipped in the ``--extra-py-files`` zip.
+SHIPPED_MODULES = ("__init__.py", "errors.py", "model_io.py", "glue_script.py")
+ENGINES = ("arrow", "spark")
+
+ScoreFunction = Callable[[Any, Any], Any]
+
+
+def batch_infer(
+    ctx: StepContext,
+    score: ScoreFunction | str,
+    model: Any,
+    data: Any,
+    worker_type: str = "G.1X",
+    number_of_workers: int = 2,
+    batch_size: int = 65536,
+    output_schema: dict[str, str] | None = None,
+) -> ArtifactRef:
+    """Score every row of ``data`` with ``score(batch, model)``; returns the output Parquet dataset.
+
+    ``model`` and ``data`` are upstream outputs (or references, or local paths). ``output_schema``
+    (``{"column": "double"}``) is checked on every batch; without it the schema the function returns
+    for the input's first rows is the contract. See the module docstring for the two sides.
+    """
+    where = f"pipeline {ctx.pipeline}, task {ctx.task}"
+    if not callable(score) and not isinstance(score, str):
+        raise UserError(f"{where}: score must be a function or 'module:function', got {type(score).__name__}")
+    model_ref, data_ref = _as_ref(model, "model", where), _as_ref(data, "data", where)
+    if ctx.is_local:
+        return _run_local(ctx, score, model_ref, data_ref, batch_size, output_schema)
+    return _run_glue(ctx, score, model_ref, data_ref, worker_type, number_of_workers, batch_size, output_schema)
+
+
+batch_infer.__headrace_target__ = "glue"  # type: ignore[attr-defined]
+
+
+def _as_ref(value: Any, name: str, where: str) -> ArtifactRef:
+    if isinstance(value, ArtifactRef):
+        return value
+    ref = getattr(value, "ref", None)
+    if isinstance(ref, ArtifactRef):
+        return ref
+    if isinstance(value, str | Path):
+        text = str(value)
+        if "://" not in text:
+            path = Path(text).resolve()
+            if not path.exists():
+                raise NotFoundError(f"{where}: {name} {text}: not found; give an upstream output or an existing path")
+            text = path.as_uri()
+        return ArtifactRef(text, 0)
+    raise UserError(f"{where}: {name} must be an upstream output, an artifact reference or a path")
+
+
+# ----------------------------------------------------------------------------- local side
+
+
+def engine() -> str:
+    """The local engine: ``HEADRACE_GLUE_ENGINE`` = ``arrow`` (default) or ``spark``."""
+    chosen = os.environ.get("HEADRACE_GLUE_ENGINE", "arrow").strip().lower() or "arrow"
+    if chosen not in ENGINES:
+        raise ConfigError(f"HEADRACE_GLUE_ENGINE: {chosen!r} is not an engine; use arrow or spark")
+    return chosen
+
+
+def _run_local(
+    ctx: StepContext,
+    score: ScoreFunction | str,
+    model: ArtifactRef,
+    data: ArtifactRef,
+    batch_size: int,
+    output_schema: dict[str, str] | None,
+) -> ArtifactRef:
+    from steps.artifacts import LocalStore
+
+    model_path = ctx.artifact(model).local_path()
+    data_path = ctx.artifact(data).local_path()
+    key = ctx.output_key("scores")
+    store = ctx.store
+    local_store = isinstance(store, LocalStore)
+    target = store.path / key if isinstance(store, LocalStore) else Path(tempfile.mkdtemp(prefix="headrace-")) / "out"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    chosen = engine()
+    if chosen == "spark":
+        result = run_script_locally(
+            data_path, target, score, model_path, batch_size=batch_size, output_schema=output_schema
+        )
+    else:
+        result = score_parquet(
+            data_path,
+            target,
+            score,
+            model_path,
+            batch_size=batch_size,
+            output_schema=output_schema,
+            progress=ctx.progress,
+        )
+    ctx.record(batch_engine=chosen, batch_rows=result.rows, batch_size=batch_size)
+    ctx.log.info("scored %d rows into %s (%s engine)", result.rows, target, chosen)
+    if local_store:
+        return ArtifactRef(target.as_uri(), result.bytes, result.rows, "parquet")
+    stored = store.put_file(target, key, rows=result.rows, format="parquet")
+    shutil.rmtree(target.parent, ignore_errors=True)
+    return ArtifactRef(stored.uri, result.bytes, result.rows, "parquet")
+
+
+def score_reference(score: ScoreFunction | str) -> tuple[str, Path | None]:
+    """How a job script finds ``score``: (``module:function``, the file or package to ship).
+
+    A function defined in a script run as ``__main__`` is named by its file's stem, which is how
+    it imports once that file is shipped. A string is returned as is, with its module's source.
+    """
+    if isinstance(score, str):
+        module_name = score.partition(":")[0]
+        if module_name.endswith(".py"):
+            path = Path(module_name)
+            return f"{path.stem}:{score.partition(':')[2]}", path
+        try:
+            spec = importlib.util.find_spec(module_name.split(".")[0])
+        except (ImportError, ValueError):
+            spec = None
+        origin = Path(spec.origin) if spec and spec.origin else None
+        return score, (origin.parent if origin and origin.name == "__init__.py" else origin)
+    module_name = getattr(score, "__module__", "") or ""
+    qualname = getattr(score, "__qualname__", "")
+    if "<locals>" in qualname or "<lambda>" in qualname or not module_name:
+        raise UserError(f"score {qualname or score!r}: must be a module-level function, so Glue workers can import it")
+    try:
+        file = Path(inspect.getfile(score)).resolve()
+    except (TypeError, OSError):
+        file = None
+    if module_name == "__main__":
+        if file is None:
+            raise UserError("score: a function typed into an interactive session can not be shipped; put it in a file")
+        return f"{file.stem}:{qualname}", file
+    top = sys.modules.get(module_name.split(".")[0])
+    top_file = getattr(top, "__file__", None)
+    if top_file and Path(top_file).name == "__init__.py":
+        return f"{module_name}:{qualname}", Path(top_file).resolve().parent
+    return f"{module_name}:{qualname}", file
+
+
+def _python_path(shipped: Path | None) -> str:
+    roots = [str(Path(__file__).resolve().parent.parent)]
+    if shipped is not None:
+        roots.insert(0, str(shipped.parent))
+    existing = os.environ.get("PYTHONPATH", "")
+    return os.pathsep.join([*roots, existing] if existing else roots)
+
+
+def run_script_locally(
+    source: Path,
+    output: Path,
+    score: ScoreFunction | str,
+    model_path: Path,
+    *,
+    batch_size: int = 65536,
+    output_schema: Mapping[str, str] | None = None,
+    master: str = "local[2]",
+    conf: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+) -> ScoreResult:
+    """Run the generated Glue job script itself on local Spark, in a subprocess.
+
+    The same program Glue runs, with ``--spark-master`` added; output lands under a ``.partial-``
+    name and is renamed only on success. Spark's log goes to this process's stderr; on failure the
+    last lines (the Python error from the scoring function included) are in the raised error.
+    """
+    spec, shipped = score_reference(score)
+    settings = {
+        "spark.sql.shuffle.partitions": "2",
+        "spark.ui.enabled": "false",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        **dict(conf or {}),
+    }
+    staging = output.parent / f".partial-{output.name}-{uuid.uuid4().hex[:8]}"
+    command = [
+        sys.executable,
+        str(Path(__file__).with_name("glue_script.py")),
+        "--input",
+        str(source),
+        "--output",
+        str(staging),
+        "--model",
+        str(model_path),
+        "--score",
+        spec,
+        "--batch-size",
+        str(batch_size),
+        "--spark-master",
+        master,
+        *[arg for key, value in settings.items() for arg in ("--spark-conf", f"{key}={value}")],
+    ]
+    if output_schema:
+        command += ["--output-schema", json.dumps(dict(output_schema))]
+    env = {**os.environ, "PYTHONPATH": _python_path(shipped), "PYSPARK_PYTHON": sys.executable}
+    try:
+        completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise StepFailed(f"local Spark run exceeded {timeout} s") from error
+    if completed.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        tail = _error_lines(completed.stderr + completed.stdout)
+        raise HandoffFailed(
+            f"local Spark run of the Glue script failed (exit {completed.returncode}): {tail}", reason=tail
+        )
+    rows = int((staging / ROWS_FILE).read_text())
+    if output.exists():
+        shutil.rmtree(output)
+    os.replace(staging, output)
+    size = sum(p.stat().st_size for p in output.iterdir() if p.suffix == ".parquet")
+    return ScoreResult(output, rows, size)
+
+
+def _error_lines(text: str) -> str:
+    """The most telling line of a Spark/Python failure: our own error if present, else the tail."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if "UserError:" in line or "NotFoundError:" in line:
+            return line.split("Error: ", 1)[-1]
+    return " | ".join(lines[-5:])
+
+
+# ----------------------------------------------------------------------------- Glue side
+
+
+def job_name(pipeline: str, task: str) -> str:
+    """One Glue job per pipeline task (runs of every run id share it): ``headrace-<pipeline>-<task>``."""
+    name = f"headrace-{pipeline}-{task}"
+    return name[:255]
+
+
+def _run_glue(
+    ctx: StepContext,
+    score: ScoreFunction | str,
+    model: ArtifactRef,
+    data: ArtifactRef,
+    worker_type: str,
+    number_of_workers: int,
+    batch_size: int,
+    output_schema: dict[str, str] | None,
+) -> ArtifactRef:
+    from steps.aws import client, translate
+
+    where = f"pipeline {ctx.pipeline}, task {ctx.task}"
+    role = ctx.settings.glue_role_arn
+    if not role:
+        raise ConfigError(
+            f"{where}: glue_role_arn is not set; set HEADRACE_GLUE_ROLE_ARN=arn:aws:iam::<account>:role/<role> "
+            "or glue_role_arn in headrace.toml"
+        )
+    for name, ref in (("model", model), ("data", data)):
+        if not ref.uri.startswith("s3://"):
+            raise UserError(
+                f"{where}: {name} {ref.uri} is not on S3; on the aws profile inputs must be s3:// artifacts"
+            )
+    spec, shipped = score_reference(score)
+    chosen_type = ctx.instance_type(worker_type) or worker_type
+    workers = ctx.instance_count(number_of_workers)
+    output_uri = ctx.store.uri_for(ctx.output_key("scores")).rstrip("/")
+    token = f"{ctx.run_id}/{ctx.task}/{ctx.attempt}"
+    glue = client("glue", ctx.settings)
+    name = job_name(ctx.pipeline, ctx.task)
+
+    arguments = {
+        "--input": data.uri,
+        "--output": output_uri,
+        "--model": model.uri,
+        "--score": spec,
+        "--batch-size": str(batch_size),
+        "--headrace-attempt": token,
+    }
+    if output_schema:
+        arguments["--output-schema"] = json.dumps(output_schema)
+    try:
+        run_id = _existing_run(glue, name, token)
+        if run_id:
+            ctx.log.info("attaching to Glue run %s of job %s (started by an earlier try)", run_id, name)
+        else:
+            script_uri, zip_uri = _upload_code(ctx, shipped)
+            modules = _python_modules(spec)
+            _create_or_update_job(glue, name, role, script_uri, zip_uri, modules, chosen_type, workers)
+            run_id = glue.start_job_run(
+                JobName=name, Arguments=arguments, WorkerType=chosen_type, NumberOfWorkers=workers
+            )["JobRunId"]
+            ctx.log.info("started Glue run %s of job %s on %d x %s", run_id, name, workers, chosen_type)
+    except Exception as error:
+        if isinstance(error, HandoffFailed | UserError):
+            raise
+        raise translate(error, f"{where}: glue job {name}") from error
+    ctx.record(
+        glue_job=name, glue_run_id=run_id, worker_type=chosen_type, number_of_workers=workers, batch_size=batch_size
+    )
+    final = wait_for_run(ctx, glue, name, run_id)
+    state = final["JobRunState"]
+    if GLUE_STATES.get(state) is not Phase.SUCCEEDED:
+        reason = final.get("ErrorMessage") or state
+        raise HandoffFailed(f"{where}: Glue run {run_id} of job {name} ended {state}: {reason}", reason=reason)
+    rows, size = output_size(ctx, output_uri)
+    return ArtifactRef(output_uri + "/", size, rows, "parquet")
+
+
+def _existing_run(glue: Any, name: str, token: str) -> str | None:
+    """The run this attempt already started (a retried pod attaches instead of starting twice)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        runs = glue.get_job_runs(JobName=name, MaxResults=50).get("JobRuns", [])
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "EntityNotFoundException":
+            return None
+        raise
+    for run in runs:
+        phase = GLUE_STATES.get(run.get("JobRunState", ""), Phase.RUNNING)
+        if run.get("Arguments", {}).get("--headrace-attempt") == token and phase in (
+            Phase.PENDING,
+            Phase.RUNNING,
+            Phase.SUCCEEDED,
+        ):
+            return str(run["Id"])
+    return None
+
+
+def _upload_code(ctx: StepContext, shipped: Path | None) -> tuple[str, str]:
+    here = Path(__file__).resolve().parent
+    with tempfile.TemporaryDirectory(prefix="headrace-glue-") as tmp:
+        bundle = Path(tmp) / "headrace_job.zip"
+        with zipfile.ZipFile(bundle, "w", zipfile.ZIP_DEFLATED) as archive:
+            for name in SHIPPED_MODULES:
+                archive.write(here / name, f"steps/{name}")
+            if shipped is not None and shipped.is_dir():
+                for path in sorted(shipped.rglob("*.py")):
+                    archive.write(path, str(Path(shipped.name) / path.relative_to(shipped)))
+            elif shipped is not None:
+                archive.write(shipped, shipped.name)
+        script = ctx.store.put_file(here / "glue_script.py", ctx.output_key("glue/glue_script.py"))
+        code = ctx.store.put_file(bundle, ctx.output_key("glue/headrace_job.zip"))
+    return script.uri, code.uri
+
+
+def _python_modules(spec: str) -> list[str]:
+    from steps.glue_script import load_callable
+
+    module_name = spec.partition(":")[0]
+    module = sys.modules.get(module_name)
+    if module is None:
+        try:
+            module = sys.modules[load_callable(spec).__module__]
+        except (UserError, KeyError):
+            return []
+    return [str(item) for item in getattr(module, "glue_python_modules", [])]
+
+
+def _create_or_update_job(
+    glue: Any, name: str, role: str, script_uri: str, zip_uri: str, modules: list[str], worker_type: str, workers: int
+) -> None:
+    from botocore.exceptions import ClientError
+
+    default_arguments = {
+        "--extra-py-files": zip_uri,
+        "--job-language": "python",
+        "--enable-metrics": "true",
+        "--enable-continuous-cloudwatch-log": "true",
+    }
+    if modules:
+        default_arguments["--additional-python-modules"] = ",".join(modules)
+    definition: dict[str, Any] = {
+        "Role": role,
+        "Command": {"Name": "glueetl", "ScriptLocation": script_uri, "PythonVersion": "3"},
+        "DefaultArguments": default_arguments,
+        "GlueVersion": GLUE_VERSION,
+        "WorkerType": worker_type,
+        "NumberOfWorkers": workers,
+        "MaxRetries": 0,  # Argo's retryStrategy owns retries, with the control room's sizing
+        "ExecutionProperty": {"MaxConcurrentRuns": 10},
+    }
+    try:
+        glue.get_job(JobName=name)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "EntityNotFoundException":
+            raise
+        glue.create_job(Name=name, Description="headrace batch scoring", Tags={"headrace": "batch_infer"}, **definition)
+        return
+    glue.update_job(JobName=name, JobUpdate=definition)
+
+
+def wait_for_run(ctx: StepContext, glue: Any, name: str, run_id: str) -> dict[str, Any]:
+    """Poll the run with backoff until it ends, logging each state change."""
+    from steps.aws import translate
+
+    seen: list[str] = []
+
+    def describe() -> dict[str, Any]:
+        try:
+            run: dict[str, Any] = glue.get_job_run(JobName=name, RunId=run_id)["JobRun"]
+        except Exception as error:
+            raise translate(error, f"glue get_job_run {name}/{run_id}") from error
+        return run
+
+    def report(run: dict[str, Any]) -> None:
+        state = str(run.get("JobRunState", ""))
+        if not seen or seen[-1] != state:
+            seen.append(state)
+            known = "" if state in GLUE_STATES else " (unknown to headrace: treated as running)"
+            ctx.log.info("Glue run %s: %s%s", run_id, state, known)
+
+    return poll(describe, lambda run: phase_of(GLUE_STATES, str(run.get("JobRunState", "")), "glue"), on_update=report)
+
+
+def output_size(ctx: StepContext, output_uri: str) -> tuple[int, int]:
+    """Rows (from the ``_rows`` file the job writes last) and bytes (sum of the Parquet objects)."""
+    from steps.aws import client, translate
+
+    bucket, _, prefix = output_uri.removeprefix("s3://").partition("/")
+    s3 = client("s3", ctx.settings)
+    try:
+        body = s3.get_object(Bucket=bucket, Key=f"{prefix}/{ROWS_FILE}")["Body"].read()
+    except Exception as error:
+        from steps.aws import error_code
+
+        if error_code(error) in ("NoSuchKey", "404"):
+            raise HandoffFailed(
+                f"pipeline {ctx.pipeline}, task {ctx.task}: the Glue run reported success but wrote no "
+                f"{output_uri}/{ROWS_FILE}; the output is incomplete, re-run the task",
+                reason="output incomplete",
+            ) from error
+        raise translate(error, f"reading {output_uri}/{ROWS_FILE}") from error
+    size = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
+        size += sum(int(item["Size"]) for item in page.get("Contents", []) if item["Key"].endswith(".parquet"))
+    return int(body.decode().strip() or 0), size
