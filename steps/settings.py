@@ -30,7 +30,8 @@ class Settings:
     state_dir: str = ".headrace"
     #: Where task outputs go: a folder (file://) locally, ``s3://bucket/prefix`` on aws.
     artifact_root: str = ""
-    #: Folder of local tables (Parquet/CSV) that local BigQuery/Athena SQL reads by name.
+    #: Folder of local tables (Parquet/CSV) that local BigQuery/Athena SQL reads by name
+    #: (``load_settings`` fills in ``<state_dir>/tables`` on the local profile).
     local_tables: str = ""
     control_room_url: str = ""
     control_room_token: str = ""
@@ -155,4 +156,8 @@ def load_settings(
             raise ConfigError(f"{path}: [headrace.profiles.{profile}] has unknown setting {name!r}")
         if f"HEADRACE_{name.upper()}" not in env and (overrides or {}).get(name) is None:
             values[name] = value
+    if profile == "local" and not values.get("local_tables"):
+        # The embedded default's warehouse sits next to the rest of the local state, so local SQL
+        # and the data that feeds it (examples' generators, a user's extracts) meet with no setup.
+        values["local_tables"] = str(Path(str(values.get("state_dir") or Settings.state_dir)) / "tables")
     return Settings(**{k: str(v) for k, v in values.items()})
