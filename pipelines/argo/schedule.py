@@ -9,14 +9,38 @@ processes the day it was scheduled for.
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from hera.workflows import CronWorkflow
-from hera.workflows.models import Arguments, Parameter, WorkflowMetadata, WorkflowTemplateRef
+from hera.workflows.models import (
+    Arguments,
+    ObjectMeta,
+    Parameter,
+    WorkflowMetadata,
+    WorkflowTemplateRef,
+)
+from hera.workflows.models import (
+    CronWorkflow as CronWorkflowModel,
+)
 
 from pipelines.argo.workflow import labels
 from pipelines.graph import RUN_DATE, Pipeline, PipelineInvalid
 from steps.settings import Settings
 
 SCHEDULED_TIME = "{{workflow.scheduledTime}}"
+
+
+class _CronWorkflow(CronWorkflow):
+    """Hera 7 maps ``workflow_metadata`` into ``workflowSpec``; Argo labels the workflows a cron
+    creates from ``spec.workflowMetadata`` (at creation, so selectors see them at once)."""
+
+    def build(self) -> Any:
+        model = cast(CronWorkflowModel, super().build())
+        carried = model.spec.workflow_spec.workflow_metadata
+        if carried is not None:
+            model.spec.workflow_metadata = ObjectMeta(labels=carried.labels, annotations=carried.annotations)
+            model.spec.workflow_spec.workflow_metadata = None
+        return model
 
 
 def cron_workflow(pipeline: Pipeline, settings: Settings) -> CronWorkflow:
@@ -27,7 +51,8 @@ def cron_workflow(pipeline: Pipeline, settings: Settings) -> CronWorkflow:
                 f"pipeline {pipeline.name}: schedule is not set; give Pipeline(..., schedule=Schedule('0 3 * * *')) to compile a cron"
             ]
         )
-    return CronWorkflow(
+    return _CronWorkflow(
+        kind="CronWorkflow",
         name=pipeline.name,
         namespace=pipeline.namespace or settings.argo_namespace or None,
         labels=labels(pipeline),
