@@ -472,7 +472,7 @@ class KubernetesTransport:
                 )
             except (config.ConfigException, OSError, TypeError) as error:
                 raise ConfigError(
-                    f"kubeconfig: {error}; set KUBECONFIG, or ARGO_SERVER to use the Argo Server instead"
+                    f"kubeconfig: {str(error).rstrip('.')}; set KUBECONFIG, or ARGO_SERVER to use the Argo Server instead"
                 ) from error
             if connection.token:
                 configuration.api_key = {"authorization": f"Bearer {connection.token}"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +26,7 @@ def train(data: dict) -> dict:
     return {"model": "ok", "rows": data["rows"]}
 
 
-with Pipeline("{name}", schedule={schedule}, params={{"limit": 10}}) as pipeline:
+with Pipeline("NAME", schedule=SCHEDULE, params={"limit": 10}) as pipeline:
     train(data=extract(day=pipeline.run_date))
 """
 
@@ -35,7 +36,8 @@ def write_flow(
 ) -> str:
     """A pipeline module in ``folder``; returns its ``path:attribute`` spec (relative to cwd)."""
     module = folder / f"{name.replace('-', '_')}.py"
-    module.write_text(textwrap.dedent(FLOW.format(name=name, schedule=schedule)), encoding="utf-8")
+    sys.modules.pop(module.stem, None)  # another test (or an earlier version) may have loaded it
+    module.write_text(textwrap.dedent(FLOW.replace("NAME", name).replace("SCHEDULE", schedule)), encoding="utf-8")
     return f"{module.name}:pipeline"
 
 
@@ -57,7 +59,12 @@ def argo_env(argo: FakeArgo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 
 @pytest.fixture
-def cli() -> CliRunner:
+def cli(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    """A runner whose rich consoles are as wide as a real terminal (tables are not cut at 80)."""
+    from pipelines.cli import common
+
+    monkeypatch.setattr(common.console, "width", 160)
+    monkeypatch.setattr(common.err_console, "width", 160)
     return CliRunner()
 
 

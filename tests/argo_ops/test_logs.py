@@ -1,0 +1,74 @@
+"""``stream_logs``: Argo's newline-delimited JSON log stream, read with httpx from a local Argo Server."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from pipelines.argo.logs import stream_logs
+from steps.errors import ConfigError, NotFoundError
+from steps.settings import load_settings
+from tests.argo_ops.conftest import invoke, write_flow
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def run(argo_env: Any, tmp_path: Path, cli: CliRunner) -> str:
+    code, out = invoke(cli, "submit", write_flow(tmp_path), "-p", "run_date=2026-11-03")
+    assert code == 0, out
+    name: str = argo_env.cluster.workflows()[0]["metadata"]["name"]
+    argo_env.cluster.set_phase(name, "Running", tasks={"extract": "Succeeded", "train": "Running"})
+    argo_env.cluster.add_log(name, "extract", "read 3 rows")
+    argo_env.cluster.add_log(name, "train", "epoch 1 loss=0.5")
+    argo_env.cluster.add_log(name, "extract", "wrote result")
+    return name
+
+
+def test_all_tasks_lines_come_prefixed_with_their_task(run: str) -> None:
+    lines = list(stream_logs(run, settings=load_settings()))
+    assert lines == ["extract | read 3 rows", "train | epoch 1 loss=0.5", "extract | wrote result"]
+
+
+def test_one_task_gives_only_its_lines(run: str) -> None:
+    assert list(stream_logs(run, task="extract", settings=load_settings())) == ["read 3 rows", "wrote result"]
+
+
+def test_follow_keeps_reading_until_the_run_completes(run: str, argo_env: Any) -> None:
+    def later() -> None:
+        time.sleep(0.2)
+        argo_env.cluster.add_log(run, "train", "epoch 2 loss=0.3")
+        time.sleep(0.1)
+        argo_env.cluster.set_phase(run, "Succeeded", tasks={"train": "Succeeded"})
+
+    thread = threading.Thread(target=later)
+    thread.start()
+    try:
+        lines = list(stream_logs(run, task="train", follow=True, settings=load_settings()))
+    finally:
+        thread.join()
+    assert lines == ["epoch 1 loss=0.5", "epoch 2 loss=0.3"]
+
+
+def test_an_unknown_task_names_the_tasks_that_exist(run: str) -> None:
+    with pytest.raises(NotFoundError, match="no task 'score' has started; tasks so far: extract, train"):
+        list(stream_logs(run, task="score", settings=load_settings()))
+
+
+def test_a_bad_token_on_the_log_stream_is_one_line(run: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ARGO_TOKEN", "wrong")
+    with pytest.raises(ConfigError, match=r"token was rejected \(401"):
+        list(stream_logs(run, settings=load_settings()))
+
+
+def test_logs_without_an_argo_server_say_how_to_set_one(
+    tmp_path: Path, argo: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", argo.kubeconfig(str(tmp_path / "kc")))
+    with pytest.raises(ConfigError, match="set ARGO_SERVER"):
+        list(stream_logs("some-run", settings=load_settings()))

@@ -1,0 +1,200 @@
+"""``headrace submit / status / list / stop / retry / resubmit`` against a local Argo Server."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.argo_ops.conftest import invoke, write_flow
+
+pytestmark = pytest.mark.integration
+
+
+def only_run(argo: Any) -> dict[str, Any]:
+    runs = argo.cluster.workflows()
+    assert len(runs) == 1
+    return runs[0]
+
+
+def test_submit_labels_the_run_with_pipeline_and_run_date_and_sets_params(
+    argo_env: Any, tmp_path: Path, cli: CliRunner
+) -> None:
+    spec = write_flow(tmp_path)
+    code, out = invoke(cli, "submit", spec, "-p", "run_date=2026-11-03", "-p", "limit=5")
+    assert code == 0, out
+    run = only_run(argo_env)
+    assert run["metadata"]["labels"]["headrace.dev/pipeline"] == "daily-scores"
+    assert run["metadata"]["labels"]["headrace.dev/run-date"] == "2026-11-03"
+    params = {p["name"]: p["value"] for p in run["spec"]["arguments"]["parameters"]}
+    assert params == {"run_date": "2026-11-03", "limit": "5"}
+    assert f"submitted {run['metadata']['name']} (pipeline daily-scores, run date 2026-11-03)" in out
+
+
+def test_submit_without_run_date_uses_today_in_the_pipeline_time_zone(
+    argo_env: Any, tmp_path: Path, cli: CliRunner
+) -> None:
+    import datetime as dt
+    import zoneinfo
+
+    code, out = invoke(cli, "submit", write_flow(tmp_path))
+    assert code == 0, out
+    today = dt.datetime.now(zoneinfo.ZoneInfo("Asia/Tokyo")).date().isoformat()
+    assert only_run(argo_env)["metadata"]["labels"]["headrace.dev/run-date"] == today
+
+
+def test_submit_over_the_kubernetes_api_creates_the_same_workflow(
+    argo: Any, tmp_path: Path, cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", argo.kubeconfig(str(tmp_path / "kubeconfig"), namespace="ml"))
+    monkeypatch.chdir(tmp_path)
+    code, out = invoke(cli, "submit", write_flow(tmp_path), "-p", "run_date=2026-11-04", "--transport", "k8s")
+    assert code == 0, out
+    assert [c.api for c in argo.cluster.calls_to("POST")] == ["k8s"]
+    (run,) = argo.cluster.workflows("ml")
+    assert run["metadata"]["labels"]["headrace.dev/run-date"] == "2026-11-04"
+
+
+def test_submit_with_an_unknown_parameter_is_one_line(argo_env: Any, tmp_path: Path, cli: CliRunner) -> None:
+    code, out = invoke(cli, "submit", write_flow(tmp_path), "-p", "limt=5")
+    assert code == 2
+    assert "unknown parameter 'limt'" in out and "Traceback" not in out
+    assert argo_env.cluster.workflows() == []
+
+
+def test_submit_watch_follows_the_tasks_until_the_run_succeeds(argo_env: Any, tmp_path: Path, cli: CliRunner) -> None:
+    spec = write_flow(tmp_path)
+
+    def controller() -> None:
+        deadline = time.monotonic() + 10
+        while not argo_env.cluster.workflows() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        name = argo_env.cluster.workflows()[0]["metadata"]["name"]
+        argo_env.cluster.set_phase(name, "Running", tasks={"extract": "Running"})
+        time.sleep(0.1)
+        argo_env.cluster.set_phase(name, "Succeeded", tasks={"extract": "Succeeded", "train": "Succeeded"})
+
+    from pipelines.argo import submit as submit_module
+
+    thread = threading.Thread(target=controller)
+    thread.start()
+    original = submit_module.watch
+    try:
+        submit_module.watch = lambda *a, **k: original(*a, **{**k, "interval": 0.05})  # type: ignore[assignment]
+        code, out = invoke(cli, "submit", spec, "--watch")
+    finally:
+        submit_module.watch = original  # type: ignore[assignment]
+        thread.join()
+    assert code == 0, out
+    assert "Succeeded" in out and "extract" in out and "train" in out
+
+
+def test_submit_watch_exits_1_when_the_run_fails(argo_env: Any, tmp_path: Path, cli: CliRunner) -> None:
+    def controller() -> None:
+        deadline = time.monotonic() + 10
+        while not argo_env.cluster.workflows() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        name = argo_env.cluster.workflows()[0]["metadata"]["name"]
+        argo_env.cluster.set_phase(name, "Failed", tasks={"extract": "Failed"}, message="child failed")
+
+    thread = threading.Thread(target=controller)
+    thread.start()
+    try:
+        code, out = invoke(cli, "submit", write_flow(tmp_path), "--watch")
+    finally:
+        thread.join()
+    assert code == 1
+    assert "Failed" in out and "child failed" in out
+
+
+def test_status_shows_each_task_and_its_phase(argo_env: Any, tmp_path: Path, cli: CliRunner) -> None:
+    invoke(cli, "submit", write_flow(tmp_path), "-p", "run_date=2026-11-03")
+    name = only_run(argo_env)["metadata"]["name"]
+    argo_env.cluster.set_phase(name, "Running", tasks={"extract": "Succeeded", "train": "Running"})
+    code, out = invoke(cli, "status", name)
+    assert code == 0, out
+    assert name in out and "Running" in out
+    lines = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") >= 4}
+    assert "Succeeded" in lines["extract"] and "Running" in lines["train"]
+
+
+def test_list_filters_by_pipeline_and_status_on_the_server(argo_env: Any, tmp_path: Path, cli: CliRunner) -> None:
+    spec_a = write_flow(tmp_path, "daily-scores")
+    spec_b = write_flow(tmp_path, "weekly-report")
+    invoke(cli, "submit", spec_a, "-p", "run_date=2026-11-01")
+    invoke(cli, "submit", spec_a, "-p", "run_date=2026-11-02")
+    invoke(cli, "submit", spec_b, "-p", "run_date=2026-11-02")
+    first = next(
+        w for w in argo_env.cluster.workflows() if w["metadata"]["labels"]["headrace.dev/run-date"] == "2026-11-01"
+    )
+    argo_env.cluster.set_phase(first["metadata"]["name"], "Succeeded")
+    code, out = invoke(cli, "list", "--pipeline", "daily-scores", "--status", "succeeded")
+    assert code == 0, out
+    assert first["metadata"]["name"] in out and "2026-11-02" not in out and "weekly-report" not in out
+    selector_calls = [c for c in argo_env.cluster.calls_to("GET", "/api/v1/workflows/argo") if c.path.endswith("/argo")]
+    assert selector_calls, "list goes to the Argo Server"
+    code, out = invoke(cli, "list", "--status", "sleeping")
+    assert code == 2 and "not an Argo phase" in out
+
+
+def test_stop_retry_and_resubmit_from_the_cli(argo_env: Any, tmp_path: Path, cli: CliRunner) -> None:
+    invoke(cli, "submit", write_flow(tmp_path), "-p", "run_date=2026-11-03")
+    name = only_run(argo_env)["metadata"]["name"]
+    argo_env.cluster.set_phase(name, "Running", tasks={"extract": "Running"})
+    code, out = invoke(cli, "stop", name)
+    assert code == 0 and f"stop {name}: Failed" in out
+    code, out = invoke(cli, "retry", name)
+    assert code == 0 and f"retry {name}: Running" in out
+    argo_env.cluster.set_phase(name, "Failed")
+    code, out = invoke(cli, "resubmit", name)
+    assert code == 0, out
+    runs = argo_env.cluster.workflows()
+    assert len(runs) == 2
+    new = next(r for r in runs if r["metadata"]["name"] != name)
+    assert f"resubmitted {name} as {new['metadata']['name']}" in out
+    assert new["metadata"]["labels"]["headrace.dev/run-date"] == "2026-11-03"
+
+
+def test_retry_of_a_running_run_is_refused_in_one_line(argo_env: Any, tmp_path: Path, cli: CliRunner) -> None:
+    invoke(cli, "submit", write_flow(tmp_path))
+    name = only_run(argo_env)["metadata"]["name"]
+    argo_env.cluster.set_phase(name, "Running")
+    code, out = invoke(cli, "retry", name)
+    assert code == 2
+    assert f"retry Workflow {name}" in out and "Failed/Error" in out and "Traceback" not in out
+
+
+def test_a_bad_token_is_exit_2_and_one_line(argo_env: Any, tmp_path: Path, cli: CliRunner) -> None:
+    code, out = invoke(cli, "list", "--token", "wrong")
+    assert code == 2
+    assert out.strip().count("\n") == 0 and "token was rejected (401 Unauthorized)" in out
+
+
+def test_an_unreachable_server_is_exit_2_and_one_line(
+    argo_env: Any, tmp_path: Path, cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.conftest import free_port
+
+    monkeypatch.setenv("ARGO_SERVER", f"http://127.0.0.1:{free_port()}")
+    code, out = invoke(cli, "submit", write_flow(tmp_path))
+    assert code == 2
+    assert "cannot reach http://127.0.0.1:" in out and "connection refused" in out and "Traceback" not in out
+
+
+def test_a_missing_namespace_is_exit_2_and_names_it(argo_env: Any, tmp_path: Path, cli: CliRunner) -> None:
+    code, out = invoke(cli, "submit", write_flow(tmp_path), "--namespace", "nowhere")
+    assert code == 2
+    assert "namespace nowhere does not exist" in out
+
+
+def test_no_server_and_no_kubeconfig_is_one_line(
+    tmp_path: Path, cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    code, out = invoke(cli, "list")
+    assert code == 2
+    assert "kubeconfig" in out and "ARGO_SERVER" in out and "Traceback" not in out
