@@ -226,6 +226,8 @@ class Rules:
     rules: tuple[Rule, ...] = ()
     headroom: float = 1.3
     min_history: int = 3
+    #: Most recent successful runs the fits use: recent behaviour counts, and Theil-Sen is O(n^2).
+    history_window: int = 60
     memory_quantile: float = 0.95
     cpu_scaling: float = 0.85
     process_overhead_bytes: int = 256 * 2**20
@@ -280,6 +282,7 @@ def parse_rules(data: dict[str, Any] | None, catalog: Catalog, source: str = "bu
         rules=tuple(parsed),
         headroom=headroom,
         min_history=max(1, int(policy.get("min_history", 3))),
+        history_window=max(3, int(policy.get("history_window", 60))),
         memory_quantile=float(policy.get("memory_quantile", 0.95)),
         cpu_scaling=float(policy.get("cpu_scaling", 0.85)),
         process_overhead_bytes=memory_bytes(str(policy.get("process_overhead", "256Mi"))),

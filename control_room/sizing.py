@@ -34,6 +34,8 @@ from steps.contract import Observation, Outcome, SizingDecision, SizingRequest, 
 from steps.quantities import QuantityError, format_cpu, format_memory, memory_bytes
 
 GIB = 2**30
+#: Spare memory over the high-quantile peak when headroom is taken over the typical peak.
+QUANTILE_MARGIN = 1.05
 
 
 # ----------------------------------------------------------------------------- robust fits
@@ -48,9 +50,16 @@ class LogFit:
     r2: float
     n: int
     upper: float = 0.0
+    #: log of the largest size seen; beyond it a cautious prediction grows at least linearly.
+    x_max: float = math.inf
 
-    def predict(self, x: float, quantile: bool = False) -> float:
-        value = self.intercept + self.slope * math.log(max(x, 1.0))
+    def predict(self, x: float, quantile: bool = False, cautious: bool = False) -> float:
+        """y at size ``x``; ``quantile`` adds the high-quantile residual; ``cautious`` assumes at
+        least linear growth beyond the largest size seen (a flat fit must not shrink a spike)."""
+        log_x = math.log(max(x, 1.0))
+        value = self.intercept + self.slope * log_x
+        if cautious and log_x > self.x_max and self.slope < 1.0:
+            value = self.intercept + self.slope * self.x_max + (log_x - self.x_max)
         return math.exp(value + (self.upper if quantile else 0.0))
 
 
@@ -98,7 +107,38 @@ def fit_log(sizes: Sequence[float], values: Sequence[float], quantile: float = 0
     r2 = 1 - sum(r * r for r in residuals) / total if total > 1e-12 else 1.0
     # Few points say little about the tail: cover the worst one seen, not an interpolated quantile.
     upper = max(residuals) if len(points) < 10 else _quantile(residuals, quantile)
-    return LogFit(intercept, slope, max(r2, 0.0), len(points), max(upper, 0.0))
+    return LogFit(intercept, slope, max(r2, 0.0), len(points), max(upper, 0.0), max(xs))
+
+
+@dataclass(frozen=True)
+class AffineFit:
+    """``y = base + per_unit * x`` (a fixed overhead plus a cost per input byte), with ``upper`` the
+    high quantile of ``log(y / fitted)`` for a covering prediction."""
+
+    base: float
+    per_unit: float
+    upper: float
+
+    def predict(self, x: float, quantile: bool = False) -> float:
+        value = max(self.base + self.per_unit * max(x, 0.0), 1.0)
+        return value * math.exp(self.upper if quantile else 0.0)
+
+
+def fit_affine(sizes: Sequence[float], values: Sequence[float], quantile: float = 0.5) -> AffineFit | None:
+    """Theil-Sen on the linear scale; None with fewer than two distinct sizes."""
+    points = [(float(s), float(v)) for s, v in zip(sizes, values, strict=True) if s > 0 and v > 0]
+    if len({p[0] for p in points}) < 2:
+        return None
+    xs = [p[0] for p in points]
+    ys = [p[1] for p in points]
+    slopes = [
+        (ys[j] - ys[i]) / (xs[j] - xs[i]) for i in range(len(xs)) for j in range(i + 1, len(xs)) if xs[j] != xs[i]
+    ]
+    per_unit = max(_median(slopes), 0.0)
+    base = max(_median([y - per_unit * x for x, y in points]), 0.0)
+    ratios = [math.log(y / max(base + per_unit * x, 1.0)) for x, y in points]
+    upper = max(ratios) if len(points) < 10 else _quantile(ratios, quantile)
+    return AffineFit(base, per_unit, max(upper, 0.0))
 
 
 # ----------------------------------------------------------------------------- formatting
@@ -131,6 +171,25 @@ def human_duration(seconds: float) -> str:
 
 
 @dataclass(frozen=True)
+class DurationModel:
+    """Per-instance-type duration fits, and a pooled vCPU-seconds fit for the types never tried."""
+
+    per_type: dict[tuple[str, int], LogFit]
+    pooled: LogFit | None
+    cpu_scaling: float
+
+    def predict(self, input_bytes: int, option: Option) -> float | None:
+        if input_bytes <= 0:
+            return None
+        fit = self.per_type.get((option.instance_type, option.count))
+        if fit is not None:
+            return fit.predict(input_bytes)
+        if self.pooled is None:
+            return None
+        return float(self.pooled.predict(input_bytes) / option.total_vcpu**self.cpu_scaling)
+
+
+@dataclass(frozen=True)
 class Prediction:
     """What the policy expects of the next attempt, and where the memory figure came from."""
 
@@ -138,6 +197,8 @@ class Prediction:
     basis: str
     source: str  # policy | rules | default
     memory_fit: LogFit | None = None
+    #: The typical (median-line) peak for a learned fit; headroom is taken over this figure.
+    typical: float | None = None
 
 
 class Policy:
@@ -197,7 +258,7 @@ class Policy:
             o
             for o in history
             if o.outcome == Outcome.SUCCEEDED and (o.peak_memory_bytes or 0) > 0 and o.input_bytes > 0
-        ]
+        ][-self.rules.history_window :]
         where = f"{request.pipeline}/{request.task}"
         if len(succeeded) >= self.rules.min_history and request.input_bytes > 0:
             fit = fit_log(
@@ -205,12 +266,23 @@ class Policy:
                 [float(o.peak_memory_bytes or 0) for o in succeeded],
                 self.rules.memory_quantile,
             )
+            affine = fit_affine(
+                [o.input_bytes for o in succeeded],
+                [float(o.peak_memory_bytes or 0) for o in succeeded],
+                self.rules.memory_quantile,
+            )
             if fit is not None:
-                peak = fit.predict(request.input_bytes, quantile=True)
+                # Two robust laws, a power law and an overhead-plus-per-byte line: where they
+                # disagree (typically on a spike beyond most history), the larger one is trusted.
+                peak = fit.predict(request.input_bytes, quantile=True, cautious=True)
+                typical = fit.predict(request.input_bytes, cautious=True)
+                if affine is not None:
+                    peak = max(peak, affine.predict(request.input_bytes, quantile=True))
+                    typical = max(typical, affine.predict(request.input_bytes))
                 types = sorted({o.instance_type or "?" for o in succeeded[-fit.n :]})
                 on = types[0] if len(types) == 1 else f"{len(types)} types"
                 basis = f"learned peak {human_memory(peak)} from {fit.n} runs on {on} (R² {fit.r2:.2f})"
-                return Prediction(peak, basis, "policy", fit)
+                return Prediction(peak, basis, "policy", fit, typical)
         if request.bytes_per_row and request.input_rows > 0:
             peak = request.bytes_per_row * request.input_rows + self.rules.process_overhead_bytes
             basis = (
@@ -222,16 +294,19 @@ class Policy:
         factor_note = "no bytes_per_row" if not request.bytes_per_row else "no row count"
         return Prediction(None, f"{history_note} and {factor_note} for {where}", "rules")
 
-    def predict_duration(self, history: Sequence[Observation], input_bytes: int, option: Option) -> float | None:
-        """Expected seconds on ``option`` for ``input_bytes``; None without duration history."""
-        if input_bytes <= 0:
-            return None
+    def duration_model(self, history: Sequence[Observation]) -> DurationModel:
+        """Duration fits from ``history``, built once per decision and asked once per option."""
         usable = [o for o in history if o.outcome == Outcome.SUCCEEDED and o.duration_seconds > 0 and o.input_bytes > 0]
-        same = [o for o in usable if o.instance_type == option.instance_type and o.instance_count == option.count]
-        if len(same) >= self.rules.min_history:
-            fit = fit_log([o.input_bytes for o in same], [o.duration_seconds for o in same])
-            if fit is not None:
-                return fit.predict(input_bytes)
+        usable = usable[-self.rules.history_window :]
+        by_type: dict[tuple[str, int], list[Observation]] = {}
+        for obs in usable:
+            by_type.setdefault((obs.instance_type or "", obs.instance_count), []).append(obs)
+        per_type: dict[tuple[str, int], LogFit] = {}
+        for key, runs in by_type.items():
+            if key[0] and len(runs) >= self.rules.min_history:
+                fit = fit_log([o.input_bytes for o in runs], [o.duration_seconds for o in runs])
+                if fit is not None:
+                    per_type[key] = fit
         alpha = self.rules.cpu_scaling
         sizes: list[float] = []
         work: list[float] = []
@@ -241,12 +316,12 @@ class Policy:
             if cores:
                 sizes.append(obs.input_bytes)
                 work.append(obs.duration_seconds * cores**alpha)
-        if len(sizes) < self.rules.min_history:
-            return None
-        fit = fit_log(sizes, work)
-        if fit is None:
-            return None
-        return float(fit.predict(input_bytes) / option.total_vcpu**alpha)
+        pooled = fit_log(sizes, work) if len(sizes) >= self.rules.min_history else None
+        return DurationModel(per_type, pooled, alpha)
+
+    def predict_duration(self, history: Sequence[Observation], input_bytes: int, option: Option) -> float | None:
+        """Expected seconds on ``option`` for ``input_bytes``; None without duration history."""
+        return self.duration_model(history).predict(input_bytes, option)
 
     # -- the decision
 
@@ -283,7 +358,14 @@ class Policy:
             if floor > (prediction.memory or 0.0) and prediction.memory is not None:
                 basis += f", raised to {human_memory(floor)} by {floor_note}"
             source = prediction.source if prediction.memory is not None else "policy"
-            return self._choose(request, history, candidates, memory, f"{size_text}; {basis}", source, failed_capacity)
+            need = memory * self.rules.headroom
+            if prediction.typical is not None and prediction.memory is not None and floor <= prediction.memory:
+                # Headroom over the typical peak, and the high-quantile peak covered too: stacking
+                # both margins would buy memory no run ever used.
+                need = max(prediction.typical * self.rules.headroom, memory * QUANTILE_MARGIN)
+            return self._choose(
+                request, history, candidates, memory, need, f"{size_text}; {basis}", source, failed_capacity
+            )
         return self._fallback(request, candidates, f"{size_text}; {prediction.basis}", failed_capacity)
 
     def _declared_option(self, request: SizingRequest) -> Option | None:
@@ -305,15 +387,16 @@ class Policy:
         history: Sequence[Observation],
         candidates: list[Option],
         memory: float,
+        need: float,
         basis: str,
         source: str,
         failed_capacity: int,
     ) -> SizingDecision:
-        need = memory * self.rules.headroom
         headroom_pct = round((self.rules.headroom - 1) * 100)
         scored: list[tuple[float, Option, float | None, bool, bool]] = []
+        durations = self.duration_model(history)
         for option in candidates:
-            duration = self.predict_duration(history, request.input_bytes, option)
+            duration = durations.predict(request.input_bytes, option)
             fits = option.total_memory >= need and option.total_memory > failed_capacity
             on_time = duration is None or request.deadline_seconds is None or duration <= request.deadline_seconds
             cost = option.total_hourly * duration / 3600 if duration is not None else option.total_hourly
