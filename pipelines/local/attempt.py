@@ -2,8 +2,9 @@
 
 A subprocess attempt runs exactly what an Argo pod runs, ``python -m steps run ...``, in its own
 process group (so a timeout or Ctrl-C kills the step and everything it started) with stdout and
-stderr in a per-attempt log file. It dies with the runner (``PR_SET_PDEATHSIG``), like a pod whose
-workflow was deleted, so a killed runner leaves no orphan writing outputs behind ``resume``.
+stderr in a per-attempt log file. It dies with the runner (``PR_SET_PDEATHSIG``, set by the
+entrypoint itself, see :func:`steps.entry_run.apply_local_limits`), like a pod whose workflow was
+deleted, so a killed runner leaves no orphan writing outputs behind ``resume``.
 
 Memory limits (subprocess mode only): a task's memory limit (the control room's decided
 ``memory`` when sized, else ``resources.memory_limit``, else ``resources.memory``) becomes
@@ -20,10 +21,8 @@ since Python cannot stop a thread.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from steps.contract import ArtifactRef, Outcome, SizingDecision
+from steps.entry_run import LOCAL_ADDRESS_SPACE, LOCAL_RUNNER_PID
 from steps.errors import EXIT_OOM, EXIT_TIMEOUT, HeadraceError
 from steps.settings import Settings
 
@@ -45,12 +45,6 @@ ADDRESS_SPACE_HEADROOM = 512 * 1024**2
 #: Seconds between SIGTERM and SIGKILL when an attempt is stopped (Kubernetes' grace, shortened).
 KILL_GRACE_SECONDS = 2.0
 LOG_TAIL_LINES = 20
-_PR_SET_PDEATHSIG = 1
-
-try:  # resolved once, before any fork: a child must not load libraries between fork and exec
-    _libc: Any = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
-except OSError:  # pragma: no cover - no libc symbols (static builds)
-    _libc = None
 
 
 @dataclass
@@ -168,7 +162,9 @@ class SubprocessAttempt(Attempt):
         super().__init__(spec, deliver)
         spec.attempt_dir.mkdir(parents=True, exist_ok=True)
         self._stop_reason: str | None = None  # "timeout" | "cancelled"
-        limit = spec.memory_limit_bytes
+        env = {**env, LOCAL_RUNNER_PID: str(os.getpid())}
+        if spec.memory_limit_bytes is not None:
+            env[LOCAL_ADDRESS_SPACE] = str(spec.memory_limit_bytes + ADDRESS_SPACE_HEADROOM)
         with spec.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 self.command(),
@@ -176,9 +172,8 @@ class SubprocessAttempt(Attempt):
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=spec.cwd or None,
-                env=dict(env),
+                env=env,
                 start_new_session=True,
-                preexec_fn=_child_setup(None if limit is None else limit + ADDRESS_SPACE_HEADROOM),
             )
         self._timer: threading.Timer | None = None
         if spec.timeout_seconds is not None:
@@ -278,18 +273,6 @@ def _seconds(value: float | None) -> str:
     if value is None:
         return "?"
     return f"{value:g}s"
-
-
-def _child_setup(address_space: int | None) -> Callable[[], None]:
-    """Runs in the child between fork and exec: die with the runner, cap the address space."""
-
-    def setup() -> None:
-        if _libc is not None:
-            _libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
-        if address_space is not None:
-            resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
-
-    return setup
 
 
 class InProcessAttempt(Attempt):
