@@ -80,11 +80,11 @@ class S3Store:
             max_concurrency=self.max_concurrency,
         )
 
-    def _object_key(self, key: str) -> str:
+    def object_key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def uri_for(self, key: str) -> str:
-        return f"s3://{self.bucket}/{self._object_key(key)}"
+        return f"s3://{self.bucket}/{self.object_key(key)}"
 
     def _fail(self, error: Exception, what: str) -> Exception:
         code = error_code(error)
@@ -122,7 +122,7 @@ class S3Store:
         """Upload a file, or a folder (then its manifest, last); returns the reference with sizes."""
         if not local.exists():
             raise StepFailed(f"artifact {key}: the local path {local} does not exist")
-        object_key = self._object_key(key)
+        object_key = self.object_key(key)
         if local.is_dir():
             return self._put_dir(local, key, rows=rows, format="dir" if format == "file" else format)
         digest = sha256_of(local)
@@ -135,14 +135,14 @@ class S3Store:
         for path in sorted(p for p in local.rglob("*") if p.is_file()):
             relative = path.relative_to(local).as_posix()
             digest = sha256_of(path)
-            self._upload(path, self.bucket, f"{self._object_key(key)}/{relative}", self._metadata(digest, None, "file"))
+            self._upload(path, self.bucket, f"{self.object_key(key)}/{relative}", self._metadata(digest, None, "file"))
             files.append({"path": relative, "bytes": path.stat().st_size, "sha256": digest})
         manifest = json.dumps({"files": files, "rows": rows, "format": format}, sort_keys=True).encode()
-        self._put_object(f"{self._object_key(key)}/{MANIFEST}", manifest, self._metadata("", rows, format))
+        self.put_object(f"{self.object_key(key)}/{MANIFEST}", manifest, self._metadata("", rows, format))
         listing = hashlib.sha256("\n".join(f"{f['path']} {f['sha256']}" for f in files).encode()).hexdigest()
         return ArtifactRef(self.uri_for(key), directory_size(local), rows, format, listing)
 
-    def _put_object(self, object_key: str, data: bytes, metadata: dict[str, str]) -> None:
+    def put_object(self, object_key: str, data: bytes, metadata: dict[str, str]) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -154,7 +154,7 @@ class S3Store:
 
     def put_bytes(self, data: bytes, key: str, *, rows: int | None = None, format: str = "blob") -> ArtifactRef:
         digest = hashlib.sha256(data).hexdigest()
-        self._put_object(self._object_key(key), data, self._metadata(digest, rows, format))
+        self.put_object(self.object_key(key), data, self._metadata(digest, rows, format))
         return ArtifactRef(self.uri_for(key), len(data), rows, format, digest)
 
     # ------------------------------------------------------------------ reads
@@ -177,7 +177,7 @@ class S3Store:
         bucket, object_key = split_uri(uri)
         return self._head(bucket, object_key)
 
-    def _keys_under(self, bucket: str, prefix: str) -> list[str]:
+    def keys_under(self, bucket: str, prefix: str) -> list[str]:
         from botocore.exceptions import BotoCoreError, ClientError
 
         keys: list[str] = []
@@ -256,7 +256,7 @@ class S3Store:
             local.mkdir(parents=True, exist_ok=True)
             return local
         if self._head(bucket, f"{object_key}/{SPARK_SUCCESS}") is not None:
-            for key in self._keys_under(bucket, object_key + "/"):
+            for key in self.keys_under(bucket, object_key + "/"):
                 self._download(bucket, key, local / key[len(object_key) + 1 :], None)
             return local
         raise NotFoundError(f"artifact {uri}: not found (or its upload never completed); was the task run?")
@@ -267,9 +267,9 @@ class S3Store:
         """Delete the object ``key`` and everything under ``key/`` (never ``key`` + other suffixes)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        object_key = self._object_key(key).rstrip("/")
+        object_key = self.object_key(key).rstrip("/")
         keys = [object_key] if self._head(self.bucket, object_key) is not None else []
-        keys += self._keys_under(self.bucket, object_key + "/")
+        keys += self.keys_under(self.bucket, object_key + "/")
         try:
             for start in range(0, len(keys), 1000):
                 batch = [{"Key": k} for k in keys[start : start + 1000]]

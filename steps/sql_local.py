@@ -435,6 +435,11 @@ def _tokens(sql: str, dialect: str) -> list[Any]:
         raise SqlError(f"{DIALECT_NAMES.get(dialect, dialect)} SQL: {error}", kind="syntax") from error
 
 
+def count_positional_parameters(sql: str, dialect: str) -> int:
+    """How many ``?`` parameter marks the query has (marks inside strings or comments do not count)."""
+    return sum(1 for t in _tokens(sql, dialect) if t.token_type.name == "PLACEHOLDER" and t.text == "?")
+
+
 def name_positional_parameters(sql: str, dialect: str, names: list[str]) -> str:
     """Rewrite the i-th ``?`` as ``:<names[i]>`` (text outside the marks is kept byte for byte).
 

@@ -1,0 +1,324 @@
+"""The Athena suite, run on both sides with the same SQL and data.
+
+Local side: the SQL on DuckDB through sqlglot, really computed. Cloud side: boto3 against the moto
+server: start_query_execution (workgroup, output location, ExecutionParameters), polling through
+moto's QUEUED → RUNNING → SUCCEEDED states, paginated GetQueryResults typed into Arrow, and Glue
+external tables for ``tables=``. moto does not run SQL: each test hands it, through its documented
+``/moto-api/static/athena/query-results`` endpoint, the result set Athena itself returns for the
+query (written out by hand below, header row included, as Athena sends it), and both sides must
+agree with that answer.
+
+What moto leaves uncovered: executing the SQL (so the cloud side proves request, polling and
+decoding, not Athena's semantics), binding ExecutionParameters (we check what was sent), a FAILED
+state with its StateChangeReason (tested on Athena's documented response shape instead), a real
+``DataScannedInBytes`` (always 0), result pagination across pages, reading Glue tables, and CTAS
+writing Parquet (moto writes nothing, which the CTAS test turns into the error a user would see).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import make_context
+
+from steps import athena
+from steps.aws import client_for
+from steps.context import StepContext
+from steps.contract import ArtifactRef
+from steps.errors import HandoffFailed, NotFoundError, UserError
+from steps.settings import Settings, load_settings
+from steps.sql_local import SqlError
+from steps.values import write_value
+
+pytestmark = pytest.mark.integration
+
+GROUPED_SQL = """
+SELECT region, count(*) AS orders, sum(amount) AS total, avg(amount) AS mean, max(day) AS last_day
+FROM orders
+WHERE amount >= :min_amount
+GROUP BY region
+ORDER BY region
+"""
+# What Athena returns for GROUPED_SQL over the orders below with min_amount = 20.
+GROUPED_COLUMNS = [
+    ("region", "varchar"),
+    ("orders", "bigint"),
+    ("total", "bigint"),
+    ("mean", "double"),
+    ("last_day", "date"),
+]
+GROUPED_ROWS = [["eu", "2", "140", "70.0", "2026-01-05"], ["us", "2", "80", "40.0", "2026-01-04"]]
+GROUPED_EXPECTED = [
+    {"region": "eu", "orders": 2, "total": 140, "mean": 70.0, "last_day": dt.date(2026, 1, 5)},
+    {"region": "us", "orders": 2, "total": 80, "mean": 40.0, "last_day": dt.date(2026, 1, 4)},
+]
+
+
+@pytest.fixture
+def tables_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "tables"
+    (root / "sales").mkdir(parents=True)
+    pq.write_table(
+        pa.table(
+            {
+                "id": [1, 2, 3, 4, 5],
+                "region": ["eu", "eu", "us", "us", "eu"],
+                "amount": [5, 50, 30, 50, 90],
+                "day": [dt.date(2026, 1, d) for d in (1, 2, 3, 4, 5)],
+            }
+        ),
+        root / "sales" / "orders.parquet",
+    )
+    return root
+
+
+class Side:
+    """One side: its settings; on the cloud side, ``answer`` queues Athena's result set in moto."""
+
+    def __init__(self, name: str, settings: Settings, moto: str | None) -> None:
+        self.name, self.settings, self.moto = name, settings, moto
+
+    def answer(self, columns: list[tuple[str, str]], rows: list[list[str | None]]) -> None:
+        if self.moto is None:
+            return  # DuckDB computes the answer itself
+        header = {"Data": [{"VarCharValue": name} for name, _ in columns]}
+        body = {
+            "results": [
+                {
+                    "rows": [header]
+                    + [{"Data": [{} if v is None else {"VarCharValue": v} for v in row]} for row in rows],
+                    "column_info": [
+                        {"Name": name, "Label": name, "Type": kind, "Nullable": "UNKNOWN", "CaseSensitive": False}
+                        for name, kind in columns
+                    ],
+                }
+            ]
+        }
+        request = urllib.request.Request(
+            f"{self.moto}/moto-api/static/athena/query-results",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        assert urllib.request.urlopen(request).status == 201
+
+
+@pytest.fixture(params=["local", "cloud"])
+def side(request: pytest.FixtureRequest, tables_dir: Path, tmp_path: Path) -> Iterator[Side]:
+    if request.param == "local":
+        settings = load_settings(
+            {"profile": "local", "artifact_root": str(tmp_path / "artifacts"), "local_tables": str(tables_dir)}
+        )
+        yield Side("local", settings, None)
+        return
+    yield cloud_side(request.getfixturevalue("s3_root"), request.getfixturevalue("aws_env"))
+
+
+def cloud_side(s3_root: str, moto: str) -> Side:
+    settings = load_settings({"profile": "aws", "artifact_root": s3_root, "athena_workgroup": "primary"})
+    return Side("cloud", settings, moto)
+
+
+@pytest.fixture
+def cloud(s3_root: str, aws_env: str) -> Side:
+    return cloud_side(s3_root, aws_env)
+
+
+def run(side: Side, sql: str, **kwargs: Any) -> tuple[pa.Table, StepContext, ArtifactRef]:
+    ctx = make_context(side.settings, task="aggregate")
+    ref = athena.query(ctx, sql, **kwargs)
+    return ctx.artifact(ref).read_arrow(), ctx, ref
+
+
+def last_execution(side: Side) -> dict[str, Any]:
+    athena_client = client_for("athena", region="us-east-1", endpoint_url=side.moto)
+    ids = athena_client.list_query_executions()["QueryExecutionIds"]
+    execution: dict[str, Any] = athena_client.get_query_execution(QueryExecutionId=ids[-1])["QueryExecution"]
+    return execution
+
+
+def test_grouped_query_gives_the_same_rows_and_schema_on_both_sides(side: Side) -> None:
+    side.answer(GROUPED_COLUMNS, GROUPED_ROWS)
+
+    table, ctx, ref = run(side, GROUPED_SQL, database="sales", params={"min_amount": 20})
+
+    assert table.to_pylist() == GROUPED_EXPECTED
+    assert table.schema == pa.schema(
+        [
+            ("region", pa.string()),
+            ("orders", pa.int64()),
+            ("total", pa.int64()),
+            ("mean", pa.float64()),
+            ("last_day", pa.date32()),
+        ]
+    )
+    assert ref.uri.endswith("/demo/r1/aggregate/result.parquet")
+    assert (ref.rows, ref.format) == (2, "parquet")
+    assert "data_scanned_bytes" in ctx.records
+
+
+def test_named_parameters_reach_athena_as_execution_parameters(cloud: Side) -> None:
+    cloud.answer(GROUPED_COLUMNS, GROUPED_ROWS)
+    run(cloud, GROUPED_SQL, database="sales", params={"min_amount": 20})
+
+    execution = last_execution(cloud)
+    assert execution["ExecutionParameters"] == ["20"]
+    assert "amount >= ?" in execution["Query"] and ":min_amount" not in execution["Query"]
+    assert execution["QueryExecutionContext"]["Database"] == "sales"
+    assert execution["ResultConfiguration"]["OutputLocation"].startswith(
+        "s3://headrace-test/artifacts/demo/r1/aggregate/athena/"
+    )
+
+
+def test_positional_parameters_bind_in_params_order_as_literals(side: Side) -> None:
+    side.answer([("id", "integer")], [["2"]])
+
+    table, _, _ = run(
+        side,
+        "SELECT id FROM sales.orders WHERE region = ? AND day = ? AND amount > ?",
+        params={"region": "eu", "day": dt.date(2026, 1, 2), "floor": 10},
+    )
+
+    assert table.to_pylist() == [{"id": 2}]
+    if side.name == "cloud":
+        assert last_execution(side)["ExecutionParameters"] == ["'eu'", "DATE '2026-01-02'", "10"]
+
+
+def test_a_quote_in_a_parameter_is_a_value_not_sql(side: Side) -> None:
+    side.answer([("id", "integer")], [])
+
+    table, _, _ = run(side, "SELECT id FROM sales.orders WHERE region = ?", params={"region": "eu' OR '1'='1"})
+
+    assert table.num_rows == 0
+    if side.name == "cloud":
+        assert last_execution(side)["ExecutionParameters"] == ["'eu'' OR ''1''=''1'"]
+
+
+def test_nulls_and_types_survive_the_trip(side: Side) -> None:
+    side.answer(
+        [("id", "integer"), ("label", "varchar"), ("ratio", "double"), ("ok", "boolean")],
+        [["1", None, "0.5", "true"], ["3", "x", None, "false"]],
+    )
+
+    table, _, _ = run(
+        side,
+        "SELECT id, CASE WHEN id > 1 THEN 'x' END AS label, CASE WHEN id = 1 THEN 0.5E0 END AS ratio, "
+        "id = 1 AS ok FROM sales.orders WHERE id IN (1, 3) ORDER BY id",
+    )
+
+    assert table.to_pylist() == [
+        {"id": 1, "label": None, "ratio": 0.5, "ok": True},
+        {"id": 3, "label": "x", "ratio": None, "ok": False},
+    ]
+
+
+def test_upstream_output_is_queried_by_name_and_registered_in_glue(side: Side) -> None:
+    upstream = make_context(side.settings, task="prepare")
+    data = pa.table({"sku": ["a", "b", "a"], "qty": pa.array([1, 2, 3], pa.int32())})
+    ref = write_value(upstream.store, upstream.output_key("out"), data)
+    side.answer([("sku", "varchar"), ("qty", "bigint")], [["a", "4"], ["b", "2"]])
+
+    table, ctx, _ = run(
+        side,
+        "SELECT sku, sum(qty) AS qty FROM staged GROUP BY sku ORDER BY sku",
+        database="work",
+        tables={"staged": ref},
+    )
+
+    assert table.to_pylist() == [{"sku": "a", "qty": 4}, {"sku": "b", "qty": 2}]
+    if side.name == "cloud":
+        glue = client_for("glue", region="us-east-1", endpoint_url=side.moto)
+        registered = glue.get_table(DatabaseName="work", Name="staged")["Table"]
+        descriptor = registered["StorageDescriptor"]
+        assert descriptor["Columns"] == [{"Name": "sku", "Type": "string"}, {"Name": "qty", "Type": "int"}]
+        assert descriptor["Location"] == "s3://headrace-test/artifacts/demo/r1/aggregate/tables/staged/"
+        assert ctx.store.exists(descriptor["Location"] + "data.parquet")
+        # A second run updates the table instead of failing on "already exists".
+        run(side, "SELECT sku FROM staged", database="work", tables={"staged": ref})
+
+
+def test_missing_column_on_duckdb_names_it_and_its_line(tables_dir: Path, local_settings: Settings) -> None:
+    ctx = make_context(local_settings.replace(local_tables=str(tables_dir)), task="aggregate")
+    with pytest.raises(SqlError, match=r"line 3: column nope not found") as caught:
+        athena.query(ctx, "SELECT id,\n  region\n  , nope\nFROM orders", database="sales")
+    assert "\n" not in str(caught.value)
+    assert not ctx.store.exists(ctx.store.uri_for(ctx.output_key("result") + ".parquet"))
+
+
+def test_missing_table_says_where_it_was_looked_for(tables_dir: Path, local_settings: Settings) -> None:
+    ctx = make_context(local_settings.replace(local_tables=str(tables_dir)), task="aggregate")
+    with pytest.raises(NotFoundError, match=r"table nothere not found; looked in .*sales/nothere\.parquet"):
+        athena.query(ctx, "SELECT id FROM nothere", database="sales")
+
+
+def test_syntax_error_on_duckdb_shows_the_line(tables_dir: Path, local_settings: Settings) -> None:
+    ctx = make_context(local_settings.replace(local_tables=str(tables_dir)), task="aggregate")
+    with pytest.raises(UserError, match=r"line 2: syntax error"):
+        athena.query(ctx, "SELECT id\nFROM orders WHERE", database="sales")
+
+
+def test_wrong_number_of_positional_parameters_is_refused(side: Side) -> None:
+    with pytest.raises(UserError, match=r"2 \? parameter\(s\) but params= gives 1"):
+        run(side, "SELECT id FROM sales.orders WHERE id = ? OR id = ?", params={"a": 1})
+
+
+def test_failed_execution_raises_handoff_failed_with_athena_reason() -> None:
+    execution = {
+        "QueryExecutionId": "q-1",
+        "Status": {
+            "State": "FAILED",
+            "StateChangeReason": "COLUMN_NOT_FOUND: line 3:5: Column 'nope' cannot be resolved\nor requested",
+            "AthenaError": {"ErrorCategory": 2, "ErrorType": 1006},
+        },
+    }
+    with pytest.raises(
+        HandoffFailed, match=r"Athena query q-1 failed: COLUMN_NOT_FOUND: line 3:5: Column 'nope'"
+    ) as caught:
+        athena.check_state(execution, "aggregate")
+    assert caught.value.reason.startswith("COLUMN_NOT_FOUND: line 3:5")
+    assert "\n" not in str(caught.value)
+    assert athena.check_state({"Status": {"State": "RUNNING"}}, "aggregate") == "RUNNING"
+
+
+def test_ctas_asks_athena_for_parquet_under_the_task_output_and_checks_it_arrived(cloud: Side) -> None:
+    ctx = make_context(cloud.settings, task="aggregate")
+    with pytest.raises(
+        HandoffFailed,
+        match=r"CTAS reported success but wrote no Parquet under s3://headrace-test/artifacts/demo/r1/aggregate/result/",
+    ):
+        athena.query(ctx, GROUPED_SQL, database="sales", params={"min_amount": 20}, ctas=True)
+
+    query = last_execution(cloud)["Query"]
+    assert query.startswith("CREATE TABLE sales.headrace_r1_aggregate_1 WITH (format = 'PARQUET'")
+    assert "external_location = 's3://headrace-test/artifacts/demo/r1/aggregate/result/'" in query
+    assert not ctx.store.exists(ctx.store.uri_for(ctx.output_key("result")))
+
+
+def test_ctas_result_is_referenced_with_rows_once_athena_wrote_it(cloud: Side, tmp_path: Path) -> None:
+    """What Athena's CTAS leaves behind (Parquet files under the location) becomes one artifact."""
+    ctx = make_context(cloud.settings, task="aggregate")
+    store = athena.s3_store(ctx)
+    for index, rows in enumerate(([1, 2], [3])):
+        path = tmp_path / f"part-{index}.parquet"
+        pq.write_table(pa.table({"x": rows}), path)
+        store.put_file(path, f"{ctx.output_key('result')}/part-{index}.parquet")
+
+    ref = athena.ctas_result(ctx, store, ctx.output_key("result"), "sales", "gone")
+
+    assert (ref.rows, ref.format) == (3, "parquet")
+    assert store.exists(ref.uri)
+    assert sorted(ctx.artifact(ref).read_arrow().column("x").to_pylist()) == [1, 2, 3]
+
+
+def test_local_ctas_flag_gives_the_same_parquet_result(tables_dir: Path, local_settings: Settings) -> None:
+    ctx = make_context(local_settings.replace(local_tables=str(tables_dir)), task="aggregate")
+    ref = athena.query(ctx, GROUPED_SQL, database="sales", params={"min_amount": 20}, ctas=True)
+    assert ctx.artifact(ref).read_arrow().to_pylist() == GROUPED_EXPECTED
