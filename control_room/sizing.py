@@ -36,6 +36,8 @@ from steps.quantities import QuantityError, format_cpu, format_memory, memory_by
 GIB = 2**30
 #: Spare memory over the high-quantile peak when headroom is taken over the typical peak.
 QUANTILE_MARGIN = 1.05
+#: An OOM at capacity S proves the need is above S; the floor is put this much above it.
+OOM_STEP = 1.1
 
 
 # ----------------------------------------------------------------------------- robust fits
@@ -247,7 +249,7 @@ class Policy:
             capacity = self.capacity_of(obs)
             if capacity is None or obs.input_bytes <= 0 or input_bytes <= 0:
                 continue
-            scaled = capacity * (input_bytes / obs.input_bytes) ** slope
+            scaled = capacity * OOM_STEP * (input_bytes / obs.input_bytes) ** slope
             if scaled > floor:
                 floor = scaled
                 note = f"OOM on {obs.instance_type or human_memory(capacity)} at {human_bytes(obs.input_bytes)}"
@@ -347,8 +349,8 @@ class Policy:
                 if request.target == SizingTarget.SAGEMAKER:
                     previous = previous.with_count(max(1, int((request.declared or {}).get("instance_count") or 1)))
                 failed_capacity = previous.total_memory
-                if failed_capacity * 1.1 > floor:
-                    floor = failed_capacity * 1.1
+                if failed_capacity * OOM_STEP > floor:
+                    floor = failed_capacity * OOM_STEP
                     floor_note = f"attempt {request.attempt - 1} ran out of memory on {previous.label}"
 
         size_text = human_bytes(request.input_bytes) + " input" if request.input_bytes else "input size unknown"
@@ -447,7 +449,7 @@ class Policy:
                     )
                     verdict = "the cheapest catalog size holding the declared memory (no matching rule)"
         if option.total_memory <= failed_capacity:
-            bigger = [o for o in candidates if o.total_memory > failed_capacity * 1.1]
+            bigger = [o for o in candidates if o.total_memory > failed_capacity * OOM_STEP]
             if bigger:
                 option = min(bigger, key=lambda o: (o.total_hourly, o.total_memory))
                 verdict += f", one size up after an OOM on {human_memory(failed_capacity)}"

@@ -1,0 +1,128 @@
+"""The store on SQLite and PostgreSQL: idempotent observations, decisions with runs, events,
+and the versioned migrations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from control_room import store as store_module
+from control_room.store import Store, current_version, database_url
+from steps.contract import (
+    EventKind,
+    Observation,
+    Outcome,
+    RunEvent,
+    SizingDecision,
+    SizingRequest,
+    SizingTarget,
+)
+
+
+def observation(run_id: str = "r1", attempt: int = 1, **changes: object) -> Observation:
+    values: dict[str, object] = dict(
+        pipeline="recipes",
+        task="train",
+        run_id=run_id,
+        attempt=attempt,
+        outcome=Outcome.SUCCEEDED,
+        input_bytes=4_000_000_000,
+        peak_memory_bytes=9_000_000_000,
+        duration_seconds=321.0,
+        instance_type="ml.m5.xlarge",
+        target=SizingTarget.SAGEMAKER,
+    )
+    values.update(changes)
+    return Observation(**values)  # type: ignore[arg-type]
+
+
+def test_the_same_attempt_observed_twice_is_stored_once(store: Store) -> None:
+    store.add_observation(observation())
+    store.add_observation(observation(duration_seconds=400.0))
+    store.add_observation(observation(attempt=2))
+    history = store.history("recipes", "train")
+    assert [(o.attempt, o.duration_seconds) for o in history] == [(1, 400.0), (2, 321.0)]
+    assert store.count_observations() == 2
+
+
+def test_history_returns_what_was_observed_field_for_field(store: Store) -> None:
+    sent = observation(outcome=Outcome.OOM, peak_memory_bytes=None, reason="OOMKilled", cost_usd=0.12)
+    store.add_observation(sent)
+    assert store.history("recipes", "train") == [sent]
+
+
+def test_a_decision_is_stored_with_its_request_under_the_run(store: Store) -> None:
+    request = SizingRequest("recipes", "train", "r7", target=SizingTarget.SAGEMAKER, input_bytes=123, attempt=2)
+    decision = SizingDecision(SizingTarget.SAGEMAKER, "ml.m5.2xlarge", reason="because", predicted_cost_usd=0.4)
+    store.add_decision(request, decision)
+    run = store.run("r7")
+    assert run is not None and run["status"] == "running"
+    (stored,) = run["decisions"]
+    assert stored["instance_type"] == "ml.m5.2xlarge" and stored["reason"] == "because"
+    assert stored["request"]["input_bytes"] == 123 and stored["request"]["attempt"] == 2
+
+
+def test_events_fold_into_run_and_task_summaries(store: Store) -> None:
+    store.add_event(RunEvent(EventKind.RUN_STARTED, "recipes", "r1", at=100.0, url="http://argo/r1"))
+    store.add_event(
+        RunEvent(EventKind.TASK_FAILED, "recipes", "r1", task="train", attempt=1, at=110.0, reason="OOMKilled")
+    )
+    store.add_event(RunEvent(EventKind.TASK_SUCCEEDED, "recipes", "r1", task="train", attempt=2, at=120.0))
+    store.add_event(RunEvent(EventKind.RUN_FAILED, "recipes", "r1", at=130.0))
+    run = store.run("r1", "recipes")
+    assert run is not None
+    assert (run["status"], run["started_at"], run["finished_at"], run["url"]) == (
+        "failed",
+        100.0,
+        130.0,
+        "http://argo/r1",
+    )
+    assert [(t["task"], t["status"], t["attempt"]) for t in run["tasks"]] == [("train", "succeeded", 2)]
+    assert [e["kind"] for e in run["events"]] == ["run.started", "task.failed", "task.succeeded", "run.failed"]
+    assert run["events"][1]["reason"] == "OOMKilled"
+    assert [r["run_id"] for r in store.runs("recipes")] == ["r1"]
+
+
+def test_an_unknown_run_is_none(store: Store) -> None:
+    assert store.run("nope") is None
+
+
+def test_opening_twice_does_not_rerun_migrations(database_url: str) -> None:
+    first = Store.open(database_url)
+    first.add_observation(observation())
+    first.close()
+    again = Store.open(database_url)
+    assert again.version == 1 and again.count_observations() == 1
+    with again.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM schema_version")).scalar() == 1
+    again.close()
+
+
+def test_a_new_migration_runs_once_in_order(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    Store.open(database_url).close()
+    calls: list[int] = []
+
+    def add_column(conn: object) -> None:
+        calls.append(2)
+        conn.execute(text("ALTER TABLE observations ADD COLUMN note VARCHAR(40)"))  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(store_module, "MIGRATIONS", [*store_module.MIGRATIONS, (2, "observation notes", add_column)])
+    upgraded = Store.open(database_url)
+    assert upgraded.version == 2 and current_version(upgraded.engine) == 2
+    Store.open(database_url).close()
+    assert calls == [2]
+    with upgraded.engine.connect() as conn:
+        conn.execute(text("SELECT note FROM observations"))
+    upgraded.close()
+
+
+def test_the_default_database_is_a_wal_sqlite_file_in_the_state_folder(tmp_path: Path) -> None:
+    url = database_url(None, tmp_path / "state")
+    assert url == f"sqlite:///{(tmp_path / 'state' / 'control-room.db').resolve()}"
+    opened = Store.open(None, tmp_path / "state")
+    with opened.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+    opened.close()
+    assert (tmp_path / "state" / "control-room.db").exists()
