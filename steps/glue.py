@@ -347,11 +347,7 @@ def _run_glue(
     ctx.record(
         glue_job=name, glue_run_id=run_id, worker_type=chosen_type, number_of_workers=workers, batch_size=batch_size
     )
-    final = wait_for_run(ctx, glue, name, run_id)
-    state = final["JobRunState"]
-    if GLUE_STATES.get(state) is not Phase.SUCCEEDED:
-        reason = final.get("ErrorMessage") or state
-        raise HandoffFailed(f"{where}: Glue run {run_id} of job {name} ended {state}: {reason}", reason=reason)
+    check_run(where, wait_for_run(ctx, glue, name, run_id))
     rows, size = output_size(ctx, output_uri)
     return ArtifactRef(output_uri + "/", size, rows, "parquet")
 
@@ -461,6 +457,16 @@ def wait_for_run(ctx: StepContext, glue: Any, name: str, run_id: str) -> dict[st
             ctx.log.info("Glue run %s: %s%s", run_id, state, known)
 
     return poll(describe, lambda run: phase_of(GLUE_STATES, str(run.get("JobRunState", "")), "glue"), on_update=report)
+
+
+def check_run(where: str, run: Mapping[str, Any]) -> None:
+    """Raise :class:`HandoffFailed` with Glue's ``ErrorMessage`` unless the run succeeded."""
+    state = str(run.get("JobRunState", ""))
+    if GLUE_STATES.get(state) is not Phase.SUCCEEDED:
+        reason = str(run.get("ErrorMessage") or state)
+        raise HandoffFailed(
+            f"{where}: Glue run {run.get('Id')} of job {run.get('JobName')} ended {state}: {reason}", reason=reason
+        )
 
 
 def output_size(ctx: StepContext, output_uri: str) -> tuple[int, int]:

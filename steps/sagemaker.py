@@ -54,6 +54,7 @@ SAGEMAKER_STATES: dict[str, Phase] = {
     "Completed": Phase.SUCCEEDED,
     "Failed": Phase.FAILED,
     "Stopped": Phase.CANCELLED,
+    "Deleting": Phase.CANCELLED,
 }
 #: SecondaryStatus values that mean the job was stopped for running too long (ours: TIMEOUT).
 TIMEOUT_SECONDARY = frozenset({"MaxRuntimeExceeded", "MaxWaitTimeExceeded"})
