@@ -83,5 +83,5 @@ def test_team_rules_match_by_pipeline_and_task_globs(tmp_path: Path, catalog: Ca
 def test_headroom_below_one_is_refused(tmp_path: Path, catalog: Catalog) -> None:
     path = tmp_path / "rules.yaml"
     path.write_text("policy: {headroom: 0.8}\n")
-    with pytest.raises(ConfigError, match="policy.headroom must be >= 1"):
+    with pytest.raises(ConfigError, match=r"policy\.headroom must be >= 1"):
         load_rules(path, catalog)
