@@ -97,10 +97,8 @@ def event_rows(day: dt.date, rows: int = DEFAULT_ROWS, seed: int = DEFAULT_SEED)
 
 
 def _mix(day: dt.date, seed: int) -> list[float]:
-    mix = class_mix(day, seed)
-    shares = [float(mix[name]) for name in CLASSES] if isinstance(mix, dict) else [float(s) for s in mix]
-    total = sum(shares)
-    return [share / total for share in shares]
+    mix = class_mix(day, seed, CLASSES)
+    return [float(mix[name]) for name in CLASSES]
 
 
 def _labels(table: str, day: dt.date, rows: int, seed: int) -> np.ndarray:
@@ -205,7 +203,7 @@ class WrittenTable:
 
 def partition_path(root: Path, table: str, day: dt.date) -> Path:
     """Where one day of ``recipes.<table>`` lives under the local tables folder."""
-    return root / f"{DATASET}.{table}" / f"{day.isoformat()}.parquet"
+    return root / DATASET / table / f"{day.isoformat()}.parquet"
 
 
 def _write(path: Path, chunks: Iterator[pa.Table]) -> int:

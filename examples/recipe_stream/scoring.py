@@ -10,10 +10,10 @@ numpy and scikit-learn, which Glue's Python ships.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
+if TYPE_CHECKING:  # imported when scoring, not when the pipeline module is loaded for another task
+    import pandas as pd
 
 #: Columns of every scored batch, in order; the Athena SQL reads these names.
 OUTPUT_COLUMNS = ("snapshot_date", "recipe_id", "cuisine", "predicted_class", "confidence")
@@ -37,6 +37,9 @@ def score(batch: pd.DataFrame, model: Any) -> pd.DataFrame:
     their order and identity (``recipe_id``); an empty batch gives an empty frame with the same
     columns, so a partition without rows does not change the output's schema.
     """
+    import numpy as np
+    import pandas as pd
+
     estimator = _estimator(model)
     passthrough = {name: batch[name].to_numpy() for name in ("snapshot_date", "recipe_id") if name in batch}
     cuisine = batch["cuisine"].astype("string").to_numpy() if "cuisine" in batch else None

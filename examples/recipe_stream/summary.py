@@ -64,7 +64,7 @@ def summarize(ctx: StepContext, class_mix: pd.DataFrame, reports: dict[str, Arti
     else:
         print(text, flush=True)
         sent_to = "console"
-    ctx.record(summary_sent_to=sent_to)
+    ctx.record(summary=text, summary_sent_to=sent_to)
     classes: dict[str, dict[str, Any]] = {}
     for row in mix:
         outcome = str(row["predicted_class"])

@@ -90,7 +90,7 @@ def train_model(ctx: StepContext, data: Artifact, retrain: str, train_weekday: s
     buys little. The latest model's reference is kept under ``<pipeline>/models/latest.json`` in
     the artifact store, on both profiles.
     """
-    from steps import sagemaker
+    from steps import sagemaker  # the hand-off module; imported only by the task that trains
 
     store = ctx.store
     latest = store.uri_for(_latest_model_key(ctx))

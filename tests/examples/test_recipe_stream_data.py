@@ -68,8 +68,8 @@ def test_size_knob_sets_the_catalogue_size() -> None:
 def test_write_day_writes_yesterdays_events_and_todays_items(tmp_path: Path) -> None:
     written = {t.name: t for t in data.write_day(tmp_path, DAY, rows=1_500)}
     events, items = written["recipes.events"], written["recipes.items"]
-    assert events.path == tmp_path / "recipes.events" / "2026-11-21.parquet"
-    assert items.path == tmp_path / "recipes.items" / "2026-11-22.parquet"
+    assert events.path == tmp_path / "recipes" / "events" / "2026-11-21.parquet"
+    assert items.path == tmp_path / "recipes" / "items" / "2026-11-22.parquet"
     assert pq.read_metadata(items.path).num_rows == items.rows == 1_500
     assert pq.read_metadata(events.path).num_rows == events.rows
     assert items.classes == data.class_counts(DAY, 1_500)
