@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from steps.aws import client, error_code, translate
+from steps.aws import client, error_code, provider_errors, translate
 from steps.context import StepContext
 from steps.contract import ArtifactRef
 from steps.errors import ConfigError, HandoffFailed, UserError
@@ -149,13 +149,11 @@ def check_state(execution: Mapping[str, Any], task: str) -> str:
 
 
 def _wait(athena: Any, query_id: str, task: str) -> dict[str, Any]:
-    from botocore.exceptions import BotoCoreError, ClientError
-
     delay = POLL_FIRST_SECONDS
     while True:
         try:
             execution: dict[str, Any] = athena.get_query_execution(QueryExecutionId=query_id)["QueryExecution"]
-        except (BotoCoreError, ClientError) as error:
+        except provider_errors() as error:
             raise translate(error, f"task {task}: athena get_query_execution") from error
         if check_state(execution, task) not in RUNNING_STATES:
             return execution
@@ -296,8 +294,6 @@ def register_table(ctx: StepContext, glue: Any, database: str, name: str, ref: A
     side) to its own prefix under this task's output; a folder output is used where it is.
     Returns the table's location.
     """
-    from botocore.exceptions import BotoCoreError, ClientError
-
     from steps.s3 import MANIFEST, split_uri
 
     store = s3_store(ctx)
@@ -328,17 +324,17 @@ def register_table(ctx: StepContext, glue: Any, database: str, name: str, ref: A
         }
         try:
             glue.get_database(Name=database)
-        except ClientError as error:
+        except provider_errors() as error:
             if error_code(error) != "EntityNotFoundException":
                 raise
             glue.create_database(DatabaseInput={"Name": database})
         try:
             glue.create_table(DatabaseName=database, TableInput=table_input)
-        except ClientError as error:
+        except provider_errors() as error:
             if error_code(error) != "AlreadyExistsException":
                 raise
             glue.update_table(DatabaseName=database, TableInput=table_input)
-    except (BotoCoreError, ClientError) as error:
+    except provider_errors() as error:
         raise translate(error, f"task {ctx.task}: register Glue table {database}.{name}") from error
     ctx.log.info("Athena: table %s.%s reads %s", database, name, location)
     return location
@@ -367,8 +363,6 @@ def _as_ref(ctx: StepContext, name: str, value: Any) -> ArtifactRef:
 def _run_cloud(
     ctx: StepContext, sql: str, database: str, params: dict[str, Any], tables: Mapping[str, Any], ctas: bool
 ) -> ArtifactRef:
-    from botocore.exceptions import BotoCoreError, ClientError
-
     store = s3_store(ctx)
     athena = client("athena", ctx.settings)
     if tables:
@@ -398,7 +392,7 @@ def _run_cloud(
         request["ExecutionParameters"] = literals
     try:
         query_id = athena.start_query_execution(**request)["QueryExecutionId"]
-    except (BotoCoreError, ClientError) as error:
+    except provider_errors() as error:
         raise translate(error, f"task {ctx.task}: athena start_query_execution") from error
     ctx.log.info("Athena query %s started in %s", query_id, ctx.settings.athena_workgroup)
     execution = _wait(athena, query_id, ctx.task)
@@ -410,7 +404,7 @@ def _run_cloud(
         return ctas_result(ctx, store, result_key, database, ctas_table)
     try:
         pages = list(athena.get_paginator("get_query_results").paginate(QueryExecutionId=query_id))
-    except (BotoCoreError, ClientError) as error:
+    except provider_errors() as error:
         raise translate(error, f"task {ctx.task}: athena get_query_results") from error
     from steps.values import write_value
 

@@ -81,6 +81,14 @@ def client(service: str, settings: Settings) -> Any:
     return client_for(service, region=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
 
 
+def provider_errors() -> tuple[type[Exception], ...]:
+    """botocore's error classes, for ``except provider_errors() as e`` in modules that must not
+    import botocore themselves (one module owns each SDK)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return (BotoCoreError, ClientError)
+
+
 def error_code(error: BaseException) -> str:
     """The provider's error code of a botocore ``ClientError`` (empty for other errors)."""
     response = getattr(error, "response", None)
