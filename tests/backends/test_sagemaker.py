@@ -1,0 +1,354 @@
+"""SageMaker training: the local side in real subprocesses, the cloud side against the moto server.
+
+moto records ``CreateTrainingJob`` requests and answers ``DescribeTrainingJob``, but it never runs
+a container: every job is ``Completed`` at once, writes no model and no CloudWatch logs, and can
+not be made to fail. So the cloud tests check the request headrace sends (image, hyperparameter
+encoding, spot, sizing), idempotent attach, the missing-model guard, log streaming from log events
+the test writes itself, and the model URI/size once the test has put a model where SageMaker
+would. Left uncovered by moto: a real job's ``InProgress`` → ``Completed`` progression and a real
+``FailureReason`` (the failure mapping is checked on a description shaped like SageMaker's).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import textwrap
+import time
+from pathlib import Path
+
+import botocore.session
+import pytest
+from conftest import BUCKET, make_context
+
+from steps.context import StepContext
+from steps.contract import ArtifactRef, SizingDecision, SizingTarget
+from steps.errors import ConfigError, HandoffFailed, NotFoundError
+from steps.handoff import Phase
+from steps.model_io import load_model, unpack
+from steps.sagemaker import (
+    SAGEMAKER_STATES,
+    image_uri,
+    job_phase,
+    model_artifact,
+    train,
+    training_job_name,
+)
+from steps.settings import Settings, load_settings
+
+TRAIN_SCRIPT = textwrap.dedent(
+    """
+    import argparse, json, os, pickle, sys
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n_estimators", type=int)
+    parser.add_argument("--learning_rate", type=float)
+    parser.add_argument("--loss", type=str)
+    args = parser.parse_args()
+
+    train = Path(os.environ["SM_CHANNEL_TRAIN"])
+    rows = sum(len(f.read_text().splitlines()) - 1 for f in sorted(train.iterdir()))
+    print(f"training on {rows} rows with {args.n_estimators} estimators", flush=True)
+    model = {"rows": rows, "n_estimators": args.n_estimators, "learning_rate": args.learning_rate}
+    with open(os.path.join(os.environ["SM_MODEL_DIR"], "model.pkl"), "wb") as handle:
+        pickle.dump(model, handle)
+    config = Path(os.environ["SM_INPUT_CONFIG_DIR"])
+    seen = {
+        "argv": sys.argv[1:],
+        "cwd": os.getcwd(),
+        "hyperparameters.json": json.loads((config / "hyperparameters.json").read_text()),
+        "resourceconfig.json": json.loads((config / "resourceconfig.json").read_text()),
+        "env": {k: v for k, v in os.environ.items() if k.startswith("SM_")},
+    }
+    Path(os.environ["SM_OUTPUT_DATA_DIR"], "seen.json").write_text(json.dumps(seen))
+    Path(os.environ["SM_MODEL_DIR"], "seen.json").write_text(json.dumps(seen))
+    """
+)
+
+FAILING_SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    print("loading data", flush=True)
+    print("column 'label' not found", file=sys.stderr, flush=True)
+    with open(os.path.join(os.environ["SM_OUTPUT_DIR"], "failure"), "w") as handle:
+        handle.write("ValueError: column 'label' not found in the train channel")
+    sys.exit(1)
+    """
+)
+
+HYPERPARAMETERS = {"n_estimators": 50, "learning_rate": 0.1, "loss": "log_loss"}
+
+
+def source_dir(tmp_path: Path, script: str = TRAIN_SCRIPT) -> Path:
+    folder = tmp_path / "src"
+    folder.mkdir(exist_ok=True)
+    (folder / "train.py").write_text(script)
+    (folder / "helpers.py").write_text("VALUE = 1\n")
+    return folder
+
+
+def training_data(ctx: StepContext) -> ArtifactRef:
+    return ctx.store.put_bytes(b"x,label\n1,0\n2,1\n3,1\n", ctx.output_key("data.csv").replace("train/", "prep/"))
+
+
+# ----------------------------------------------------------------------------- local side
+
+
+def test_local_training_runs_the_script_under_the_container_contract(tmp_path: Path, local_settings: Settings) -> None:
+    ctx = make_context(local_settings, task="train")
+    data = training_data(ctx)
+
+    ref = train(ctx, "train.py", str(source_dir(tmp_path)), data, hyperparameters=HYPERPARAMETERS)
+
+    assert ref.format == "model" and ref.uri.endswith("/demo/r1/train/model.tar.gz") and ref.bytes > 0
+    assert load_model(ref.uri) == {"rows": 3, "n_estimators": 50, "learning_rate": 0.1}
+    seen = json.loads((unpack(Path(ref.uri.removeprefix("file://")), tmp_path / "unpacked") / "seen.json").read_text())
+    assert seen["argv"] == ["--n_estimators", "50", "--learning_rate", "0.1", "--loss", "log_loss"]
+    hps = seen["hyperparameters.json"]
+    assert hps["n_estimators"] == "50" and hps["loss"] == '"log_loss"' and hps["sagemaker_program"] == '"train.py"'
+    assert seen["resourceconfig.json"]["current_host"] == "algo-1"
+    env = seen["env"]
+    assert json.loads(env["SM_HPS"]) == HYPERPARAMETERS
+    assert env["SM_HP_N_ESTIMATORS"] == "50" and env["SM_HP_LOSS"] == "log_loss"
+    assert json.loads(env["SM_CHANNELS"]) == ["train"]
+    assert Path(env["SM_CHANNEL_TRAIN"], "data.csv").read_text().startswith("x,label")
+    assert json.loads(env["SM_HOSTS"]) == ["algo-1"] and env["SM_CURRENT_HOST"] == "algo-1"
+    assert int(env["SM_NUM_CPUS"]) >= 1
+    assert json.loads(env["SM_TRAINING_ENV"])["hyperparameters"] == HYPERPARAMETERS
+    assert seen["cwd"] == env["SM_MODULE_DIR"]
+
+
+def test_local_training_records_the_experiment_conditions(tmp_path: Path, local_settings: Settings) -> None:
+    ctx = make_context(local_settings, task="train")
+    data = training_data(ctx)
+
+    folder = source_dir(tmp_path)
+
+    train(ctx, "train.py", str(folder), {"train": data}, hyperparameters=HYPERPARAMETERS)
+    first_hash = ctx.records["code_sha256"]
+    (folder / "helpers.py").write_text("VALUE = 2\n")
+    train(ctx, "train.py", str(folder), {"train": data}, hyperparameters=HYPERPARAMETERS)
+
+    assert ctx.records["hyperparameters"] == HYPERPARAMETERS
+    assert ctx.records["data"] == {"train": data.uri}
+    assert ctx.records["framework"] == "sklearn" and ctx.records["instance_type"] == "ml.m5.large"
+    assert len(first_hash) == 64 and ctx.records["code_sha256"] != first_hash
+
+
+def test_failing_script_shows_its_failure_file_and_log_tail_and_stores_no_model(
+    tmp_path: Path, local_settings: Settings
+) -> None:
+    ctx = make_context(local_settings, task="train")
+
+    with pytest.raises(HandoffFailed) as raised:
+        train(ctx, "train.py", str(source_dir(tmp_path, FAILING_SCRIPT)), training_data(ctx))
+
+    message = str(raised.value)
+    assert "training script train.py exited with code 1" in message
+    assert "ValueError: column 'label' not found in the train channel" in message
+    assert "loading data" in message and "column 'label' not found" in message.splitlines()[-1]
+    assert raised.value.reason == "ValueError: column 'label' not found in the train channel"
+    assert not ctx.store.exists(ctx.store.uri_for(ctx.output_key("model.tar.gz")))
+
+
+def test_relative_source_dir_resolves_against_the_working_folder(
+    tmp_path: Path, local_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source_dir(tmp_path)
+    ctx = make_context(local_settings, task="train")
+    ctx.work_dir = tmp_path
+
+    ref = train(ctx, "train.py", "src", training_data(ctx))
+
+    assert load_model(ref.uri)["rows"] == 3
+
+
+def test_missing_entry_point_names_the_folder(tmp_path: Path, local_settings: Settings) -> None:
+    ctx = make_context(local_settings, task="train")
+
+    with pytest.raises(NotFoundError, match=r"entry_point 'fit.py' is not in .*src"):
+        train(ctx, "fit.py", str(source_dir(tmp_path)), training_data(ctx))
+
+
+# ----------------------------------------------------------------------------- cloud side (moto)
+
+
+@pytest.fixture
+def aws_settings(s3_root: str) -> Settings:
+    return load_settings(
+        {
+            "profile": "aws",
+            "artifact_root": s3_root,
+            "sagemaker_role_arn": "arn:aws:iam::123456789012:role/headrace-training",
+        }
+    )
+
+
+def sagemaker_client(settings: Settings) -> object:
+    from steps.aws import client
+
+    return client("sagemaker", settings)
+
+
+def put_model_where_sagemaker_would(ctx: StepContext, payload: bytes) -> str:
+    """SageMaker writes <S3OutputPath>/<job>/output/model.tar.gz; moto does not, so the test does."""
+    from steps.aws import client
+
+    job = training_job_name(ctx.pipeline, ctx.task, ctx.run_id, ctx.attempt)
+    prefix = ctx.store.uri_for(ctx.output_key("sagemaker")).removeprefix(f"s3://{BUCKET}/")
+    key = f"{prefix}/{job}/output/model.tar.gz"
+    client("s3", ctx.settings).put_object(Bucket=BUCKET, Key=key, Body=payload)
+    return f"s3://{BUCKET}/{key}"
+
+
+@pytest.mark.integration
+def test_cloud_training_sends_framework_image_encoded_hyperparameters_and_spot(
+    tmp_path: Path, aws_settings: Settings
+) -> None:
+    ctx = make_context(aws_settings, task="train")
+    model_uri = put_model_where_sagemaker_would(ctx, b"model-bytes" * 10)
+
+    ref = train(
+        ctx,
+        "train.py",
+        str(source_dir(tmp_path)),
+        training_data(ctx),
+        hyperparameters=HYPERPARAMETERS,
+        spot=True,
+        max_runtime="2h",
+    )
+
+    assert ref == ArtifactRef(model_uri, 110, None, "model")
+    job = sagemaker_client(aws_settings).describe_training_job(TrainingJobName="demo-train-r1-a1")  # type: ignore[attr-defined]
+    assert (
+        job["AlgorithmSpecification"]["TrainingImage"]
+        == "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+    )
+    hps = job["HyperParameters"]
+    assert hps["n_estimators"] == "50" and hps["loss"] == '"log_loss"'
+    assert hps["sagemaker_program"] == '"train.py"'
+    assert json.loads(hps["sagemaker_submit_directory"]).endswith("/demo/r1/train/sourcedir.tar.gz")
+    assert job["EnableManagedSpotTraining"] is True
+    assert job["StoppingCondition"] == {"MaxRuntimeInSeconds": 7200, "MaxWaitTimeInSeconds": 14400}
+    assert job["RoleArn"] == "arn:aws:iam::123456789012:role/headrace-training"
+    assert job["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"].startswith(f"s3://{BUCKET}/")
+    assert ctx.store.exists(json.loads(hps["sagemaker_submit_directory"]))
+
+
+@pytest.mark.integration
+def test_cloud_training_uses_the_control_rooms_instance_choice(tmp_path: Path, aws_settings: Settings) -> None:
+    ctx = make_context(aws_settings, task="train")
+    ctx.sizing = SizingDecision(SizingTarget.SAGEMAKER, "ml.g5.xlarge", 2, reason="history: 3 GiB peak")
+    put_model_where_sagemaker_would(ctx, b"m")
+
+    train(ctx, "train.py", str(source_dir(tmp_path)), training_data(ctx), framework="pytorch")
+
+    job = sagemaker_client(aws_settings).describe_training_job(TrainingJobName="demo-train-r1-a1")  # type: ignore[attr-defined]
+    assert job["ResourceConfig"]["InstanceType"] == "ml.g5.xlarge" and job["ResourceConfig"]["InstanceCount"] == 2
+    assert job["AlgorithmSpecification"]["TrainingImage"].endswith("/pytorch-training:2.3.0-gpu-py311")
+    assert ctx.records["instance_type"] == "ml.g5.xlarge"
+
+
+@pytest.mark.integration
+def test_retried_attempt_attaches_to_its_existing_job_instead_of_creating_another(
+    tmp_path: Path, aws_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    ctx = make_context(aws_settings, task="train")
+    put_model_where_sagemaker_would(ctx, b"m")
+    caplog.set_level(logging.INFO)
+
+    first = train(ctx, "train.py", str(source_dir(tmp_path)), training_data(ctx))
+    second = train(ctx, "train.py", str(source_dir(tmp_path)), training_data(ctx))
+
+    assert first == second
+    created = [r for r in caplog.records if r.getMessage().startswith("created training job")]
+    attached = [r for r in caplog.records if r.getMessage().startswith("attaching to training job demo-train-r1-a1")]
+    assert len(created) == 1 and len(attached) == 1
+
+
+@pytest.mark.integration
+def test_cloud_training_streams_the_jobs_cloudwatch_log_lines(
+    tmp_path: Path, aws_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    from steps.aws import client
+
+    ctx = make_context(aws_settings, task="train")
+    put_model_where_sagemaker_would(ctx, b"m")
+    logs = client("logs", aws_settings)
+    logs.create_log_group(logGroupName="/aws/sagemaker/TrainingJobs")
+    stream = "demo-train-r1-a1/algo-1-1700000000"
+    logs.create_log_stream(logGroupName="/aws/sagemaker/TrainingJobs", logStreamName=stream)
+    logs.put_log_events(
+        logGroupName="/aws/sagemaker/TrainingJobs",
+        logStreamName=stream,
+        logEvents=[{"timestamp": int(time.time() * 1000), "message": "epoch 1 loss 0.61"}],
+    )
+    caplog.set_level(logging.INFO)
+
+    train(ctx, "train.py", str(source_dir(tmp_path)), training_data(ctx))
+
+    messages = [r.getMessage() for r in caplog.records]
+    assert "[algo-1-1700000000] epoch 1 loss 0.61" in messages
+    assert "training job demo-train-r1-a1: Completed/Completed" in messages
+
+
+@pytest.mark.integration
+def test_completed_job_without_a_model_artifact_fails_naming_the_uri(tmp_path: Path, aws_settings: Settings) -> None:
+    ctx = make_context(aws_settings, task="train")
+
+    with pytest.raises(HandoffFailed, match=r"completed but its model artifact s3://.*/model.tar.gz does not exist"):
+        train(ctx, "train.py", str(source_dir(tmp_path)), training_data(ctx))
+
+
+@pytest.mark.integration
+def test_missing_role_is_a_config_error_naming_the_setting(tmp_path: Path, s3_root: str) -> None:
+    ctx = make_context(load_settings({"profile": "aws", "artifact_root": s3_root}), task="train")
+
+    with pytest.raises(ConfigError, match="HEADRACE_SAGEMAKER_ROLE_ARN"):
+        train(ctx, "train.py", str(source_dir(tmp_path)), training_data(ctx))
+
+
+# ----------------------------------------------------------------------------- states and names
+
+
+def test_state_table_covers_every_training_job_status_sagemaker_defines() -> None:
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    assert set(SAGEMAKER_STATES) == set(model.shape_for("TrainingJobStatus").enum)
+
+
+def test_failed_job_surfaces_sagemakers_failure_reason(local_settings: Settings) -> None:
+    ctx = make_context(local_settings, task="train")
+    description = {
+        "TrainingJobName": "demo-train-r1-a1",
+        "TrainingJobStatus": "Failed",
+        "SecondaryStatus": "Failed",
+        "FailureReason": "AlgorithmError: ExecuteUserScriptError: exit code 1",
+    }
+
+    with pytest.raises(HandoffFailed) as raised:
+        model_artifact(ctx, description)
+
+    assert raised.value.reason == "AlgorithmError: ExecuteUserScriptError: exit code 1"
+    assert "training job demo-train-r1-a1 ended Failed" in str(raised.value)
+
+
+def test_job_stopped_for_exceeding_its_runtime_is_a_timeout() -> None:
+    assert job_phase({"TrainingJobStatus": "Stopped", "SecondaryStatus": "MaxRuntimeExceeded"}) is Phase.TIMEOUT
+    assert job_phase({"TrainingJobStatus": "Stopped", "SecondaryStatus": "Stopped"}) is Phase.CANCELLED
+    assert job_phase({"TrainingJobStatus": "SomethingNew"}) is Phase.RUNNING
+
+
+def test_job_names_are_deterministic_valid_and_short() -> None:
+    name = training_job_name("recipe_stream", "train_model", "scheduled-2026-11-22T05:00:00Z" * 3, 2)
+    assert name == training_job_name("recipe_stream", "train_model", "scheduled-2026-11-22T05:00:00Z" * 3, 2)
+    assert len(name) <= 63 and all(c.isalnum() or c == "-" for c in name)
+    assert training_job_name("p", "t", "r1", 1) != training_job_name("p", "t", "r1", 2)
+
+
+def test_image_uri_by_region_and_passthrough() -> None:
+    assert image_uri("xgboost", None, "eu-west-1", "ml.m5.large") == (
+        "141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-xgboost:1.7-1"
+    )
+    custom = "123456789012.dkr.ecr.us-east-1.amazonaws.com/my-trainer:7"
+    assert image_uri(custom, None, "us-east-1", "ml.m5.large") == custom
