@@ -39,6 +39,7 @@ from steps.sql_local import (
     SqlError,
     canonical,
     count_positional_parameters,
+    local_table_paths,
     name_positional_parameters,
     positional_parameters,
 )
@@ -77,8 +78,6 @@ def query(
 
 
 def _run_local(ctx: StepContext, sql: str, database: str, params: dict[str, Any], tables: Mapping[str, Any]) -> Any:
-    from steps.bigquery import local_table_paths
-
     engine = LocalSql(
         "athena",
         tables_dir=ctx.settings.local_tables or None,

@@ -22,14 +22,13 @@ import datetime as dt
 import decimal
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from steps.context import StepContext
 from steps.contract import ArtifactRef
 from steps.errors import ConfigError, HandoffFailed, HeadraceError, NotFoundError, TransientError, UserError
 from steps.settings import Settings
-from steps.sql_local import LocalSql, SqlError, canonical
+from steps.sql_local import LocalSql, SqlError, canonical, local_table_paths
 
 POSITION = re.compile(r"\s*at \[(\d+):(\d+)\]")
 
@@ -55,28 +54,6 @@ def extract(
     ref = write_value(ctx.store, ctx.output_key("result"), result)
     ctx.log.info("BigQuery extract: %s rows, %s bytes -> %s", ref.rows, ref.bytes, ref.uri)
     return ref
-
-
-def local_table_paths(ctx: StepContext, tables: Mapping[str, Any]) -> dict[str, Path]:
-    """Local files for ``tables=`` entries: an Artifact, an ArtifactRef, a path or a URI."""
-    from steps.values import Artifact
-
-    paths: dict[str, Path] = {}
-    for name, value in tables.items():
-        if isinstance(value, Artifact):
-            paths[name] = value.local_path()
-        elif isinstance(value, ArtifactRef):
-            paths[name] = ctx.artifact(value).local_path()
-        elif isinstance(value, Path):
-            paths[name] = value
-        elif isinstance(value, str):
-            paths[name] = ctx.artifact(ArtifactRef(value, 0)).local_path() if "://" in value else Path(value)
-        else:
-            raise UserError(
-                f"task {ctx.task}: tables[{name!r}] is a {type(value).__name__}; pass an upstream output "
-                "(Artifact/ArtifactRef) or a path to Parquet/CSV"
-            )
-    return paths
 
 
 def _run_local(ctx: StepContext, sql: str, params: Mapping[str, Any], tables: Mapping[str, Any]) -> Any:

@@ -106,6 +106,29 @@ def one_line(text: str) -> str:
     return " ".join(kept)
 
 
+def local_table_paths(ctx: Any, tables: Mapping[str, Any]) -> dict[str, Path]:
+    """Local files for ``tables=`` entries: an Artifact, an ArtifactRef, a path or a URI."""
+    from steps.contract import ArtifactRef
+    from steps.values import Artifact
+
+    paths: dict[str, Path] = {}
+    for name, value in tables.items():
+        if isinstance(value, Artifact):
+            paths[name] = value.local_path()
+        elif isinstance(value, ArtifactRef):
+            paths[name] = ctx.artifact(value).local_path()
+        elif isinstance(value, Path):
+            paths[name] = value
+        elif isinstance(value, str):
+            paths[name] = ctx.artifact(ArtifactRef(value, 0)).local_path() if "://" in value else Path(value)
+        else:
+            raise UserError(
+                f"task {ctx.task}: tables[{name!r}] is a {type(value).__name__}; pass an upstream output "
+                "(Artifact/ArtifactRef) or a path to Parquet/CSV"
+            )
+    return paths
+
+
 def _find_files(base: Path) -> list[Path] | None:
     for suffix in SUFFIXES:
         candidate = base.with_name(base.name + suffix)
