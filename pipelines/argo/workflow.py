@@ -8,6 +8,10 @@ Clean-up choices (callers may rely on them):
 - ``podGC: OnPodSuccess`` with a 10-minute delay: succeeded pods go soon after (their outputs
   are in the artifact store and the control room), failed pods stay with the workflow so their
   logs remain readable until the TTL removes everything.
+
+Pods run as ``headrace-workflow`` (the least-privilege ServiceAccount of ``manifests/base``)
+unless the pipeline names its own, as the image's non-root user (10001) with the RuntimeDefault
+seccomp profile, so ``headrace compile`` output applied by hand runs like ``headrace submit``.
 """
 
 from __future__ import annotations
@@ -15,7 +19,17 @@ from __future__ import annotations
 from typing import Any
 
 from hera.workflows import Workflow, WorkflowTemplate
-from hera.workflows.models import Arguments, Metadata, Parameter, PodGC, Template, TTLStrategy, WorkflowMetadata
+from hera.workflows.models import (
+    Arguments,
+    Metadata,
+    Parameter,
+    PodGC,
+    PodSecurityContext,
+    SeccompProfile,
+    Template,
+    TTLStrategy,
+    WorkflowMetadata,
+)
 
 from pipelines.argo import dag, exit_handler, sizing
 from pipelines.argo.templates import PodEnvironment, task_template
@@ -25,6 +39,14 @@ from steps.settings import Settings
 PIPELINE_LABEL = "headrace.dev/pipeline"
 TTL = TTLStrategy(seconds_after_success=86_400, seconds_after_failure=7 * 86_400)
 POD_GC = PodGC(strategy="OnPodSuccess", delete_delay_duration="10m")
+WORKFLOW_SERVICE_ACCOUNT = "headrace-workflow"
+#: The image's user (Dockerfile ``USER 10001:10001``); steps write only under /tmp.
+SECURITY_CONTEXT = PodSecurityContext(
+    run_as_non_root=True,
+    run_as_user=10001,
+    run_as_group=10001,
+    seccomp_profile=SeccompProfile(type="RuntimeDefault"),
+)
 
 
 def environment(pipeline: Pipeline, settings: Settings) -> PodEnvironment:
@@ -75,7 +97,8 @@ def spec_fields(pipeline: Pipeline, spec: str, settings: Settings) -> dict[str, 
         annotations={"workflows.argoproj.io/description": pipeline.description} if pipeline.description else None,
         entrypoint=dag.NAME,
         on_exit=exit_handler.NAME,
-        service_account_name=pipeline.service_account,
+        service_account_name=pipeline.service_account or WORKFLOW_SERVICE_ACCOUNT,
+        security_context=SECURITY_CONTEXT,
         arguments=arguments(pipeline),
         templates=templates(pipeline, spec, env),
         ttl_strategy=TTL,

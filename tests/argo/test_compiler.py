@@ -284,3 +284,15 @@ def test_path_outside_the_project_falls_back_to_its_package(tmp_path: Path) -> N
     (package / "__init__.py").write_text("")
     (tmp_path / "team" / "__init__.py").write_text("")
     assert image_spec(f"{package}/daily.py:pipeline", cwd=tmp_path / "elsewhere") == "team.flows.daily:pipeline"
+
+
+def test_pods_run_as_the_workflow_service_account_and_a_non_root_user() -> None:
+    spec = compiled("small_dag")["spec"]
+    assert spec["serviceAccountName"] == "headrace-workflow"
+    assert spec["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "runAsGroup": 10001,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert compiled("cron_sized", "template")["spec"]["serviceAccountName"] == "headrace-workflow"
