@@ -89,7 +89,11 @@ def _run_local(ctx: StepContext, sql: str, database: str, params: dict[str, Any]
         result, prepared = engine.run(named_sql, params)
     except SqlError as error:
         raise type(error)(
-            f"task {ctx.task}: {error}", kind=error.kind, line=error.line, name=error.name, detail=error.detail
+            f"pipeline {ctx.pipeline}, task {ctx.task}: {error}",
+            kind=error.kind,
+            line=error.line,
+            name=error.name,
+            detail=error.detail,
         ) from error
     ctx.record(data_scanned_bytes=prepared.source_bytes, athena_engine="duckdb")
     return result
@@ -136,14 +140,14 @@ def execution_parameters(sql: str, params: Mapping[str, Any]) -> tuple[str, list
 # ---------------------------------------------------------------------------- states
 
 
-def check_state(execution: Mapping[str, Any], task: str) -> str:
+def check_state(execution: Mapping[str, Any], where: str) -> str:
     """The state of a ``GetQueryExecution`` result; raises on FAILED or CANCELLED with Athena's reason."""
     status = execution.get("Status", {})
     state = str(status.get("State", "QUEUED"))
     if state in ("FAILED", "CANCELLED"):
         reason = " ".join(str(status.get("StateChangeReason") or state.lower()).split())
         query_id = execution.get("QueryExecutionId", "?")
-        raise HandoffFailed(f"task {task}: Athena query {query_id} {state.lower()}: {reason}", reason=reason)
+        raise HandoffFailed(f"{where}: Athena query {query_id} {state.lower()}: {reason}", reason=reason)
     return state
 
 
@@ -153,7 +157,7 @@ def _wait(athena: Any, query_id: str, task: str) -> dict[str, Any]:
         try:
             execution: dict[str, Any] = athena.get_query_execution(QueryExecutionId=query_id)["QueryExecution"]
         except provider_errors() as error:
-            raise translate(error, f"task {task}: athena get_query_execution") from error
+            raise translate(error, f"{task}: athena get_query_execution") from error
         if check_state(execution, task) not in RUNNING_STATES:
             return execution
         time.sleep(delay)
@@ -280,7 +284,7 @@ def s3_store(ctx: StepContext) -> Any:
     store = ctx.store
     if not isinstance(store, S3Store):
         raise ConfigError(
-            f"task {ctx.task}: Athena reads tables and writes results on S3; "
+            f"pipeline {ctx.pipeline}, task {ctx.task}: Athena reads tables and writes results on S3; "
             "set artifact_root to s3://bucket/prefix (HEADRACE_ARTIFACT_ROOT)"
         )
     return store
@@ -334,7 +338,9 @@ def register_table(ctx: StepContext, glue: Any, database: str, name: str, ref: A
                 raise
             glue.update_table(DatabaseName=database, TableInput=table_input)
     except provider_errors() as error:
-        raise translate(error, f"task {ctx.task}: register Glue table {database}.{name}") from error
+        raise translate(
+            error, f"pipeline {ctx.pipeline}, task {ctx.task}: register Glue table {database}.{name}"
+        ) from error
     ctx.log.info("Athena: table %s.%s reads %s", database, name, location)
     return location
 
@@ -353,10 +359,12 @@ def _as_ref(ctx: StepContext, name: str, value: Any) -> ArtifactRef:
         return ArtifactRef(value, 0, format="dir" if not value.endswith(".parquet") else "parquet")
     if isinstance(value, Path):
         raise UserError(
-            f"task {ctx.task}: tables[{name!r}] is a local path; on Athena pass an upstream output "
+            f"pipeline {ctx.pipeline}, task {ctx.task}: tables[{name!r}] is a local path; on Athena pass an upstream output "
             "(Artifact/ArtifactRef) or an s3:// URI"
         )
-    raise UserError(f"task {ctx.task}: tables[{name!r}] is a {type(value).__name__}; pass an upstream output")
+    raise UserError(
+        f"pipeline {ctx.pipeline}, task {ctx.task}: tables[{name!r}] is a {type(value).__name__}; pass an upstream output"
+    )
 
 
 def _run_cloud(
@@ -392,9 +400,13 @@ def _run_cloud(
     try:
         query_id = athena.start_query_execution(**request)["QueryExecutionId"]
     except provider_errors() as error:
-        raise translate(error, f"task {ctx.task}: athena start_query_execution") from error
+        raise translate(error, f"pipeline {ctx.pipeline}, task {ctx.task}: athena start_query_execution") from error
     ctx.log.info("Athena query %s started in %s", query_id, ctx.settings.athena_workgroup)
-    execution = _wait(athena, query_id, ctx.task)
+    try:
+        execution = _wait(athena, query_id, f"pipeline {ctx.pipeline}, task {ctx.task}")
+    except (KeyboardInterrupt, SystemExit):  # the pod is being stopped: do not leave Athena scanning
+        athena.stop_query_execution(QueryExecutionId=query_id)
+        raise
     scanned = int(execution.get("Statistics", {}).get("DataScannedInBytes", 0))
     ctx.log.info("Athena query %s succeeded; scanned %s bytes", query_id, scanned)
     ctx.record(data_scanned_bytes=scanned, athena_query_execution_id=query_id, athena_engine="athena")
@@ -404,7 +416,7 @@ def _run_cloud(
     try:
         pages = list(athena.get_paginator("get_query_results").paginate(QueryExecutionId=query_id))
     except provider_errors() as error:
-        raise translate(error, f"task {ctx.task}: athena get_query_results") from error
+        raise translate(error, f"pipeline {ctx.pipeline}, task {ctx.task}: athena get_query_results") from error
     from steps.values import write_value
 
     ref = write_value(store, result_key, results_table(pages))
@@ -424,7 +436,7 @@ def ctas_result(ctx: StepContext, store: Any, result_key: str, database: str, ta
     keys = [k for k in store.keys_under(store.bucket, prefix + "/") if not k.endswith(MANIFEST)]
     if not keys:
         raise HandoffFailed(
-            f"task {ctx.task}: Athena CTAS reported success but wrote no Parquet under {store.uri_for(result_key)}/",
+            f"pipeline {ctx.pipeline}, task {ctx.task}: Athena CTAS reported success but wrote no Parquet under {store.uri_for(result_key)}/",
             reason="no output files",
         )
     files, rows, total = [], 0, 0

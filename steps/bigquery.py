@@ -45,7 +45,7 @@ def extract(
     if ctx.profile == "aws":
         if tables:
             raise UserError(
-                f"task {ctx.task}: bigquery.extract tables= ({', '.join(tables)}) only works on the local "
+                f"pipeline {ctx.pipeline}, task {ctx.task}: bigquery.extract tables= ({', '.join(tables)}) only works on the local "
                 "profile; on BigQuery, load upstream outputs into a table (or a GCS external table) and name it in the SQL"
             )
         result = _run_cloud(ctx, sql, params or {})
@@ -62,7 +62,11 @@ def _run_local(ctx: StepContext, sql: str, params: Mapping[str, Any], tables: Ma
         result, prepared = engine.run(sql, params)
     except SqlError as error:
         raise type(error)(
-            f"task {ctx.task}: {error}", kind=error.kind, line=error.line, name=error.name, detail=error.detail
+            f"pipeline {ctx.pipeline}, task {ctx.task}: {error}",
+            kind=error.kind,
+            line=error.line,
+            name=error.name,
+            detail=error.detail,
         ) from error
     ctx.log.info("BigQuery (local DuckDB): read %s bytes of tables", prepared.source_bytes)
     ctx.record(bigquery_bytes_estimate=prepared.source_bytes, bigquery_engine="duckdb")
@@ -172,7 +176,7 @@ def _run_cloud(ctx: StepContext, sql: str, params: Mapping[str, Any]) -> Any:
 
     client = make_client(ctx.settings)
     parameters = [query_parameter(name, value) for name, value in params.items()]
-    what = f"task {ctx.task}: BigQuery"
+    what = f"pipeline {ctx.pipeline}, task {ctx.task}: BigQuery"
     try:
         dry = client.query(
             sql, job_config=bigquery.QueryJobConfig(query_parameters=parameters, dry_run=True, use_query_cache=False)
@@ -181,7 +185,11 @@ def _run_cloud(ctx: StepContext, sql: str, params: Mapping[str, Any]) -> Any:
         ctx.log.info("BigQuery dry run: the query will process %s bytes", estimate)
         ctx.record(bigquery_bytes_estimate=estimate, bigquery_engine="bigquery")
         job = client.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=parameters))
-        rows = job.result()
+        try:
+            rows = job.result()
+        except (KeyboardInterrupt, SystemExit):  # the pod is being stopped: do not leave the job billing
+            job.cancel()
+            raise
         use_storage = storage_api_available(ctx.settings)
         result = rows.to_arrow(create_bqstorage_client=use_storage)
     except GoogleAPICallError as error:

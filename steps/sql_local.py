@@ -123,7 +123,7 @@ def local_table_paths(ctx: Any, tables: Mapping[str, Any]) -> dict[str, Path]:
             paths[name] = ctx.artifact(ArtifactRef(value, 0)).local_path() if "://" in value else Path(value)
         else:
             raise UserError(
-                f"task {ctx.task}: tables[{name!r}] is a {type(value).__name__}; pass an upstream output "
+                f"pipeline {ctx.pipeline}, task {ctx.task}: tables[{name!r}] is a {type(value).__name__}; pass an upstream output "
                 "(Artifact/ArtifactRef) or a path to Parquet/CSV"
             )
     return paths
