@@ -1,0 +1,238 @@
+"""Every manifest and rendered object validates strictly and meets the cluster policy."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from hera.workflows.models import CronWorkflow, Workflow, WorkflowTemplate
+
+from tests.manifests.kustomize import build, load_yaml_documents
+from tests.manifests.policy import findings
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFESTS = ROOT / "manifests"
+LAYERS = ("base", "overlays/dev", "overlays/prod")
+K8S_VERSION = "1.32.0"
+ARGO_KINDS: dict[str, Any] = {"Workflow": Workflow, "WorkflowTemplate": WorkflowTemplate, "CronWorkflow": CronWorkflow}
+STRICT_SCHEMA = ROOT / "tests" / "schemas" / "argo-workflows.strict.schema.json"
+
+
+def built(layer: str) -> list[dict[str, Any]]:
+    return build(MANIFESTS / layer)
+
+
+def rendered() -> list[dict[str, Any]]:
+    return [doc for path in sorted((MANIFESTS / "pipelines").glob("*.yaml")) for doc in load_yaml_documents(path)]
+
+
+def every_object() -> list[tuple[str, dict[str, Any]]]:
+    objects = [(f"{layer}:{o['kind']}/{o['metadata']['name']}", o) for layer in LAYERS for o in built(layer)]
+    objects += [(f"pipelines:{o['kind']}/{o['metadata']['name']}", o) for o in rendered()]
+    return objects
+
+
+OBJECTS = every_object()
+KUBE = [(name, obj) for name, obj in OBJECTS if obj["kind"] not in ARGO_KINDS]
+ARGO = [(name, obj) for name, obj in OBJECTS if obj["kind"] in ARGO_KINDS]
+
+
+@pytest.mark.parametrize(("name", "obj"), KUBE, ids=[n for n, _ in KUBE])
+def test_kubernetes_objects_validate_strictly(name: str, obj: dict[str, Any]) -> None:
+    kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+
+
+@cache
+def _argo_validator(kind: str) -> Any:
+    schema = json.loads(STRICT_SCHEMA.read_text())
+    root = {"$ref": f"#/definitions/io.argoproj.workflow.v1alpha1.{kind}", "definitions": schema["definitions"]}
+    return jsonschema.validators.validator_for(schema)(root)
+
+
+def argo_problems(obj: dict[str, Any]) -> list[str]:
+    """Strict-schema errors plus any field Hera's v4 model would drop or change."""
+    problems = [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message[:160]}"
+        for e in _argo_validator(obj["kind"]).iter_errors(obj)
+    ]
+    dumped = ARGO_KINDS[obj["kind"]].model_validate(obj).model_dump(by_alias=True, exclude_none=True)
+    if dumped != obj:
+        problems.append("Hera's model does not give the object back unchanged (an unknown or misspelled field?)")
+    return sorted(problems)
+
+
+def test_there_is_a_rendered_reference_pipeline() -> None:
+    kinds = sorted(o["kind"] for o in rendered() if o["metadata"]["name"] == "recipe-stream")
+    assert kinds == ["CronWorkflow", "WorkflowTemplate"]
+
+
+@pytest.mark.parametrize(("name", "obj"), ARGO, ids=[n for n, _ in ARGO])
+def test_argo_objects_validate_strictly_and_round_trip_through_hera(name: str, obj: dict[str, Any]) -> None:
+    assert argo_problems(obj) == []
+
+
+def test_the_argo_check_catches_a_misspelled_field() -> None:
+    cron = next(o for _, o in ARGO if o["kind"] == "CronWorkflow")
+    broken = json.loads(json.dumps(cron))
+    broken["spec"]["schedule"] = broken["spec"]["schedules"][0]  # the pre-v4 field
+    problems = argo_problems(broken)
+    assert any("schedule" in p for p in problems) and any("Hera" in p for p in problems)
+
+
+def test_a_fresh_render_of_the_reference_pipeline_validates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.argo.deploy import compile_objects
+    from pipelines.cli.common import load_pipeline
+    from steps.settings import load_settings
+
+    monkeypatch.chdir(ROOT)
+    spec = "examples/recipe_stream:pipeline"
+    objects = compile_objects(load_pipeline(spec), spec, load_settings({"argo_namespace": "headrace"}))
+    assert [o["kind"] for _, o in objects] == ["WorkflowTemplate", "CronWorkflow"]
+    for _, obj in objects:
+        assert argo_problems(obj) == []
+        assert findings(obj) == []
+
+
+@pytest.mark.parametrize(("name", "obj"), OBJECTS, ids=[n for n, _ in OBJECTS])
+def test_every_object_meets_the_cluster_policy(name: str, obj: dict[str, Any]) -> None:
+    assert findings(obj) == []
+
+
+def test_the_policy_flags_each_thing_it_forbids() -> None:
+    bad_pod = {
+        "kind": "Deployment",
+        "metadata": {"name": "bad"},
+        "spec": {
+            "template": {
+                "spec": {
+                    "hostNetwork": True,
+                    "volumes": [{"name": "docker", "hostPath": {"path": "/var/run/docker.sock"}}],
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": "x",
+                            "securityContext": {"privileged": True, "runAsUser": 0},
+                            "env": [{"name": "SLACK_TOKEN", "value": "xoxb-123"}],
+                        }
+                    ],
+                }
+            }
+        },
+    }
+    found = "\n".join(findings(bad_pod))
+    for expected in (
+        "hostNetwork",
+        "hostPath",
+        "privileged",
+        "runs as root",
+        "no cpu limit",
+        "no memory limit",
+        "literal secret",
+        "seccomp",
+        "allowPrivilegeEscalation",
+        "drop ALL",
+        "writable",
+    ):
+        assert expected in found, expected
+    role = {
+        "kind": "ClusterRole",
+        "metadata": {"name": "r"},
+        "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}],
+    }
+    found = "\n".join(findings(role))
+    assert "cluster-wide" in found and "wildcard in verbs" in found and "wildcard in resources" in found
+    secret = {"kind": "Secret", "metadata": {"name": "s"}, "stringData": {"slack-token": "xoxb"}}
+    assert findings(secret)
+    argo_root = {
+        "kind": "WorkflowTemplate",
+        "metadata": {"name": "w"},
+        "spec": {"securityContext": {"runAsUser": 0}, "templates": [{"name": "t", "container": {"image": "x"}}]},
+    }
+    assert any("root" in f for f in findings(argo_root))
+
+
+def _role(layer: str, name: str) -> dict[str, Any]:
+    return next(o for o in built(layer) if o["kind"] == "Role" and o["metadata"]["name"] == name)
+
+
+def test_workflow_pods_may_only_report_task_results() -> None:
+    assert _role("base", "headrace-workflow")["rules"] == [
+        {"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]}
+    ]
+
+
+def test_the_control_room_may_only_read_workflows_and_pods_of_its_namespace() -> None:
+    rules = _role("base", "headrace-control-room")["rules"]
+    granted = {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+    assert granted == {
+        (g, r, v) for g, r in (("argoproj.io", "workflows"), ("", "pods")) for v in ("get", "list", "watch")
+    }
+    assert not any(o["kind"] in ("ClusterRole", "ClusterRoleBinding") for layer in LAYERS for o in built(layer))
+
+
+@pytest.mark.parametrize(
+    ("layer", "namespace", "tag", "replicas"),
+    [("overlays/dev", "headrace-dev", "dev", 1), ("overlays/prod", "headrace", "0.1.0", 2)],
+)
+def test_overlays_set_namespace_image_and_replicas(layer: str, namespace: str, tag: str, replicas: int) -> None:
+    objects = built(layer)
+    assert {o["metadata"].get("namespace", namespace) for o in objects if o["kind"] != "Namespace"} == {namespace}
+    assert next(o for o in objects if o["kind"] == "Namespace")["metadata"]["name"] == namespace
+    for binding in (o for o in objects if o["kind"] == "RoleBinding"):
+        assert {s["namespace"] for s in binding["subjects"]} == {namespace}
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    assert deployment["spec"]["replicas"] == replicas
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == f"ghcr.io/headrace/headrace:{tag}"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    config = next(o for o in objects if o["kind"] == "ConfigMap")
+    assert config["data"]["HEADRACE_ARGO_NAMESPACE"] == namespace
+
+
+def test_the_control_room_reads_its_secrets_from_the_headrace_secrets_secret() -> None:
+    deployment = next(o for o in built("base") if o["kind"] == "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    from_secret = {
+        e["name"]: e["valueFrom"]["secretKeyRef"]["name"]
+        for e in container["env"]
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
+    assert set(from_secret) >= {
+        "HEADRACE_SLACK_TOKEN",
+        "HEADRACE_CONTROL_ROOM_TOKEN",
+        "HEADRACE_CONTROL_ROOM_DB",
+        "DD_API_KEY",
+    }
+    assert set(from_secret.values()) == {"headrace-secrets"}
+    assert container["envFrom"] == [{"configMapRef": {"name": "headrace-config"}}]
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert container[probe]["httpGet"]["path"] == "/healthz"
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert (
+        "emptyDir" in volumes[container["volumeMounts"][0]["name"]]
+        and container["volumeMounts"][0]["mountPath"] == "/tmp"
+    )
+
+
+def test_the_pdb_and_network_policy_select_the_control_room_pods() -> None:
+    objects = built("base")
+    pod_labels = next(o for o in objects if o["kind"] == "Deployment")["spec"]["template"]["metadata"]["labels"]
+    for kind in ("PodDisruptionBudget", "NetworkPolicy", "Service"):
+        obj = next(o for o in objects if o["kind"] == kind)
+        selector = obj["spec"].get("podSelector", obj["spec"].get("selector", {}))
+        selector = selector.get("matchLabels", selector)
+        assert selector and selector.items() <= pod_labels.items(), kind
+
+
+def test_the_loader_refuses_kustomize_features_it_does_not_implement(tmp_path: Path) -> None:
+    from tests.manifests.kustomize import KustomizeError
+
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({"resources": [], "configMapGenerator": []}))
+    with pytest.raises(KustomizeError, match="configMapGenerator"):
+        build(tmp_path)
