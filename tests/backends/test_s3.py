@@ -161,3 +161,28 @@ def test_open_store_treats_an_empty_endpoint_as_aws_itself() -> None:
     assert isinstance(store, S3Store)
     assert store.endpoint_url is None
     assert store.uri_for("p/r/t/o.json") == "s3://bucket/prefix/p/r/t/o.json"
+
+
+def test_folder_written_by_spark_counts_once_its_success_marker_exists(
+    s3_root: str, aws_env: str, tmp_path: Path
+) -> None:
+    store = S3Store(s3_root, region="us-east-1", endpoint_url=aws_env)
+    store.put_bytes(b"p0", "demo/r1/glue/out/part-0.parquet")
+    assert not store.exists(store.uri_for("demo/r1/glue/out"))
+
+    store.put_bytes(b"", "demo/r1/glue/out/_SUCCESS")
+
+    assert store.exists(store.uri_for("demo/r1/glue/out"))
+    copy = store.get_file(store.uri_for("demo/r1/glue/out"), tmp_path / "out")
+    assert (copy / "part-0.parquet").read_bytes() == b"p0"
+
+
+def test_unfinished_multipart_upload_is_invisible(s3_root: str, aws_env: str) -> None:
+    store = S3Store(s3_root, region="us-east-1", endpoint_url=aws_env)
+    key = store.object_key("demo/r1/t/big.bin")
+    upload = store.client.create_multipart_upload(Bucket=store.bucket, Key=key, ChecksumAlgorithm="SHA256")
+    store.client.upload_part(
+        Bucket=store.bucket, Key=key, UploadId=upload["UploadId"], PartNumber=1, Body=b"x" * (5 * MiB)
+    )
+
+    assert not store.exists(store.uri_for("demo/r1/t/big.bin"))
