@@ -78,10 +78,9 @@ def apply(transport: Transport, kind: Kind, desired: Mapping[str, Any]) -> Appli
 def compile_objects(pipeline: Pipeline, spec: str, settings: Settings) -> list[tuple[Kind, dict[str, Any]]]:
     """The WorkflowTemplate, then the CronWorkflow when the pipeline has a schedule."""
     from pipelines.argo import compile_pipeline
-    from pipelines.argo.submit import with_pod_defaults
 
     template = compile_pipeline(pipeline, spec=spec, kind="template", settings=settings)
-    objects: list[tuple[Kind, dict[str, Any]]] = [("workflowtemplates", with_pod_defaults(template))]
+    objects: list[tuple[Kind, dict[str, Any]]] = [("workflowtemplates", template)]
     if pipeline.schedule is not None:
         objects.append(("cronworkflows", compile_pipeline(pipeline, spec=spec, kind="cron", settings=settings)))
     return objects

@@ -25,15 +25,6 @@ RUN_DATE_LABEL = "headrace.dev/run-date"
 PHASE_LABEL = "workflows.argoproj.io/phase"
 PHASES = ("Pending", "Running", "Succeeded", "Failed", "Error")
 COMPLETED = ("Succeeded", "Failed", "Error")
-#: The ServiceAccount manifests/base creates for workflow pods (WorkflowTaskResults only).
-WORKFLOW_SERVICE_ACCOUNT = "headrace-workflow"
-#: The Dockerfile's user; steps write only under /tmp.
-POD_SECURITY_CONTEXT: dict[str, Any] = {
-    "runAsNonRoot": True,
-    "runAsUser": 10001,
-    "runAsGroup": 10001,
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
 
 
 @dataclass(frozen=True)
@@ -182,25 +173,11 @@ def prepare(workflow: Mapping[str, Any], *, params: Mapping[str, str], namespace
     return obj
 
 
-def with_pod_defaults(obj: dict[str, Any]) -> dict[str, Any]:
-    """``obj`` running as ``headrace-workflow`` (the least-privilege ServiceAccount of
-    ``manifests/base``) unless the pipeline names its own ``service_account``, and as the image's
-    non-root user with the RuntimeDefault seccomp profile unless the spec says otherwise.
-
-    A CronWorkflow is left alone: it runs the WorkflowTemplate, which carries both.
-    """
-    spec = obj.get("spec")
-    if obj.get("kind") in ("Workflow", "WorkflowTemplate") and isinstance(spec, dict):
-        spec.setdefault("serviceAccountName", WORKFLOW_SERVICE_ACCOUNT)
-        spec.setdefault("securityContext", dict(POD_SECURITY_CONTEXT))
-    return obj
-
-
 def compile_workflow(pipeline: Pipeline, spec: str, settings: Settings) -> dict[str, Any]:
     """The pipeline compiled as a one-off Workflow (the compiler is imported lazily: it loads Hera)."""
     from pipelines.argo import compile_pipeline
 
-    return with_pod_defaults(compile_pipeline(pipeline, spec=spec, kind="workflow", settings=settings))
+    return compile_pipeline(pipeline, spec=spec, kind="workflow", settings=settings)
 
 
 def submit(
