@@ -18,7 +18,7 @@ An unqualified Athena name is looked up in ``<database>/`` (the query's database
 top. Names passed in ``tables=`` (upstream outputs) win over files.
 
 Results are normalised (:func:`canonical`) so both sides of a backend return the same schema:
-integers are int64, floats float64, text string, timestamps microseconds, and DuckDB's HUGEINT
+integers are int64, floats float64, text string, timestamps microseconds (instants in UTC), and DuckDB's HUGEINT
 sums are brought back to int64.
 """
 
@@ -415,8 +415,8 @@ def _canonical_type(arrow_type: Any) -> Any:
         return pa.string()
     if pa.types.is_binary(t) or pa.types.is_large_binary(t):
         return pa.binary()
-    if pa.types.is_timestamp(t):
-        return pa.timestamp("us", tz=t.tz)
+    if pa.types.is_timestamp(t):  # an instant is shown in UTC whatever the engine's session zone
+        return pa.timestamp("us", tz="UTC" if t.tz else None)
     if pa.types.is_date(t):
         return pa.date32()
     if pa.types.is_list(t) or pa.types.is_large_list(t):

@@ -238,3 +238,21 @@ def test_python_values_become_typed_query_parameters() -> None:
     }
     with pytest.raises(UserError, match="@empty: an empty list"):
         bigquery.query_parameter("empty", [])
+
+
+def test_timestamps_floats_booleans_and_nulls_survive_both_sides(side: Side) -> None:
+    table, _, _ = run(
+        side,
+        """
+        SELECT id,
+               TIMESTAMP_ADD(TIMESTAMP '2026-01-01 00:00:00+00', INTERVAL id HOUR) AS at,
+               IF(id > 4, NULL, amount / 4) AS quarter,
+               amount > 40 AS big
+        FROM shop.orders WHERE id <= 5 ORDER BY id
+        """,
+    )
+
+    assert table.column("at").to_pylist()[0] == dt.datetime(2026, 1, 1, 1, tzinfo=dt.UTC)
+    assert table.column("quarter").to_pylist() == [1.25, 12.5, 17.5, 7.5, None]
+    assert table.column("big").to_pylist() == [False, True, True, False, True]
+    assert table.schema.field("at").type == pa.timestamp("us", tz="UTC")
