@@ -7,6 +7,7 @@ the vendored strict schema (``additionalProperties: false`` everywhere, Argo v4.
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -46,3 +47,91 @@ def hera_round_trip(obj: dict[str, Any]) -> dict[str, Any]:
 def assert_valid_argo(obj: dict[str, Any]) -> None:
     assert hera_round_trip(obj) == obj, "Hera's models changed the object (a field it does not know?)"
     assert schema_errors(obj) == []
+    assert reference_errors(obj) == []
+
+
+_TAG = re.compile(r"\{\{\s*(=?)([^}]*?)\s*\}\}")
+_EXIT_ONLY = ("workflow.status", "workflow.failures")
+
+
+def _tags(value: Any) -> list[tuple[bool, str]]:
+    """Every ``{{...}}`` tag inside ``value``: (is expression, body)."""
+    text = json.dumps(value)
+    return [(bool(match.group(1)), match.group(2)) for match in _TAG.finditer(text)]
+
+
+def reference_errors(obj: dict[str, Any]) -> list[str]:
+    """What Argo's own validation would reject that no schema sees: templates, tasks, inputs,
+    outputs and variables that do not resolve. (Argo runs this at submit; we have no cluster.)"""
+    if obj["kind"] == "CronWorkflow":
+        return []
+    spec = obj["spec"]
+    templates = {t["name"]: t for t in spec["templates"]}
+    workflow_params = {p["name"] for p in spec.get("arguments", {}).get("parameters", [])}
+    errors: list[str] = []
+    for field in ("entrypoint", "onExit"):
+        if spec.get(field) not in templates:
+            errors.append(f"spec.{field} {spec.get(field)!r} is no template")
+    for name, template in templates.items():
+        inputs = {p["name"] for p in template.get("inputs", {}).get("parameters", [])}
+        body = {k: v for k, v in template.items() if k in ("container", "podSpecPatch")}
+        for expression, tag in _tags(body):
+            if expression:
+                if "retries" in tag and "retryStrategy" not in template:
+                    errors.append(f"template {name}: uses retries without a retryStrategy")
+                continue
+            if tag.startswith("inputs.parameters."):
+                if tag.removeprefix("inputs.parameters.") not in inputs:
+                    errors.append(f"template {name}: {{{{{tag}}}}} is not an input")
+            elif tag.startswith("workflow.parameters."):
+                if tag.removeprefix("workflow.parameters.") not in workflow_params:
+                    errors.append(f"template {name}: {{{{{tag}}}}} is not a workflow parameter")
+            elif tag in _EXIT_ONLY:
+                if name != spec.get("onExit"):
+                    errors.append(f"template {name}: {{{{{tag}}}}} exists only in the exit handler")
+            elif tag not in ("workflow.name", "workflow.duration", "retries"):
+                errors.append(f"template {name}: unknown variable {{{{{tag}}}}}")
+        if "dag" in template:
+            errors += _dag_errors(name, template["dag"]["tasks"], templates)
+    return errors
+
+
+def _dag_errors(dag: str, tasks: list[dict[str, Any]], templates: dict[str, Any]) -> list[str]:
+    errors: list[str] = []
+    by_name = {t["name"]: t for t in tasks}
+    if len(by_name) != len(tasks):
+        errors.append(f"dag {dag}: task names repeat")
+
+    def ancestors(name: str, seen: frozenset[str] = frozenset()) -> set[str]:
+        if name in seen:
+            errors.append(f"dag {dag}: cycle through {name}")
+            return set()
+        found: set[str] = set()
+        for dependency in by_name[name].get("dependencies", []):
+            if dependency not in by_name:
+                errors.append(f"dag {dag}, task {name}: depends on unknown task {dependency}")
+                continue
+            found |= {dependency, *ancestors(dependency, seen | {name})}
+        return found
+
+    for name, task in by_name.items():
+        template = templates.get(task["template"])
+        if template is None:
+            errors.append(f"dag {dag}, task {name}: no template {task['template']}")
+            continue
+        wanted = {p["name"] for p in template.get("inputs", {}).get("parameters", [])}
+        given = {p["name"]: p.get("value", "") for p in task.get("arguments", {}).get("parameters", [])}
+        if set(given) != wanted:
+            errors.append(f"dag {dag}, task {name}: arguments {sorted(given)} but inputs {sorted(wanted)}")
+        before = ancestors(name)
+        for expression, tag in _tags(list(given.values())):
+            parts = tag.split(".")
+            if expression or parts[0] != "tasks" or len(parts) != 5 or parts[2:4] != ["outputs", "parameters"]:
+                errors.append(f"dag {dag}, task {name}: unexpected argument {{{{{tag}}}}}")
+                continue
+            source, output = parts[1], parts[4]
+            if source not in before:
+                errors.append(f"dag {dag}, task {name}: reads {source}, which it does not wait for")
+            elif output not in {p["name"] for p in templates[by_name[source]["template"]]["outputs"]["parameters"]}:
+                errors.append(f"dag {dag}, task {name}: {source} has no output {output}")
+    return errors

@@ -6,6 +6,7 @@ rewrites them (never in CI); review the diff like code.
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from argo.checks import assert_valid_argo, hera_round_trip, schema_errors
+from argo.checks import assert_valid_argo, hera_round_trip, reference_errors, schema_errors
 from argo.helpers import ROOT, compiled
 from pipelines.argo import KINDS, compile_pipeline, to_yaml
 from pipelines.graph import Pipeline
@@ -87,6 +88,29 @@ def test_a_misspelled_field_passes_hera_but_fails_the_strict_schema() -> None:
     broken = {**obj, "spec": {**obj["spec"], "ttlStrategy": {"secondsAfterSucess": 5}}}
     assert hera_round_trip(broken)["spec"]["ttlStrategy"] == {}
     assert schema_errors(broken) != []
+
+
+def test_reference_check_catches_wiring_argo_would_reject() -> None:
+    obj = compiled("cron_sized", "template")
+    assert reference_errors(obj) == []
+
+    no_wait = copy.deepcopy(obj)
+    for task in no_wait["spec"]["templates"][0]["dag"]["tasks"]:
+        if task["name"] == "score":
+            task["dependencies"] = ["extract"]
+    assert reference_errors(no_wait) == ["dag headrace-dag, task score: reads train, which it does not wait for"]
+
+    missing_input = copy.deepcopy(obj)
+    for item in missing_input["spec"]["templates"]:
+        if item["name"] == "train":
+            item["inputs"]["parameters"] = [p for p in item["inputs"]["parameters"] if p["name"] != "sizing"]
+    errors = reference_errors(missing_input)
+    assert "template train: {{inputs.parameters.sizing}} is not an input" in errors
+
+    no_retry = copy.deepcopy(obj)
+    for item in no_retry["spec"]["templates"]:
+        item.pop("retryStrategy", None)
+    assert "template train: uses retries without a retryStrategy" in reference_errors(no_retry)
 
 
 def test_output_is_byte_identical_across_processes_and_hash_seeds(tmp_path: Path) -> None:
