@@ -105,6 +105,7 @@ class Notifier:
         metrics: Metrics | None = None,
         console: Console | None = None,
         drainer: OutboxDrainer | None = None,
+        background: bool = True,
     ) -> None:
         if slack is not None and outbox is None:
             from control_room.outbox import Outbox
@@ -116,6 +117,9 @@ class Notifier:
 
             drainer = OutboxDrainer(outbox, slack)
         self.settings = settings
+        #: Drain the outbox in a background thread (started at the first message); without it,
+        #: messages are sent by :meth:`flush` and :meth:`close` only (tests, one-shot commands).
+        self.background = background
         self.slack = slack
         self.outbox = outbox
         self.drainer = drainer
@@ -218,7 +222,8 @@ class Notifier:
             webhook = webhook_message(event, summary, mentions=route.mentions)
             if webhook is not None:
                 self.outbox.enqueue(reply_key(event), run_key, WEBHOOK, route.channel, webhook)
-        if self.drainer is not None:
+        if self.drainer is not None and self.background:
+            self.drainer.start()  # no-op once running: queued messages never wait for a start() call
             self.drainer.wake()
 
     def _console(self, event: RunEvent) -> None:
@@ -236,7 +241,8 @@ class Notifier:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        """Start the background outbox drain (the control room service calls this at start-up)."""
+        """Start the background outbox drain now (it also starts by itself at the first message),
+        so messages queued before a restart are sent without waiting for a new event."""
         if self.drainer is not None:
             self.drainer.start()
 
@@ -305,13 +311,15 @@ def build_notifier(
     check: bool = True,
     environ: Any = None,
     start: bool = False,
+    background: bool = True,
 ) -> Notifier:
     """The notifier the settings ask for: Slack (bot token or webhook) and/or Datadog, else console.
 
     With a bot token, ``auth.test`` runs now (``check``): an invalid token is a
     :class:`~steps.errors.ConfigError` at start-up ("slack_token: invalid_auth ..."), not a
     silent failure at the first run. ``engine`` is the control room store's engine (the outbox's
-    table lives there); without one the state folder's database is used.
+    table lives there); without one the state folder's database is used. ``background=False``
+    leaves sending to :meth:`Notifier.flush` / :meth:`Notifier.close`.
     """
     env = os.environ if environ is None else environ
     slack: SlackSender | None = None
@@ -336,7 +344,7 @@ def build_notifier(
         from rich.console import Console
 
         console = Console(stderr=True)
-    notifier = Notifier(settings, slack=slack, outbox=outbox, metrics=metrics, console=console)
+    notifier = Notifier(settings, slack=slack, outbox=outbox, metrics=metrics, console=console, background=background)
     if start:
         notifier.start()
     return notifier

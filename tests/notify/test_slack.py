@@ -43,7 +43,7 @@ def settings_for(server: SlackServer, tmp_path: Path, **changes: str) -> Setting
 
 @pytest.fixture
 def notifier(slack_server: SlackServer, tmp_path: Path, engine: Engine) -> Iterator[Notifier]:
-    built = build_notifier(settings_for(slack_server, tmp_path), engine=engine)
+    built = build_notifier(settings_for(slack_server, tmp_path), engine=engine, background=False)
     try:
         yield built
     finally:
@@ -203,7 +203,7 @@ def test_two_drains_at_once_never_send_a_message_twice(
     settings = settings_for(slack_server, tmp_path)
     outbox = Outbox(engine)
     sender = SlackSender(token=VALID_TOKEN, base_url=slack_server.api_url)
-    notifier = Notifier(settings, slack=sender, outbox=outbox)
+    notifier = Notifier(settings, slack=sender, outbox=outbox, background=False)
     for i in range(10):
         notifier(RunEvent(EventKind.RUN_STARTED, "recipes", f"run-{i}", at=T0))
     drainers = [OutboxDrainer(outbox, sender), OutboxDrainer(outbox, sender)]
@@ -229,7 +229,9 @@ def test_invalid_token_fails_at_startup_with_one_clear_error(slack_server: Slack
 def test_unknown_channel_is_reported_once_clearly_and_never_retried(
     slack_server: SlackServer, tmp_path: Path, engine: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
-    notifier = build_notifier(settings_for(slack_server, tmp_path, slack_channel="#no-such-channel"), engine=engine)
+    notifier = build_notifier(
+        settings_for(slack_server, tmp_path, slack_channel="#no-such-channel"), engine=engine, background=False
+    )
     with caplog.at_level(logging.ERROR, logger="headrace.slack"):
         for event in failing_run():
             notifier(event)
@@ -253,7 +255,7 @@ def test_pipeline_channel_and_failures_only_come_from_its_notify(
         name = "recipes"
         notify = Notify(slack_channel="#ml-recipes", failures_only=True, mentions=("<@U42>",))
 
-    notifier = build_notifier(settings_for(slack_server, tmp_path), engine=engine)
+    notifier = build_notifier(settings_for(slack_server, tmp_path), engine=engine, background=False)
     notifier.register(Recipes())
     for event in failing_run():
         notifier(event)
@@ -271,7 +273,7 @@ def test_pipeline_channel_mapping_in_settings_routes_each_pipeline(
     slack_server: SlackServer, tmp_path: Path, engine: Engine
 ) -> None:
     settings = settings_for(slack_server, tmp_path, slack_channels="recipes=#ml-recipes, churn=C0123")
-    notifier = build_notifier(settings, engine=engine)
+    notifier = build_notifier(settings, engine=engine, background=False)
     notifier(RunEvent(EventKind.RUN_STARTED, "recipes", "r1"))
     notifier(RunEvent(EventKind.RUN_STARTED, "churn", "c1"))
     notifier(RunEvent(EventKind.RUN_STARTED, "other", "o1"))
@@ -288,7 +290,7 @@ def test_incoming_webhook_posts_run_ends_and_failures_without_threads(
     slack_server: SlackServer, tmp_path: Path, engine: Engine
 ) -> None:
     settings = settings_for(slack_server, tmp_path, slack_token="", slack_webhook_url=slack_server.webhook_url)
-    notifier = build_notifier(settings, engine=engine)
+    notifier = build_notifier(settings, engine=engine, background=False)
     for event in failing_run():
         notifier(event)
     notifier.flush()
