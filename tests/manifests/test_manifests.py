@@ -209,6 +209,7 @@ def test_the_control_room_reads_its_secrets_from_the_headrace_secrets_secret() -
         "HEADRACE_CONTROL_ROOM_DB",
         "DD_API_KEY",
     }
+    assert from_secret.pop("HEADRACE_CONTROL_ROOM_DB") == "headrace-control-room-db"
     assert set(from_secret.values()) == {"headrace-secrets"}
     assert container["envFrom"] == [{"configMapRef": {"name": "headrace-config"}}]
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
@@ -236,3 +237,13 @@ def test_the_loader_refuses_kustomize_features_it_does_not_implement(tmp_path: P
     (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({"resources": [], "configMapGenerator": []}))
     with pytest.raises(KustomizeError, match="configMapGenerator"):
         build(tmp_path)
+
+
+def test_submitters_may_run_and_schedule_pipelines_but_never_delete_or_read_secrets() -> None:
+    rules = _role("base", "headrace-submitter")["rules"]
+    verbs = {v for rule in rules for v in rule["verbs"]}
+    resources = {r for rule in rules for r in rule["resources"]}
+    assert "delete" not in verbs and "deletecollection" not in verbs
+    assert resources == {"workflows", "workflowtemplates", "cronworkflows", "pods", "pods/log"}
+    argo_verbs = {v for rule in rules if rule["apiGroups"] == ["argoproj.io"] for v in rule["verbs"]}
+    assert {"create", "get", "list", "update"} <= argo_verbs
