@@ -297,13 +297,15 @@ def register_table(ctx: StepContext, glue: Any, database: str, name: str, ref: A
     side) to its own prefix under this task's output; a folder output is used where it is.
     Returns the table's location.
     """
-    from steps.s3 import MANIFEST, split_uri
+    from steps.s3 import split_uri
 
     store = s3_store(ctx)
     bucket, key = split_uri(ref.uri)
     try:
         if ref.format == "dir" or not key.endswith(".parquet"):
-            files = [k for k in store.keys_under(bucket, key.rstrip("/") + "/") if k.endswith(".parquet")]
+            # Athena skips files whose names start with _ or . (manifests, _SUCCESS); so do we.
+            listed = store.keys_under(bucket, key.rstrip("/") + "/")
+            files = [k for k in listed if not k.rsplit("/", 1)[-1].startswith(("_", "."))]
             if not files:
                 raise UserError(f"tables[{name!r}]: {ref.uri} holds no Parquet files")
             schema = parquet_schema(store.client, bucket, files[0])
@@ -318,7 +320,7 @@ def register_table(ctx: StepContext, glue: Any, database: str, name: str, ref: A
             "TableType": "EXTERNAL_TABLE",
             "Parameters": {"classification": "parquet", "EXTERNAL": "TRUE", "headrace.source": ref.uri},
             "StorageDescriptor": {
-                "Columns": [{"Name": f.name, "Type": hive_type(f.type)} for f in schema if f.name != MANIFEST],
+                "Columns": [{"Name": f.name, "Type": hive_type(f.type)} for f in schema],
                 "Location": location,
                 "InputFormat": PARQUET_INPUT,
                 "OutputFormat": PARQUET_OUTPUT,

@@ -322,3 +322,21 @@ def test_local_ctas_flag_gives_the_same_parquet_result(tables_dir: Path, local_s
     ctx = make_context(local_settings.replace(local_tables=str(tables_dir)), task="aggregate")
     ref = athena.query(ctx, GROUPED_SQL, database="sales", params={"min_amount": 20}, ctas=True)
     assert ctx.artifact(ref).read_arrow().to_pylist() == GROUPED_EXPECTED
+
+
+def test_folder_output_is_registered_where_it_lies(cloud: Side, tmp_path: Path) -> None:
+    folder = tmp_path / "scores"
+    folder.mkdir()
+    pq.write_table(pa.table({"id": [1], "score": [0.5]}), folder / "part-0.parquet")
+    pq.write_table(pa.table({"id": [2], "score": [0.7]}), folder / "part-1.parquet")
+    upstream = make_context(cloud.settings, task="score")
+    ref = upstream.store.put_file(folder, upstream.output_key("scores"), rows=2)
+    cloud.answer([("n", "bigint")], [["2"]])
+
+    table, _, _ = run(cloud, "SELECT count(*) AS n FROM scores", database="work", tables={"scores": ref})
+
+    assert table.to_pylist() == [{"n": 2}]
+    glue = client_for("glue", region="us-east-1", endpoint_url=cloud.moto)
+    descriptor = glue.get_table(DatabaseName="work", Name="scores")["Table"]["StorageDescriptor"]
+    assert descriptor["Location"] == "s3://headrace-test/artifacts/demo/r1/score/scores/"
+    assert descriptor["Columns"] == [{"Name": "id", "Type": "bigint"}, {"Name": "score", "Type": "double"}]
