@@ -71,7 +71,7 @@ class SimTask:
 
 
 TASKS = (
-    SimTask("extract", SizingTarget.POD, lambda rows: sum(rows.values()) * 250, 0.4 * GIB, 1.8, 20, 2.5e6),
+    SimTask("extract", SizingTarget.POD, lambda rows: sum(rows.values()) * 250, 0.4 * GIB, 1.8, 20, 2.5e6, 0.55),
     SimTask("train", SizingTarget.SAGEMAKER, lambda rows: rows["cook"] * 400, 1.0 * GIB, 5.0, 90, 0.8e6),
     SimTask("score", SizingTarget.GLUE, lambda rows: (rows["cook"] + rows["save"]) * 300, 6.0 * GIB, 4.0, 120, 1.5e6),
 )

@@ -23,6 +23,9 @@ GIB = 2**30
 HERE = Path(__file__).parent
 DEFAULT_CATALOG = HERE / "catalog.yaml"
 DEFAULT_RULES = HERE / "rules.yaml"
+#: How duration falls with vCPUs before history measures it: one Python process in a pod uses few
+#: cores; training frameworks use most of an instance; Spark spreads over every worker.
+DEFAULT_SCALING = {"pod": 0.5, "sagemaker": 0.85, "glue": 0.9}
 
 
 @dataclass(frozen=True)
@@ -229,9 +232,13 @@ class Rules:
     #: Most recent successful runs the fits use: recent behaviour counts, and Theil-Sen is O(n^2).
     history_window: int = 60
     memory_quantile: float = 0.95
-    cpu_scaling: float = 0.85
+    #: Per target: duration ~ work / vCPU^cpu_scaling until history measures it.
+    cpu_scaling: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SCALING))
     process_overhead_bytes: int = 256 * 2**20
     source: str = "built-in"
+
+    def scaling_for(self, target: SizingTarget | str) -> float:
+        return self.cpu_scaling.get(str(SizingTarget(target)), 0.7)
 
     def match(self, pipeline: str, task: str, target: SizingTarget) -> Rule | None:
         for rule in self.rules:
@@ -284,9 +291,21 @@ def parse_rules(data: dict[str, Any] | None, catalog: Catalog, source: str = "bu
         min_history=max(1, int(policy.get("min_history", 3))),
         history_window=max(3, int(policy.get("history_window", 60))),
         memory_quantile=float(policy.get("memory_quantile", 0.95)),
-        cpu_scaling=float(policy.get("cpu_scaling", 0.85)),
+        cpu_scaling=_scaling(policy.get("cpu_scaling"), source),
         process_overhead_bytes=memory_bytes(str(policy.get("process_overhead", "256Mi"))),
         source=source,
+    )
+
+
+def _scaling(value: Any, source: str) -> dict[str, float]:
+    if value is None:
+        return dict(DEFAULT_SCALING)
+    if isinstance(value, int | float):
+        return {target.value: float(value) for target in SizingTarget}
+    if isinstance(value, dict) and all(isinstance(v, int | float) and 0 <= v <= 1 for v in value.values()):
+        return {**DEFAULT_SCALING, **{str(k): float(v) for k, v in value.items()}}
+    raise ConfigError(
+        f"rules {source}: policy.cpu_scaling must be a number in [0, 1] or one per target (pod, sagemaker, glue)"
     )
 
 

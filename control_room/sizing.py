@@ -10,7 +10,8 @@ How it predicts, in order of trust:
    against input size fitted on a log-log scale with Theil-Sen (the median of pairwise slopes, so
    one odd run does not bend the line), shifted up to a high quantile of the residuals (memory
    must be covered, not matched on average). Duration is fitted per instance type when that type
-   has enough runs, otherwise from a pooled "vCPU-seconds" model scaled by ``vCPU^cpu_scaling``.
+   has enough runs, otherwise from a pooled "vCPU-seconds" model scaled by ``vCPU^alpha``, where
+   alpha is measured from two sizes with their own fits, else ``cpu_scaling`` of the target.
 2. **Declared factor** (``source="policy"``): ``bytes_per_row x rows`` plus a process overhead.
 3. **Rules** (``source="rules"``): the first ``rules.yaml`` rule matching the task.
 4. **Default** (``source="default"``): the task's declared resources, else the catalog's safe
@@ -309,17 +310,41 @@ class Policy:
                 fit = fit_log([o.input_bytes for o in runs], [o.duration_seconds for o in runs])
                 if fit is not None:
                     per_type[key] = fit
-        alpha = self.rules.cpu_scaling
+        cores_of: dict[tuple[str, int], float] = {}
+        for obs in usable:
+            ran_on = self.catalog.find(obs.target, obs.instance_type, obs.instance_count)
+            cores_of[(obs.instance_type or "", obs.instance_count)] = (
+                ran_on.total_vcpu if ran_on is not None else _cpu_of(obs)
+            )
+        target = usable[-1].target if usable else SizingTarget.POD
+        alpha = self._learned_scaling(per_type, cores_of, usable) or self.rules.scaling_for(target)
         sizes: list[float] = []
         work: list[float] = []
         for obs in usable:
-            ran_on = self.catalog.find(obs.target, obs.instance_type, obs.instance_count)
-            cores = ran_on.total_vcpu if ran_on is not None else _cpu_of(obs)
+            cores = cores_of[(obs.instance_type or "", obs.instance_count)]
             if cores:
                 sizes.append(obs.input_bytes)
                 work.append(obs.duration_seconds * cores**alpha)
         pooled = fit_log(sizes, work) if len(sizes) >= self.rules.min_history else None
         return DurationModel(per_type, pooled, alpha)
+
+    @staticmethod
+    def _learned_scaling(
+        per_type: dict[tuple[str, int], LogFit], cores_of: dict[tuple[str, int], float], usable: Sequence[Observation]
+    ) -> float | None:
+        """How duration falls with vCPUs, measured once two sizes each have their own fit:
+        the median over pairs of ``-dlog(duration)/dlog(vCPU)`` at the median input, in [0, 1]."""
+        fitted = [(cores_of.get(key, 0.0), fit) for key, fit in per_type.items() if cores_of.get(key, 0.0) > 0]
+        if len(fitted) < 2:
+            return None
+        reference = _median([float(o.input_bytes) for o in usable])
+        estimates = []
+        for i, (cores_a, fit_a) in enumerate(fitted):
+            for cores_b, fit_b in fitted[i + 1 :]:
+                if abs(math.log(cores_a / cores_b)) > 0.1:
+                    ratio = math.log(fit_a.predict(reference) / fit_b.predict(reference))
+                    estimates.append(min(max(-ratio / math.log(cores_a / cores_b), 0.0), 1.0))
+        return _median(estimates) if estimates else None
 
     def predict_duration(self, history: Sequence[Observation], input_bytes: int, option: Option) -> float | None:
         """Expected seconds on ``option`` for ``input_bytes``; None without duration history."""

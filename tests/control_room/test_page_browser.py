@@ -1,0 +1,125 @@
+"""The page in headless Chromium against a real service holding real decisions and observations."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.control_room.conftest import TOKEN, Served
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+#: (run, input GB, peak GiB): a small, a large and a middle day for one pod task.
+DAYS = [("day-1", 1.5, 3.0), ("day-2", 6.0, 13.0), ("day-3", 3.0, 6.5), ("day-4", 4.5, 9.5)]
+
+
+def post(url: str, path: str, body: dict[str, Any]) -> Any:
+    request = urllib.request.Request(
+        url + path,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request) as response:
+        return json.load(response)
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        pytest.fail("chromium is not installed: apt-get install -y chromium (listed in .ci/apt-packages.txt)")
+    return found
+
+
+def browse(url: str, profile: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    command = [
+        chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        *extra,
+        url,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=90)
+
+
+def test_the_page_charts_each_tasks_input_sizes_and_chosen_sizes_with_real_values(
+    served: Served, tmp_path: Path
+) -> None:
+    decisions = {}
+    for run_id, gb, peak_gib in DAYS:
+        decision = post(
+            served.url,
+            "/v1/sizing",
+            {"pipeline": "recipes", "task": "extract", "run_id": run_id, "input_bytes": int(gb * 1e9)},
+        )
+        decisions[run_id] = decision
+        post(
+            served.url,
+            "/v1/observations",
+            {
+                "pipeline": "recipes",
+                "task": "extract",
+                "run_id": run_id,
+                "attempt": 1,
+                "outcome": "succeeded",
+                "input_bytes": int(gb * 1e9),
+                "instance_type": decision["instance_type"],
+                "cpu": decision["cpu"],
+                "memory": decision["memory"],
+                "duration_seconds": 300 * gb,
+                "peak_memory_bytes": int(peak_gib * 2**30),
+                "cost_usd": round(0.01 * gb, 4),
+            },
+        )
+
+    page = browse(f"{served.url}/?token={TOKEN}", tmp_path / "profile", "--dump-dom")
+    assert page.returncode == 0, page.stderr[-2000:]
+    dom = page.stdout
+    assert '<svg class="task-chart" data-pipeline="recipes" data-task="extract"' in dom
+    bars = re.findall(
+        r'<rect class="input-bar[^"]*"[^>]*data-run-id="([^"]+)" data-input-bytes="(\d+)" data-instance-type="([^"]+)"',
+        dom,
+    )
+    assert [(run, int(size)) for run, size, _ in bars] == [(run, int(gb * 1e9)) for run, gb, _ in DAYS]
+    assert [kind for _, _, kind in bars] == [decisions[run]["instance_type"] for run, _, _ in DAYS]
+    costs = re.findall(r'<circle class="cost-point"[^>]*data-run-id="([^"]+)" data-cost-usd="([0-9.]+)"', dom)
+    assert [(run, float(cost)) for run, cost in costs] == [(run, round(0.01 * gb, 4)) for run, gb, _ in DAYS]
+    assert 'class="cost-line"' in dom
+    # the largest day has the tallest bar
+    heights = {run: float(h) for h, run in re.findall(r'height="([0-9.]+)" data-run-id="([^"]+)"', dom)}
+    assert max(heights, key=heights.__getitem__) == "day-2"
+    # the last decisions, with their reasons, newest first
+    rows = re.findall(r'<tr class="decision" data-run-id="([^"]+)">.*?<td class="reason">([^<]+)</td>', dom)
+    assert [run for run, _ in rows] == ["day-4", "day-3", "day-2", "day-1"]
+    assert rows[0][1].startswith("4.5 GB input; learned peak ")
+    assert rows[-1][1].startswith("1.5 GB input; no history and no bytes_per_row for recipes/extract")
+
+    screenshot = tmp_path / "page.png"
+    shot = browse(
+        f"{served.url}/?token={TOKEN}", tmp_path / "profile2", f"--screenshot={screenshot}", "--window-size=1280,900"
+    )
+    assert shot.returncode == 0, shot.stderr[-2000:]
+    data = screenshot.read_bytes()
+    assert data.startswith(b"\x89PNG") and len(data) > 20_000
+    shutil.copy(screenshot, Path("/tmp") / "headrace-control-room-page.png")
+
+
+def test_the_page_without_a_token_asks_to_sign_in(served: Served, tmp_path: Path) -> None:
+    page = browse(served.url + "/", tmp_path / "profile", "--dump-dom")
+    assert "Sign in: open this page once as" in page.stdout
+    assert "task-chart" not in page.stdout
