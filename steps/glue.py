@@ -373,21 +373,42 @@ def _existing_run(glue: Any, name: str, token: str) -> str | None:
     return None
 
 
-def _upload_code(ctx: StepContext, shipped: Path | None) -> tuple[str, str]:
+def _bundle_files(shipped: Path | None) -> list[tuple[Path, str]]:
+    """(file, name in the zip) for the headrace modules the script needs and the user's code."""
     here = Path(__file__).resolve().parent
-    with tempfile.TemporaryDirectory(prefix="headrace-glue-") as tmp:
-        bundle = Path(tmp) / "headrace_job.zip"
-        with zipfile.ZipFile(bundle, "w", zipfile.ZIP_DEFLATED) as archive:
-            for name in SHIPPED_MODULES:
-                archive.write(here / name, f"steps/{name}")
-            if shipped is not None and shipped.is_dir():
-                for path in sorted(shipped.rglob("*.py")):
-                    archive.write(path, str(Path(shipped.name) / path.relative_to(shipped)))
-            elif shipped is not None:
-                archive.write(shipped, shipped.name)
-        script = ctx.store.put_file(here / "glue_script.py", ctx.output_key("glue/glue_script.py"))
-        code = ctx.store.put_file(bundle, ctx.output_key("glue/headrace_job.zip"))
-    return script.uri, code.uri
+    files = [(here / name, f"steps/{name}") for name in SHIPPED_MODULES]
+    if shipped is not None and shipped.is_dir():
+        files += [(path, str(Path(shipped.name) / path.relative_to(shipped))) for path in sorted(shipped.rglob("*.py"))]
+    elif shipped is not None:
+        files.append((shipped, shipped.name))
+    return files
+
+
+def _upload_code(ctx: StepContext, shipped: Path | None) -> tuple[str, str]:
+    """Upload the job script and the code zip under a key named by their content hash.
+
+    Content-addressed keys keep the Glue job definition unchanged from run to run while the code
+    is unchanged (no ``UpdateJob`` at all), and let runs of different code coexist.
+    """
+    import hashlib
+
+    here = Path(__file__).resolve().parent
+    files = _bundle_files(shipped)
+    digest = hashlib.sha256()
+    for path, name in [(here / "glue_script.py", "glue_script.py"), *files]:
+        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    prefix = f"_glue/{digest.hexdigest()[:16]}"
+    script_uri = ctx.store.uri_for(f"{prefix}/glue_script.py")
+    zip_uri = ctx.store.uri_for(f"{prefix}/headrace_job.zip")
+    if not ctx.store.exists(zip_uri):
+        with tempfile.TemporaryDirectory(prefix="headrace-glue-") as tmp:
+            bundle = Path(tmp) / "headrace_job.zip"
+            with zipfile.ZipFile(bundle, "w", zipfile.ZIP_DEFLATED) as archive:
+                for path, name in files:
+                    archive.write(path, name)
+            script_uri = ctx.store.put_file(here / "glue_script.py", f"{prefix}/glue_script.py").uri
+            zip_uri = ctx.store.put_file(bundle, f"{prefix}/headrace_job.zip").uri
+    return script_uri, zip_uri
 
 
 def _python_modules(spec: str) -> list[str]:
@@ -427,13 +448,20 @@ def _create_or_update_job(
         "ExecutionProperty": {"MaxConcurrentRuns": 10},
     }
     try:
-        glue.get_job(JobName=name)
+        current = glue.get_job(JobName=name)["Job"]
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") != "EntityNotFoundException":
             raise
         glue.create_job(Name=name, Description="headrace batch scoring", Tags={"headrace": "batch_infer"}, **definition)
         return
-    glue.update_job(JobName=name, JobUpdate=definition)
+    same = (
+        current.get("Command", {}).get("ScriptLocation") == script_uri
+        and current.get("DefaultArguments", {}) == default_arguments
+        and current.get("GlueVersion") == GLUE_VERSION
+        and current.get("Role") == role
+    )
+    if not same:  # worker type and count travel with each run (StartJobRun), not the definition
+        glue.update_job(JobName=name, JobUpdate=definition)
 
 
 def wait_for_run(ctx: StepContext, glue: Any, name: str, run_id: str) -> dict[str, Any]:

@@ -1,0 +1,256 @@
+"""Glue batch inference: the local engines on real files and processes, the Glue side on moto.
+
+moto stores Glue jobs and runs and walks a run through STARTING → RUNNING → SUCCEEDED (stepped
+by its state manager), but it never executes the job script: nothing is scored and no output is
+written, a run can not be made to fail, and moto has no ``UpdateJob``. So the cloud tests check
+the job definition and the run's arguments, the uploaded script and code zip, attaching on a
+retry, the state changes logged while polling, the guard against a "successful" run that wrote
+nothing, and the rows/bytes read back once the test has written output where the job would.
+The generated script itself is executed by real local Spark in ``test_generated_glue_script_...``.
+Left uncovered: Glue's own ``ErrorMessage`` on a failed run (mapped on a run shaped like Glue's)
+and ``UpdateJob`` when the code changes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import botocore.session
+import joblib
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import BUCKET, make_context
+from scoring_examples import LinearModel, score, score_without_id, write_input
+
+from steps import handoff
+from steps.batch_local import score_parquet
+from steps.contract import ArtifactRef, SizingDecision, SizingTarget
+from steps.errors import ConfigError, HandoffFailed, UserError
+from steps.glue import GLUE_STATES, batch_infer, check_run, run_script_locally
+from steps.model_io import clear_cache, pack_dir
+from steps.settings import Settings, load_settings
+
+
+def model_archive(tmp_path: Path) -> Path:
+    folder = tmp_path / "model"
+    folder.mkdir(exist_ok=True)
+    joblib.dump(LinearModel([2.0, -1.0]), folder / "model.joblib")
+    clear_cache()
+    return pack_dir(folder, tmp_path / "model.tar.gz")
+
+
+def expected_scores(frame: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({"id": frame["id"], "score": frame["a"] * 2.0 - frame["b"]})
+
+
+# ----------------------------------------------------------------------------- local side
+
+
+def test_local_batch_inference_returns_the_scored_dataset_with_rows_and_bytes(
+    tmp_path: Path, local_settings: Settings
+) -> None:
+    ctx = make_context(local_settings, task="score")
+    frame = write_input(tmp_path / "in.parquet", 6_000, row_group_size=1_500)
+    data = ctx.store.put_file(tmp_path / "in.parquet", "demo/r1/prep/features.parquet", rows=6_000, format="parquet")
+    model = ctx.store.put_file(model_archive(tmp_path), "demo/r1/train/model.tar.gz", format="model")
+
+    ref = batch_infer(ctx, score, ctx.artifact(model), ctx.artifact(data), batch_size=1_000)
+
+    assert ref.format == "parquet" and ref.rows == 6_000 and ref.uri.endswith("/demo/r1/score/scores")
+    scored = ctx.artifact(ref).read_pandas()
+    pd.testing.assert_frame_equal(scored, expected_scores(frame))
+    assert ref.bytes == sum(p.stat().st_size for p in Path(ref.uri.removeprefix("file://")).glob("*.parquet"))
+    assert ctx.records["batch_engine"] == "arrow" and ctx.records["batch_rows"] == 6_000
+
+
+def test_local_batch_inference_names_the_missing_column(tmp_path: Path, local_settings: Settings) -> None:
+    ctx = make_context(local_settings, task="score")
+    write_input(tmp_path / "in.parquet", 100, row_group_size=100)
+
+    with pytest.raises(UserError, match="column 'id' is missing"):
+        batch_infer(
+            ctx,
+            score_without_id,
+            model_archive(tmp_path),
+            tmp_path / "in.parquet",
+            output_schema={"id": "int64", "score": "double"},
+        )
+
+    assert not Path(ctx.store.uri_for(ctx.output_key("scores")).removeprefix("file://")).exists()
+
+
+def test_unknown_engine_is_a_config_error(
+    tmp_path: Path, local_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HEADRACE_GLUE_ENGINE", "dask")
+    write_input(tmp_path / "in.parquet", 10, row_group_size=10)
+
+    with pytest.raises(ConfigError, match="use arrow or spark"):
+        batch_infer(make_context(local_settings), score, model_archive(tmp_path), tmp_path / "in.parquet")
+
+
+@pytest.mark.spark
+def test_generated_glue_script_on_local_spark_scores_the_same_as_the_arrow_engine(tmp_path: Path) -> None:
+    frame = write_input(tmp_path / "in.parquet", 5_000, row_group_size=1_000)
+    model = model_archive(tmp_path)
+    arrow = score_parquet(tmp_path / "in.parquet", tmp_path / "arrow", score, model, batch_size=400, workers=2)
+
+    spark = run_script_locally(tmp_path / "in.parquet", tmp_path / "spark", score, model, batch_size=400, timeout=240)
+
+    assert spark.rows == arrow.rows == 5_000
+    by_spark = pq.read_table(tmp_path / "spark").to_pandas().sort_values("id").reset_index(drop=True)
+    by_arrow = pq.read_table(tmp_path / "arrow").to_pandas()
+    pd.testing.assert_frame_equal(by_spark, by_arrow)
+    pd.testing.assert_frame_equal(by_arrow, expected_scores(frame))
+    assert (tmp_path / "spark" / "_SUCCESS").exists() and (tmp_path / "spark" / "_rows").read_text() == "5000"
+
+
+# ----------------------------------------------------------------------------- Glue side (moto)
+
+
+@pytest.fixture
+def aws_settings(s3_root: str) -> Settings:
+    return load_settings(
+        {"profile": "aws", "artifact_root": s3_root, "glue_role_arn": "arn:aws:iam::123456789012:role/headrace-glue"}
+    )
+
+
+@pytest.fixture
+def stepped_runs(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Glue runs advance one state per GetJobRun; polls pause for 10 ms instead of seconds."""
+
+    def post(path: str, body: dict[str, object]) -> None:
+        request = urllib.request.Request(f"{aws_env}/moto-api/state-manager/{path}", json.dumps(body).encode())
+        urllib.request.urlopen(request).read()
+
+    monkeypatch.setattr(handoff, "DEFAULT_BACKOFF", handoff.Backoff(initial=0.01, maximum=0.01))
+    post("set-transition", {"model_name": "glue::job_run", "transition": {"progression": "manual", "times": 1}})
+    yield
+    post("unset-transition", {"model_name": "glue::job_run"})
+
+
+def cloud_inputs(ctx: object, tmp_path: Path) -> tuple[ArtifactRef, ArtifactRef]:
+    write_input(tmp_path / "in.parquet", 100, row_group_size=100)
+    store = ctx.store  # type: ignore[attr-defined]
+    data = store.put_file(tmp_path / "in.parquet", "demo/r1/prep/features.parquet", rows=100, format="parquet")
+    model = store.put_file(model_archive(tmp_path), "demo/r1/train/model.tar.gz", format="model")
+    return model, data
+
+
+def write_output_where_the_job_would(settings: Settings, rows: int) -> int:
+    """The Glue job writes part files and then ``_rows``; moto runs nothing, so the test does."""
+    from steps.aws import client
+
+    s3 = client("s3", settings)
+    sizes = 0
+    for part in range(2):
+        buffer = io.BytesIO()
+        pq.write_table(pa.table({"id": list(range(rows // 2)), "score": [0.5] * (rows // 2)}), buffer)
+        body = buffer.getvalue()
+        sizes += len(body)
+        s3.put_object(Bucket=BUCKET, Key=f"artifacts/demo/r1/score/scores/part-{part:05d}.snappy.parquet", Body=body)
+    s3.put_object(Bucket=BUCKET, Key="artifacts/demo/r1/score/scores/_SUCCESS", Body=b"")
+    s3.put_object(Bucket=BUCKET, Key="artifacts/demo/r1/score/scores/_rows", Body=str(rows).encode())
+    return sizes
+
+
+@pytest.mark.integration
+def test_glue_job_is_defined_with_the_script_and_code_and_run_with_the_sized_workers(
+    tmp_path: Path, aws_settings: Settings, stepped_runs: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    from steps.aws import client
+
+    ctx = make_context(aws_settings, task="score")
+    ctx.sizing = SizingDecision(SizingTarget.GLUE, "G.2X", 6, reason="12 GiB input")
+    model, data = cloud_inputs(ctx, tmp_path)
+    size = write_output_where_the_job_would(aws_settings, 100)
+    caplog.set_level(logging.INFO)
+
+    ref = batch_infer(ctx, score, model, data, output_schema={"id": "int64", "score": "double"})
+
+    assert ref == ArtifactRef(f"s3://{BUCKET}/artifacts/demo/r1/score/scores/", size, 100, "parquet")
+    glue, s3 = client("glue", aws_settings), client("s3", aws_settings)
+    job = glue.get_job(JobName="headrace-demo-score")["Job"]
+    assert job["GlueVersion"] == "5.0" and job["Command"]["Name"] == "glueetl"
+    assert job["Role"] == "arn:aws:iam::123456789012:role/headrace-glue"
+    script_key = job["Command"]["ScriptLocation"].removeprefix(f"s3://{BUCKET}/")
+    script = s3.get_object(Bucket=BUCKET, Key=script_key)["Body"].read().decode()
+    assert "mapInPandas" in script and "SparkSession" in script and "awsglue" not in script
+    zip_key = job["DefaultArguments"]["--extra-py-files"].removeprefix(f"s3://{BUCKET}/")
+    names = zipfile.ZipFile(io.BytesIO(s3.get_object(Bucket=BUCKET, Key=zip_key)["Body"].read())).namelist()
+    assert {"steps/model_io.py", "steps/errors.py", "scoring_examples.py"} <= set(names)
+    (run,) = glue.get_job_runs(JobName="headrace-demo-score")["JobRuns"]
+    assert run["WorkerType"] == "G.2X" and run["NumberOfWorkers"] == 6
+    assert run["Arguments"]["--score"] == "scoring_examples:score"
+    assert run["Arguments"]["--input"] == data.uri and run["Arguments"]["--model"] == model.uri
+    assert json.loads(run["Arguments"]["--output-schema"]) == {"id": "int64", "score": "double"}
+    states = [r.getMessage().split(": ", 1)[1] for r in caplog.records if r.getMessage().startswith("Glue run jr_")]
+    assert states == ["RUNNING", "SUCCEEDED"]
+
+
+@pytest.mark.integration
+def test_retried_attempt_attaches_to_its_run_and_a_new_attempt_reuses_the_job(
+    tmp_path: Path, aws_settings: Settings, stepped_runs: None
+) -> None:
+    from steps.aws import client
+
+    ctx = make_context(aws_settings, task="score")
+    model, data = cloud_inputs(ctx, tmp_path)
+    write_output_where_the_job_would(aws_settings, 100)
+
+    first = batch_infer(ctx, score, model, data)
+    again = batch_infer(ctx, score, model, data)
+    ctx.attempt = 2
+    batch_infer(ctx, score, model, data)
+
+    assert first == again
+    runs = client("glue", aws_settings).get_job_runs(JobName="headrace-demo-score")["JobRuns"]
+    assert sorted(r["Arguments"]["--headrace-attempt"] for r in runs) == ["r1/score/1", "r1/score/2"]
+
+
+@pytest.mark.integration
+def test_run_that_succeeds_without_writing_its_output_is_a_handoff_failure(
+    tmp_path: Path, aws_settings: Settings, stepped_runs: None
+) -> None:
+    ctx = make_context(aws_settings, task="score")
+    model, data = cloud_inputs(ctx, tmp_path)
+
+    with pytest.raises(HandoffFailed, match=r"reported success but wrote no s3://.*/scores/_rows"):
+        batch_infer(ctx, score, model, data)
+
+
+@pytest.mark.integration
+def test_missing_glue_role_is_a_config_error_naming_the_setting(tmp_path: Path, s3_root: str) -> None:
+    ctx = make_context(load_settings({"profile": "aws", "artifact_root": s3_root}), task="score")
+    model, data = cloud_inputs(ctx, tmp_path)
+
+    with pytest.raises(ConfigError, match="HEADRACE_GLUE_ROLE_ARN"):
+        batch_infer(ctx, score, model, data)
+
+
+def test_state_table_covers_every_job_run_state_glue_defines() -> None:
+    model = botocore.session.get_session().get_service_model("glue")
+    assert set(GLUE_STATES) == set(model.shape_for("JobRunState").enum)
+
+
+def test_failed_run_surfaces_glues_error_message() -> None:
+    run = {
+        "Id": "jr_1",
+        "JobName": "headrace-demo-score",
+        "JobRunState": "FAILED",
+        "ErrorMessage": "UserError: score output: column 'id' is missing in batch 0",
+    }
+
+    with pytest.raises(HandoffFailed) as raised:
+        check_run("pipeline demo, task score", run)
+
+    assert raised.value.reason == "UserError: score output: column 'id' is missing in batch 0"
+    assert "ended FAILED" in str(raised.value)
