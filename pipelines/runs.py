@@ -250,8 +250,14 @@ class RunStore:
             )
 
     def reopen_run(self, run_id: str, params: Mapping[str, str], tasks: list[str]) -> None:
-        """Mark a run running again for ``resume``: this process is now its runner."""
+        """Mark a run running again for ``resume``: this process is now its runner. Attempts
+        still marked running lost their runner: they become ``lost``."""
         with self._write() as db:
+            db.execute(
+                "UPDATE attempts SET status='lost', reason='the runner stopped before this attempt ended'"
+                " WHERE run_id=? AND status='running'",
+                (run_id,),
+            )
             db.execute(
                 "UPDATE runs SET status='running', finished=NULL, pid=?, params=?, run_date=? WHERE id=?",
                 (os.getpid(), json.dumps(dict(params)), params.get("run_date", ""), run_id),

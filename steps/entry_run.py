@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import sys
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -95,6 +94,8 @@ def main(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as error:  # the step's own code failed: its traceback belongs in the log
+        import traceback  # only on failure: ~5 ms of start-up saved on every task
+
         traceback.print_exc()
         _write_failure(outputs_dir, f"{type(error).__name__}: {error}")
         return EXIT_STEP_FAILED

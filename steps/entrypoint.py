@@ -16,7 +16,6 @@ import resource
 import sys
 import time
 import typing
-import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,13 +92,18 @@ class TaskResult:
 def resolve_run_date(value: str, timezone: str, now: dt.datetime | None = None) -> dt.date:
     """The run's day: ``YYYY-MM-DD``, an RFC 3339 time (Argo's ``workflow.scheduledTime``), or
     today in the pipeline's time zone when empty."""
-    zone = zoneinfo.ZoneInfo(timezone)
     text = value.strip()
+    try:
+        if len(text) == 10:  # the common case (the runners pass a day): no time zone database needed
+            return dt.date.fromisoformat(text)
+    except ValueError:
+        raise UserError(f"parameter run_date: {value!r} is not a date; use YYYY-MM-DD, e.g. 2026-11-01") from None
+    import zoneinfo
+
+    zone = zoneinfo.ZoneInfo(timezone)
     if not text:
         return (now or dt.datetime.now(tz=zone)).astimezone(zone).date()
     try:
-        if len(text) == 10:
-            return dt.date.fromisoformat(text)
         return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(zone).date()
     except ValueError:
         raise UserError(f"parameter run_date: {value!r} is not a date; use YYYY-MM-DD, e.g. 2026-11-01") from None

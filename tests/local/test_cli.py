@@ -86,7 +86,7 @@ def test_sigkill_of_the_runner_keeps_the_records_and_resume_completes_the_run(
     assert store.get_run(record.id).status == "succeeded"
     assert (tmp_path / "first.count").read_text() == "1"  # reused, not run again
     second = store.attempts(record.id, "second")
-    assert [(a.attempt, a.status) for a in second] == [(1, "running"), (2, "succeeded")]
+    assert [(a.attempt, a.status) for a in second] == [(1, "lost"), (2, "succeeded")]
     third = store.outputs(record.id, "third")[0]
     assert Path(third.uri.removeprefix("file://")).read_text() == "42"
     assert "reused" in out

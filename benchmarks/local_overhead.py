@@ -1,0 +1,337 @@
+"""Per-task overhead of ``headrace run`` (subprocess and in-process) against Metaflow's local run.
+
+Runs the same flows with both tools, end to end as a user types them, and prints one table:
+
+- ``linear-10``: ten trivial tasks in a chain;
+- ``fan-20``: a start task, twenty branches (Metaflow: a foreach), a join;
+- ``bytes-10x10MB``: the ten-task chain with every task passing 10 MB to the next;
+- ``single``: one trivial task, the fixed cost of starting the tool (subtracted for "marginal").
+
+"per task" is wall time / tasks; "marginal" is (wall - single's wall) / (extra tasks): what one more
+task costs once the tool is up; "CPU marginal" the same in CPU time (user + system of every process),
+which a busy machine inflates far less than wall time. Metaflow's single flow has two steps
+(start, end), so its extra tasks are counted from two. Targets (issue 3): in-process <= 20 ms/task, subprocess <= 150
+ms/task, both >= 5x faster than Metaflow. Needs the ``[bench]`` extra (``pip install metaflow``).
+
+    .venv/bin/python benchmarks/local_overhead.py [--repeat 3] [--skip-metaflow]
+
+Bytecode caching is switched on for every child (``PYTHONDONTWRITEBYTECODE`` removed): a user's
+machine caches ``.pyc`` files, and without them both tools spend most of their time compiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+MB10 = 10 * 1024 * 1024
+
+HEADRACE_FLOWS = {
+    "single": """
+        from pipelines import Pipeline, step
+
+        @step
+        def only():
+            return 1
+
+        with Pipeline("single") as pipeline:
+            only()
+    """,
+    "linear-10": """
+        from pipelines import Pipeline, step
+
+        @step
+        def first():
+            return 0
+
+        @step
+        def inc(x):
+            return x.read_json() + 1
+
+        with Pipeline("linear-10") as pipeline:
+            value = first()
+            for i in range(9):
+                value = inc(x=value, name=f"inc-{i}")
+    """,
+    "fan-20": """
+        from pipelines import Pipeline, step
+
+        @step
+        def start():
+            return 1
+
+        @step
+        def branch(x, k):
+            return x.read_json() * k
+
+        @step
+        def join(parts):
+            return sum(p.read_json() for p in parts)
+
+        with Pipeline("fan-20") as pipeline:
+            s = start()
+            join(parts=[branch(x=s, k=k, name=f"branch-{k}") for k in range(20)])
+    """,
+    "bytes-10x10MB": f"""
+        from pipelines import Pipeline, step
+
+        @step
+        def first():
+            return bytes({MB10})
+
+        @step
+        def pass_on(x):
+            data = x.local_path().read_bytes()
+            return data[::-1]
+
+        with Pipeline("bytes-10x10mb") as pipeline:
+            value = first()
+            for i in range(9):
+                value = pass_on(x=value, name=f"pass-{{i}}")
+    """,
+}
+
+METAFLOW_FLOWS = {
+    "single": """
+        from metaflow import FlowSpec, step
+
+        class Single(FlowSpec):
+            @step
+            def start(self):
+                self.value = 1
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+
+        if __name__ == "__main__":
+            Single()
+    """,
+    "linear-10": """
+        from metaflow import FlowSpec, step
+
+        class Linear(FlowSpec):
+            @step
+            def start(self):
+                self.value = 0
+                self.next(self.s1)
+        {steps}
+            @step
+            def end(self):
+                self.value += 1
+
+        if __name__ == "__main__":
+            Linear()
+    """,
+    "fan-20": """
+        from metaflow import FlowSpec, step
+
+        class Fan(FlowSpec):
+            @step
+            def start(self):
+                self.ks = list(range(20))
+                self.next(self.branch, foreach="ks")
+
+            @step
+            def branch(self):
+                self.value = self.input
+                self.next(self.join)
+
+            @step
+            def join(self, inputs):
+                self.total = sum(i.value for i in inputs)
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+
+        if __name__ == "__main__":
+            Fan()
+    """,
+    "bytes-10x10MB": """
+        from metaflow import FlowSpec, step
+
+        class Bytes(FlowSpec):
+            @step
+            def start(self):
+                self.value = bytes(__MB10__)
+                self.next(self.s1)
+        {steps}
+            @step
+            def end(self):
+                self.value = self.value[::-1]
+
+        if __name__ == "__main__":
+            Bytes()
+    """.replace("__MB10__", str(MB10)),
+}
+
+#: Tasks each flow runs (Metaflow's fan-20 also has an `end` step: 23 vs headrace's 22).
+TASKS = {"single": 1, "linear-10": 10, "fan-20": 22, "bytes-10x10MB": 10}
+METAFLOW_TASKS = {"single": 2, "linear-10": 10, "fan-20": 23, "bytes-10x10MB": 10}
+
+
+def _metaflow_chain(body: str, transform: str) -> str:
+    steps = ""
+    for i in range(1, 9):
+        nxt = f"s{i + 1}" if i < 8 else "end"
+        steps += f"""
+            @step
+            def s{i}(self):
+                self.value = {transform}
+                self.next(self.{nxt})
+        """
+    return body.replace("{steps}", textwrap.indent(textwrap.dedent(steps), "    "))
+
+
+def write_flows(folder: Path) -> None:
+    for name, body in HEADRACE_FLOWS.items():
+        (folder / f"hr_{name.replace('-', '_')}.py").write_text(textwrap.dedent(body))
+    for name, body in METAFLOW_FLOWS.items():
+        if name == "linear-10":
+            body = _metaflow_chain(textwrap.dedent(body), "self.value + 1")
+        elif name == "bytes-10x10MB":
+            body = _metaflow_chain(textwrap.dedent(body), "self.value[::-1]")
+        else:
+            body = textwrap.dedent(body)
+        (folder / f"mf_{name.replace('-', '_')}.py").write_text(body)
+
+
+@dataclass
+class Measure:
+    engine: str
+    flow: str
+    tasks: int
+    seconds: float
+    cpu: float
+
+
+def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
+    """Wall time and CPU time (user + system of the command and every process it waited for):
+    CPU time barely changes with the machine's load, wall time does."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise SystemExit(
+            f"{' '.join(cmd[:4])} failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+        )
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return elapsed, cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--skip-metaflow", action="store_true")
+    args = parser.parse_args()
+    console = Console()
+    folder = Path(tempfile.mkdtemp(prefix="headrace-bench-"))
+    write_flows(folder)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HEADRACE_", "METAFLOW_"))}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.update(
+        HEADRACE_STATE_DIR=str(folder / ".headrace"),
+        USERNAME="bench",
+        METAFLOW_DEFAULT_DATASTORE="local",
+        METAFLOW_DATASTORE_SYSROOT_LOCAL=str(folder / ".metaflow"),
+        METAFLOW_HOME=str(folder / ".metaflowconfig"),
+    )
+    headrace = [sys.executable, "-c", "from pipelines.cli import main; main()", "run"]
+    engines: dict[str, Callable[[str], list[str]]] = {
+        "headrace subprocess": lambda flow: [*headrace, f"hr_{flow.replace('-', '_')}.py:pipeline"],
+        "headrace in-process": lambda flow: [*headrace, f"hr_{flow.replace('-', '_')}.py:pipeline", "--in-process"],
+    }
+    if not args.skip_metaflow:
+        try:
+            import metaflow  # noqa: F401
+        except ImportError:
+            raise SystemExit("Metaflow is not installed: pip install 'headrace[bench]' (or --skip-metaflow)") from None
+        engines["metaflow local run"] = lambda flow: [
+            sys.executable,
+            f"mf_{flow.replace('-', '_')}.py",
+            "--quiet",
+            "--no-pylint",
+            "run",
+        ]
+    results: list[Measure] = []
+    with console.status("warming up (bytecode caches)"):
+        for make in engines.values():
+            timed(make("single"), folder, env)
+    for engine, make in engines.items():
+        for flow in TASKS:
+            with console.status(f"{engine}: {flow}"):
+                runs = [timed(make(flow), folder, env) for _ in range(args.repeat)]
+            tasks = METAFLOW_TASKS[flow] if engine.startswith("metaflow") else TASKS[flow]
+            results.append(Measure(engine, flow, tasks, min(r[0] for r in runs), min(r[1] for r in runs)))
+    render(console, results)
+
+
+def render(console: Console, results: list[Measure]) -> None:
+    single = {m.engine: m.seconds for m in results if m.flow == "single"}
+    single_cpu = {m.engine: m.cpu for m in results if m.flow == "single"}
+    by_key = {(m.engine, m.flow): m for m in results}
+    table = Table(
+        title=f"local run overhead (best of repeats, wall time, {os.cpu_count()} cores)", title_justify="left"
+    )
+    columns = ("flow", "engine", "tasks", "wall", "per task", "marginal", "CPU marginal", "vs metaflow")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("flow", "engine") else "right")
+    for flow in TASKS:
+        for engine in single:
+            m = by_key.get((engine, flow))
+            if m is None:
+                continue
+            per_task = m.seconds / m.tasks
+            marginal = (m.seconds - single[engine]) / max(1, m.tasks - 1) if flow != "single" else None
+            cpu_marginal = (m.cpu - single_cpu[engine]) / max(1, m.tasks - 1) if flow != "single" else None
+            mf = by_key.get(("metaflow local run", flow))
+            ratio = ""
+            if mf is not None and not engine.startswith("metaflow"):
+                ratio = f"{(mf.seconds / mf.tasks) / per_task:.1f}x per task"
+                if marginal is not None and cpu_marginal is not None:
+                    mf_marginal = (mf.seconds - single["metaflow local run"]) / max(1, mf.tasks - 2)
+                    mf_cpu = (mf.cpu - single_cpu["metaflow local run"]) / max(1, mf.tasks - 2)
+                    ratio += f", {mf_marginal / max(marginal, 1e-3):.1f}x marginal"
+                    ratio += f", {mf_cpu / max(cpu_marginal, 1e-3):.1f}x CPU"
+            table.add_row(
+                flow,
+                engine,
+                str(m.tasks),
+                f"{m.seconds:.2f} s",
+                f"{per_task * 1000:.0f} ms",
+                "" if marginal is None else f"{marginal * 1000:.0f} ms",
+                "" if cpu_marginal is None else f"{cpu_marginal * 1000:.0f} ms",
+                ratio,
+            )
+        table.add_section()
+    console.print(table)
+    big = by_key.get(("headrace subprocess", "bytes-10x10MB"))
+    small = by_key.get(("headrace subprocess", "linear-10"))
+    if big and small:
+        moved = 10 * MB10 / 1024**2
+        extra = big.seconds - small.seconds
+        console.print(
+            f"10 MB between tasks (subprocess): {extra * 1000 / 10:.0f} ms/task more than trivial tasks "
+            f"for {moved:.0f} MB written and read ({moved / max(extra, 1e-9):.0f} MB/s of overhead)"
+        )
+
+
+if __name__ == "__main__":
+    main()
