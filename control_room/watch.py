@@ -602,3 +602,18 @@ def run_watcher(
         (stop or threading.Event()).wait()
     finally:
         watcher.stop()
+
+
+def recorder(store: Any, notifier: Callable[[RunEvent], None] | None) -> Callable[[RunEvent], None]:
+    """What the watcher does with an event in the control room: store it (closing runs whose exit
+    handler never reported), then notify. Errors are logged; the watch goes on."""
+
+    def record(event: RunEvent) -> None:
+        try:
+            store.add_event(event)
+        except Exception as error:
+            log.warning("watch: could not store %s of %s: %s", event.kind.value, event.run_id, error)
+        if notifier is not None:
+            notifier(event)
+
+    return record
