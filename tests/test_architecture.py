@@ -76,7 +76,11 @@ def test_running_a_trivial_task_in_the_pod_entrypoint_does_not_import_hera(tmp_p
     assert _hera(modules) == set()
 
 
-def test_the_compiler_is_where_hera_comes_in(tmp_path: Path) -> None:
+def test_hera_loads_only_when_the_compiler_is_used(tmp_path: Path) -> None:
     result, modules = _modules_after(["-c", "import pipelines.argo"], ROOT, tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "pipelines.argo" in modules
+    assert _hera(modules) == set()
+    result, modules = _modules_after(["-c", "from pipelines.argo import compile_pipeline"], ROOT, tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "hera.workflows" in modules

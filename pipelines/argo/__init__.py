@@ -10,48 +10,33 @@ Public surface (everything else in this package is internal)::
 Concerns are split by module: :mod:`.commands` (argv of each pod), :mod:`.templates` (task
 containers), :mod:`.resources`, :mod:`.sizing` (sizing nodes), :mod:`.exit_handler`,
 :mod:`.dag`, :mod:`.workflow` (the shared spec), :mod:`.schedule` (CronWorkflow),
-:mod:`.render` (YAML). The pipeline is validated first; a broken one raises
-:class:`pipelines.graph.PipelineInvalid` listing every problem.
+:mod:`.render` (YAML), :mod:`.compiler` (the entry points). The pipeline is validated first; a
+broken one raises :class:`pipelines.graph.PipelineInvalid` listing every problem.
+
+Hera (0.6 s to import) loads only when ``build`` or ``compile_pipeline`` is first used, so the
+Argo client modules beside the compiler (status, logs, ...) start quickly.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
-from hera.workflows import CronWorkflow, Workflow, WorkflowTemplate
+from typing import TYPE_CHECKING, Any
 
 from pipelines.argo.commands import image_spec
+from pipelines.argo.kinds import KINDS, Kind
 from pipelines.argo.render import to_yaml
-from pipelines.argo.schedule import cron_workflow
-from pipelines.argo.workflow import workflow, workflow_template
-from pipelines.graph import Pipeline
-from steps.errors import UserError
-from steps.settings import Settings
 
-Kind = Literal["workflow", "template", "cron"]
-KINDS: tuple[Kind, ...] = ("workflow", "template", "cron")
+if TYPE_CHECKING:
+    from pipelines.argo.compiler import build, compile_pipeline
+
+_LAZY = {"build", "compile_pipeline"}
 
 
-def build(
-    pipeline: Pipeline, *, spec: str, kind: Kind, settings: Settings
-) -> Workflow | WorkflowTemplate | CronWorkflow:
-    """The Hera object for ``pipeline``; ``spec`` is the ``MODULE:PIPELINE`` the user gave (a
-    path spec is turned into the dotted module the image imports)."""
-    if kind not in KINDS:
-        raise UserError(f"pipeline {pipeline.name}: kind {kind!r} is not one of {', '.join(KINDS)}")
-    pipeline.check()
-    if kind == "cron":
-        return cron_workflow(pipeline, settings)
-    in_image = image_spec(spec)
-    if kind == "template":
-        return workflow_template(pipeline, in_image, settings)
-    return workflow(pipeline, in_image, settings)
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from pipelines.argo import compiler
 
-
-def compile_pipeline(pipeline: Pipeline, *, spec: str, kind: Kind = "workflow", settings: Settings) -> dict[str, Any]:
-    """The Argo object for ``pipeline`` as a plain dict (camelCase keys, no empty fields)."""
-    result: dict[str, Any] = build(pipeline, spec=spec, kind=kind, settings=settings).to_dict()
-    return result
+        return getattr(compiler, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["KINDS", "Kind", "build", "compile_pipeline", "image_spec", "to_yaml"]

@@ -57,7 +57,8 @@ def environment(pipeline: Pipeline, settings: Settings) -> PodEnvironment:
 
 
 def labels(pipeline: Pipeline) -> dict[str, str]:
-    return {PIPELINE_LABEL: pipeline.name, **pipeline.labels}
+    """The pipeline's labels; ``headrace.dev/pipeline`` always names it (the watcher relies on it)."""
+    return {**pipeline.labels, PIPELINE_LABEL: pipeline.name}
 
 
 def templates(pipeline: Pipeline, spec: str, env: PodEnvironment) -> list[Template]:
