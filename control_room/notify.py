@@ -312,6 +312,7 @@ def build_notifier(
     environ: Any = None,
     start: bool = False,
     background: bool = True,
+    quiet: bool = False,
 ) -> Notifier:
     """The notifier the settings ask for: Slack (bot token or webhook) and/or Datadog, else console.
 
@@ -319,7 +320,8 @@ def build_notifier(
     :class:`~steps.errors.ConfigError` at start-up ("slack_token: invalid_auth ..."), not a
     silent failure at the first run. ``engine`` is the control room store's engine (the outbox's
     table lives there); without one the state folder's database is used. ``background=False``
-    leaves sending to :meth:`Notifier.flush` / :meth:`Notifier.close`.
+    leaves sending to :meth:`Notifier.flush` / :meth:`Notifier.close`. ``quiet`` drops the console
+    fallback (a caller with its own live terminal view, like ``headrace run``).
     """
     env = os.environ if environ is None else environ
     slack: SlackSender | None = None
@@ -340,7 +342,7 @@ def build_notifier(
         from steps.datadog import Metrics
 
         metrics = Metrics(environ=env)
-    if console is None and slack is None and metrics is None:
+    if console is None and slack is None and metrics is None and not quiet:
         from rich.console import Console
 
         console = Console(stderr=True)
