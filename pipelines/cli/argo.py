@@ -77,6 +77,9 @@ def register(app: typer.Typer) -> None:
         spec: str = typer.Argument(..., help="MODULE:PIPELINE, e.g. examples/recipe_stream:pipeline"),
         param: list[str] | None = PARAM,
         watch: bool = typer.Option(False, "--watch", "-w", help="Show the live task table until the run ends."),
+        poll_interval: float = typer.Option(
+            2.0, "--poll-interval", min=0.01, help="Seconds between polls with --watch."
+        ),
         server: str | None = SERVER,
         token: str | None = TOKEN,
         namespace: str | None = NAMESPACE,
@@ -100,7 +103,7 @@ def register(app: typer.Typer) -> None:
             if link:
                 console.print(f"Argo UI: {link}", highlight=False)
             if watch:
-                final = watch_run(argo, run.name, console=console)
+                final = watch_run(argo, run.name, interval=poll_interval, console=console)
                 if final.phase != "Succeeded":
                     err_console.print(f"run {final.name}: {final.phase} {final.message}".rstrip(), highlight=False)
                     raise typer.Exit(1)

@@ -72,3 +72,9 @@ def test_logs_without_an_argo_server_say_how_to_set_one(
     monkeypatch.setenv("KUBECONFIG", argo.kubeconfig(str(tmp_path / "kc")))
     with pytest.raises(ConfigError, match="set ARGO_SERVER"):
         list(stream_logs("some-run", settings=load_settings()))
+
+
+def test_headrace_logs_of_an_argo_run_prints_its_lines(run: str, cli: CliRunner) -> None:
+    code, out = invoke(cli, "logs", run, "train")
+    assert code == 0, out
+    assert out.splitlines() == ["epoch 1 loss=0.5"]

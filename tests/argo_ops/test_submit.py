@@ -78,16 +78,11 @@ def test_submit_watch_follows_the_tasks_until_the_run_succeeds(argo_env: Any, tm
         time.sleep(0.1)
         argo_env.cluster.set_phase(name, "Succeeded", tasks={"extract": "Succeeded", "train": "Succeeded"})
 
-    from pipelines.argo import submit as submit_module
-
     thread = threading.Thread(target=controller)
     thread.start()
-    original = submit_module.watch
     try:
-        submit_module.watch = lambda *a, **k: original(*a, **{**k, "interval": 0.05})  # type: ignore[assignment]
-        code, out = invoke(cli, "submit", spec, "--watch")
+        code, out = invoke(cli, "submit", spec, "--watch", "--poll-interval", "0.05")
     finally:
-        submit_module.watch = original  # type: ignore[assignment]
         thread.join()
     assert code == 0, out
     assert "Succeeded" in out and "extract" in out and "train" in out
@@ -104,7 +99,7 @@ def test_submit_watch_exits_1_when_the_run_fails(argo_env: Any, tmp_path: Path, 
     thread = threading.Thread(target=controller)
     thread.start()
     try:
-        code, out = invoke(cli, "submit", write_flow(tmp_path), "--watch")
+        code, out = invoke(cli, "submit", write_flow(tmp_path), "--watch", "--poll-interval", "0.05")
     finally:
         thread.join()
     assert code == 1
