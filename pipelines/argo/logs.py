@@ -27,8 +27,8 @@ def _pods_of(connection: Connection, run: str, task: str) -> dict[str, str]:
         status = run_status(transport.get("workflows", run))
     finally:
         transport.close()
-    pods = {t.pod_name: t.name for t in status.tasks}
-    pods.update({t.node_id: t.name for t in status.tasks})
+    pods = {t.pod_name: t.name for t in status.tasks if t.pod_name}
+    pods.update({t.node_id: t.name for t in status.tasks if t.pod_name})
     if task:
         chosen = {pod: name for pod, name in pods.items() if name == task}
         if not chosen:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import re
 import time
 import zoneinfo
 from collections.abc import Callable, Mapping
@@ -38,6 +39,7 @@ class TaskStatus:
     message: str = ""
     node_id: str = ""
     pod_name: str = ""
+    attempt: int = 0
 
 
 @dataclass(frozen=True)
@@ -102,29 +104,44 @@ def pod_name(workflow: str, node_name: str, template: str) -> str:
     return f"{prefix}-{fnv32a(node_name)}"
 
 
+#: Node types that stand for a task's own work (a pod, an HTTP sizing call) or its skipping.
+TASK_NODE_TYPES = ("Pod", "HTTP", "Plugin", "Container", "Skipped")
+_ATTEMPT = re.compile(r"^(?P<name>.*)\((?P<attempt>\d+)\)$")
+
+
 def run_status(obj: Mapping[str, Any]) -> RunStatus:
-    """A :class:`RunStatus` from a Workflow object; tasks in start order, pods only."""
+    """A :class:`RunStatus` from a Workflow object; tasks in start order.
+
+    A task with a retry strategy appears as one node per attempt (``train(0)``, ``train(1)``
+    under a ``Retry`` node); each keeps the task's name and its attempt number.
+    """
     meta = obj.get("metadata") or {}
     labels = meta.get("labels") or {}
     status = obj.get("status") or {}
     name = str(meta.get("name", ""))
     tasks: list[TaskStatus] = []
     for node_id, node in (status.get("nodes") or {}).items():
-        if node.get("type") != "Pod":
+        if node.get("type") not in TASK_NODE_TYPES:
             continue
         template = str(node.get("templateName") or "")
+        display = str(node.get("displayName") or node.get("name") or node_id)
+        attempt = 0
+        match = _ATTEMPT.match(display)
+        if match:
+            display, attempt = match["name"], int(match["attempt"])
         tasks.append(
             TaskStatus(
-                name=str(node.get("displayName") or node.get("name") or node_id),
+                name=display,
                 phase=str(node.get("phase") or "Pending"),
                 started_at=str(node.get("startedAt") or ""),
                 finished_at=str(node.get("finishedAt") or ""),
                 message=str(node.get("message") or ""),
                 node_id=str(node.get("id") or node_id),
-                pod_name=pod_name(name, str(node.get("name") or ""), template),
+                pod_name=pod_name(name, str(node.get("name") or ""), template) if node.get("type") == "Pod" else "",
+                attempt=attempt,
             )
         )
-    tasks.sort(key=lambda t: (t.started_at or "~", t.name))
+    tasks.sort(key=lambda t: (t.started_at or "~", t.name, t.attempt))
     return RunStatus(
         name=name,
         pipeline=str(labels.get(PIPELINE_LABEL, "")),
@@ -252,13 +269,15 @@ def task_table(run: RunStatus) -> Any:
     from rich.table import Table
 
     colours = {"Succeeded": "green", "Failed": "red", "Error": "red", "Running": "cyan", "Pending": "dim"}
-    table = Table(title=f"{run.name}  {run.pipeline} {run.run_date}  [{run.phase}] {run.duration}")
+    finished = sum(1 for t in run.tasks if t.phase in COMPLETED)
+    title = f"{run.name}  {run.pipeline} {run.run_date}  [{run.phase}] {run.duration}  {finished}/{len(run.tasks)} done"
+    table = Table(title=title)
     for column in ("task", "phase", "duration", "message"):
         table.add_column(column)
     for task in run.tasks:
         colour = colours.get(task.phase, "white")
         table.add_row(
-            task.name,
+            f"{task.name} (attempt {task.attempt + 1})" if task.attempt else task.name,
             f"[{colour}]{task.phase}[/]",
             format_duration(task.started_at, task.finished_at),
             task.message,

@@ -3,7 +3,8 @@
 
 Connection settings follow the argo CLI: ``--server`` / ``--token`` / ``--namespace`` flags, then
 ``HEADRACE_ARGO_*`` and ``ARGO_SERVER`` / ``ARGO_TOKEN`` / ``ARGO_NAMESPACE``, then headrace.toml,
-then the kubeconfig context. Exit codes: 0 done, 1 the watched run failed, 2 bad input or
+then the kubeconfig context. A pipeline that declares ``Pipeline(namespace=...)`` is submitted and
+deployed there unless ``--namespace`` says otherwise. Exit codes: 0 done, 1 the watched run failed, 2 bad input or
 configuration (one line, never a traceback), 3 the server failed (retry later).
 """
 
@@ -92,7 +93,7 @@ def register(app: typer.Typer) -> None:
         pipeline = load_pipeline(spec)
         params = params_from(param)
         workflow = compile_workflow(pipeline, spec, settings_from())
-        with _transport(server, token, namespace, transport) as argo:
+        with _transport(server, token, namespace or pipeline.namespace, transport) as argo:
             run = submit(argo, pipeline, workflow, params=params)
             where = argo.connection.namespace
             console.print(
@@ -193,7 +194,7 @@ def register(app: typer.Typer) -> None:
 
         pipeline = load_pipeline(spec)
         objects = compile_objects(pipeline, spec, settings_from())
-        with _transport(server, token, namespace, transport) as argo:
+        with _transport(server, token, namespace or pipeline.namespace, transport) as argo:
             for applied in deploy(argo, objects):
                 kind = {"workflowtemplates": "WorkflowTemplate", "cronworkflows": "CronWorkflow"}[applied.kind]
                 console.print(f"{kind} {applied.name}: {applied.outcome}", highlight=False)
@@ -297,7 +298,7 @@ def register(app: typer.Typer) -> None:
         from pipelines.backfill import ArgoExecutor
 
         workflow = compile_workflow(pipeline, spec, settings)
-        with _transport(server, token, namespace, transport) as argo:
+        with _transport(server, token, namespace or pipeline.namespace, transport) as argo:
             _run_backfill(pipeline.name, runs, ArgoExecutor(argo, pipeline, workflow, params), parallel)
 
     @app.command("render")

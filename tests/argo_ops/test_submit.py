@@ -193,3 +193,75 @@ def test_no_server_and_no_kubeconfig_is_one_line(
     code, out = invoke(cli, "list")
     assert code == 2
     assert "kubeconfig" in out and "ARGO_SERVER" in out and "Traceback" not in out
+
+
+def test_retried_tasks_keep_their_name_with_an_attempt_number() -> None:
+    from pipelines.argo.submit import pod_name, run_status
+
+    workflow = {
+        "metadata": {
+            "name": "scores-abcde",
+            "labels": {"headrace.dev/pipeline": "scores", "headrace.dev/run-date": "2026-11-03"},
+        },
+        "status": {
+            "phase": "Running",
+            "nodes": {
+                "scores-abcde": {
+                    "id": "scores-abcde",
+                    "name": "scores-abcde",
+                    "displayName": "scores-abcde",
+                    "type": "DAG",
+                    "phase": "Running",
+                },
+                "scores-abcde-1": {
+                    "id": "scores-abcde-1",
+                    "name": "scores-abcde.train",
+                    "displayName": "train",
+                    "type": "Retry",
+                    "phase": "Running",
+                },
+                "scores-abcde-2": {
+                    "id": "scores-abcde-2",
+                    "name": "scores-abcde.train(0)",
+                    "displayName": "train(0)",
+                    "type": "Pod",
+                    "templateName": "train",
+                    "phase": "Failed",
+                    "message": "OOMKilled (exit code 137)",
+                    "startedAt": "2026-11-03T03:00:05Z",
+                },
+                "scores-abcde-3": {
+                    "id": "scores-abcde-3",
+                    "name": "scores-abcde.train(1)",
+                    "displayName": "train(1)",
+                    "type": "Pod",
+                    "templateName": "train",
+                    "phase": "Running",
+                    "startedAt": "2026-11-03T03:04:00Z",
+                },
+            },
+        },
+    }
+    run = run_status(workflow)
+    assert (run.pipeline, run.run_date, run.phase) == ("scores", "2026-11-03", "Running")
+    assert [(t.name, t.attempt, t.phase) for t in run.tasks] == [("train", 0, "Failed"), ("train", 1, "Running")]
+    assert run.tasks[0].message == "OOMKilled (exit code 137)"
+    assert run.tasks[1].pod_name == pod_name("scores-abcde", "scores-abcde.train(1)", "train")
+
+
+def test_argo_pod_names_follow_argo_v2_naming() -> None:
+    from pipelines.argo.submit import fnv32a, pod_name
+
+    assert fnv32a("") == 0x811C9DC5 and fnv32a("a") == 0xE40C292C  # FNV-1a reference values
+    assert pod_name("wf", "wf.extract", "extract") == f"wf-extract-{fnv32a('wf.extract')}"
+
+
+def test_a_pipeline_namespace_is_where_it_is_submitted(argo_env: Any, tmp_path: Path, cli: CliRunner) -> None:
+    spec = write_flow(tmp_path, "team-flow")
+    source = tmp_path / "team_flow.py"
+    source.write_text(source.read_text().replace('params={"limit": 10}', 'params={"limit": 10}, namespace="ml"'))
+    code, out = invoke(cli, "submit", spec)
+    assert code == 0, out
+    assert len(argo_env.cluster.workflows("ml")) == 1 and argo_env.cluster.workflows("argo") == []
+    code, out = invoke(cli, "submit", spec, "--namespace", "argo")
+    assert code == 0 and len(argo_env.cluster.workflows("argo")) == 1
