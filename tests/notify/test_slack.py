@@ -311,3 +311,35 @@ def test_incoming_webhook_posts_run_ends_and_failures_without_threads(
 def test_bad_channel_mapping_is_one_clear_config_error(slack_server: SlackServer, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"slack_channels: 'recipes' is not PIPELINE=CHANNEL"):
         build_notifier(settings_for(slack_server, tmp_path, slack_channels="recipes"))
+
+
+@pytest.mark.postgres
+def test_two_control_room_replicas_on_postgresql_never_send_a_message_twice(
+    slack_server: SlackServer, tmp_path: Path, postgres_url: str
+) -> None:
+    from control_room.store import make_engine, metadata
+
+    engines = [make_engine(postgres_url), make_engine(postgres_url)]
+    metadata.drop_all(engines[0])  # a blank schema: the session database is shared
+    try:
+        replicas = [build_notifier(settings_for(slack_server, tmp_path), engine=e, background=False) for e in engines]
+        for event in failing_run():
+            for replica in replicas:  # both replicas hear every event (watcher, exit handler, API)
+                replica(event)
+        threads = [threading.Thread(target=r.flush) for r in replicas]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for replica in replicas:
+            replica.flush()
+
+        posted = slack_server.state.posted()
+        assert len(posted) == 5
+        assert len({(p.get("thread_ts"), p["text"]) for p in posted}) == 5
+        assert replicas[0].outbox is not None and replicas[0].outbox.counts() == {"pending": 0, "sent": 5, "failed": 0}
+        for replica in replicas:
+            replica.close()
+    finally:
+        for engine in engines:
+            engine.dispose()
