@@ -142,6 +142,8 @@ def run_status(obj: Mapping[str, Any]) -> RunStatus:
             )
         )
     tasks.sort(key=lambda t: (t.started_at or "~", t.name, t.attempt))
+    started = {t.name for t in tasks}
+    tasks += [TaskStatus(name=task, phase="Pending") for task in declared_tasks(obj) if task not in started]
     return RunStatus(
         name=name,
         pipeline=str(labels.get(PIPELINE_LABEL, "")),
@@ -152,6 +154,18 @@ def run_status(obj: Mapping[str, Any]) -> RunStatus:
         message=str(status.get("message") or ""),
         tasks=tuple(tasks),
     )
+
+
+def declared_tasks(obj: Mapping[str, Any]) -> list[str]:
+    """The DAG tasks of the workflow's entrypoint, in definition order (from the workflow's own
+    spec, or the stored template spec of a run started from a WorkflowTemplate)."""
+    status = obj.get("status") or {}
+    for spec in (obj.get("spec") or {}, status.get("storedWorkflowTemplateSpec") or {}):
+        entry = spec.get("entrypoint")
+        for template in spec.get("templates") or []:
+            if template.get("name") == entry and "dag" in template:
+                return [str(task.get("name")) for task in template["dag"].get("tasks") or []]
+    return []
 
 
 def run_date_label(run_date: str) -> str:

@@ -265,3 +265,14 @@ def test_a_pipeline_namespace_is_where_it_is_submitted(argo_env: Any, tmp_path: 
     assert len(argo_env.cluster.workflows("ml")) == 1 and argo_env.cluster.workflows("argo") == []
     code, out = invoke(cli, "submit", spec, "--namespace", "argo")
     assert code == 0 and len(argo_env.cluster.workflows("argo")) == 1
+
+
+def test_status_lists_tasks_that_have_not_started_as_pending(argo_env: Any, tmp_path: Path, cli: CliRunner) -> None:
+    invoke(cli, "submit", write_flow(tmp_path))
+    name = only_run(argo_env)["metadata"]["name"]
+    argo_env.cluster.set_phase(name, "Running", tasks={"extract": "Running"})
+    code, out = invoke(cli, "status", name)
+    assert code == 0, out
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") >= 4}
+    assert "Running" in rows["extract"] and "Pending" in rows["train"]
+    assert "0/2 done" in out
