@@ -35,7 +35,6 @@ import hashlib
 import re
 import sys
 import tempfile
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -490,7 +489,6 @@ def wait(ctx: StepContext, sagemaker: Any, logs: Any, name: str) -> dict[str, An
     follower = LogFollower(logs, name)
     seen_transitions = [0]
     last_status = [""]
-    started = time.monotonic()
 
     def current() -> dict[str, Any]:
         try:
@@ -516,7 +514,6 @@ def wait(ctx: StepContext, sagemaker: Any, logs: Any, name: str) -> dict[str, An
                 ctx.log.info("%s", line)
         except Exception as error:  # logs are a nicety: never fail a job over them
             ctx.log.warning("could not read CloudWatch logs of %s: %s", name, error)
-        ctx.progress(time.monotonic() - started, 0, status)
 
     return poll(current, job_phase, on_update=report)
 
