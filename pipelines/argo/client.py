@@ -484,7 +484,7 @@ class KubernetesTransport:
     def close(self) -> None:
         self.api_client.close()
 
-    def _call(self, kind: Kind, name: str, verb: str, fn: Callable[[], T]) -> T:
+    def call(self, kind: Kind, name: str, verb: str, fn: Callable[[], T]) -> T:
         import urllib3
         from kubernetes.client.exceptions import ApiException
 
@@ -506,7 +506,7 @@ class KubernetesTransport:
         ns = self.connection.namespace
         name = str(obj.get("metadata", {}).get("name") or obj.get("metadata", {}).get("generateName") or "")
         return dict(
-            self._call(
+            self.call(
                 kind, name, "create", lambda: self.api.create_namespaced_custom_object(GROUP, VERSION, ns, kind, obj)
             )
         )
@@ -514,12 +514,12 @@ class KubernetesTransport:
     def get(self, kind: Kind, name: str) -> dict[str, Any]:
         ns = self.connection.namespace
         return dict(
-            self._call(kind, name, "get", lambda: self.api.get_namespaced_custom_object(GROUP, VERSION, ns, kind, name))
+            self.call(kind, name, "get", lambda: self.api.get_namespaced_custom_object(GROUP, VERSION, ns, kind, name))
         )
 
     def list(self, kind: Kind, label_selector: str = "") -> list[dict[str, Any]]:
         ns = self.connection.namespace
-        listed = self._call(
+        listed = self.call(
             kind,
             "",
             "list",
@@ -530,7 +530,7 @@ class KubernetesTransport:
     def update(self, kind: Kind, name: str, obj: dict[str, Any]) -> dict[str, Any]:
         ns = self.connection.namespace
         return dict(
-            self._call(
+            self.call(
                 kind,
                 name,
                 "update",
@@ -541,7 +541,7 @@ class KubernetesTransport:
     def _patch(self, kind: Kind, name: str, verb: str, body: dict[str, Any]) -> dict[str, Any]:
         ns = self.connection.namespace
         return dict(
-            self._call(
+            self.call(
                 kind, name, verb, lambda: self.api.patch_namespaced_custom_object(GROUP, VERSION, ns, kind, name, body)
             )
         )

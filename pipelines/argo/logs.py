@@ -3,19 +3,24 @@
 ``GET /api/v1/workflows/{ns}/{name}/log`` answers with one JSON object per line
 (``{"result": {"content": ..., "podName": ...}}``), kept open while ``follow`` is set. Hera 7.1's
 ``workflow_logs`` parses the whole body as one JSON document and fails on it, so the stream is read
-here line by line with httpx. ``headrace logs`` (the local runner's command) delegates here for
-runs that are not local.
+here line by line with httpx. Without an Argo Server the pods' logs are read through the
+Kubernetes API instead. ``headrace logs`` (the local runner's command) delegates here for runs
+that are not local.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 from pipelines.argo.client import Connection, resolve_connection, translate_status, unreachable
 from pipelines.argo.submit import run_status
-from steps.errors import ConfigError, NotFoundError, TransientError
+from steps.errors import NotFoundError, TransientError
 from steps.settings import Settings
+
+#: The annotation Argo's controller puts on every pod: the node (``<run>.<task>(<attempt>)``).
+NODE_NAME = "workflows.argoproj.io/node-name"
 
 
 def _pods_of(connection: Connection, run: str, task: str) -> dict[str, str]:
@@ -55,7 +60,8 @@ def stream_logs(
 
     conn = connection or resolve_connection(settings)
     if conn.transport != "argo":
-        raise ConfigError(f"logs of run {run}: need the Argo Server's log stream; set ARGO_SERVER (or --server)")
+        yield from kubernetes_logs(conn, run, task=task, follow=follow)
+        return
     pods = _pods_of(conn, run, task or "")
     url = f"{conn.server}/api/v1/workflows/{conn.namespace}/{run}/log"
     query = {"logOptions.container": "main", "logOptions.follow": "true" if follow else "false"}
@@ -87,6 +93,68 @@ def stream_logs(
         raise unreachable(conn, error) from error
     except httpx.TimeoutException as error:
         raise TransientError(f"logs of run {run}: {conn.server} stopped answering ({error}); try again") from error
+
+
+def _task_of(node_name: str, run: str) -> str:
+    """``run.train(1)`` -> ``train``: the task a pod's node belongs to."""
+    name = node_name.removeprefix(f"{run}.")
+    head, sep, tail = name.rpartition("(")
+    return head if sep and tail.rstrip(")").isdigit() else name
+
+
+def kubernetes_logs(connection: Connection, run: str, *, task: str | None, follow: bool) -> Iterator[str]:
+    """The same lines read from the pods' ``main`` containers through the Kubernetes API, for
+    clusters whose Argo Server is not reachable. Pods are read one after another in start order,
+    so with ``follow`` a later pod's lines come once the earlier ones have finished."""
+    from kubernetes import client
+
+    from pipelines.argo.client import KubernetesTransport
+
+    transport = KubernetesTransport(connection)
+    core = client.CoreV1Api(transport.api_client)
+    where = connection.namespace
+    selector = f"workflows.argoproj.io/workflow={run}"
+    try:
+        listed = transport.call(
+            "workflows", run, "logs of", lambda: core.list_namespaced_pod(where, label_selector=selector)
+        )
+        pods = sorted(
+            listed.items or [],
+            key=lambda p: (str(p.metadata.creation_timestamp or ""), p.metadata.name),
+        )
+        named = [(p.metadata.name, _task_of((p.metadata.annotations or {}).get(NODE_NAME, ""), run)) for p in pods]
+        if task:
+            chosen = [(pod, name) for pod, name in named if name == task]
+            if not chosen:
+                names = sorted({name for _, name in named})
+                raise NotFoundError(
+                    f"run {run}: no task {task!r} has started; tasks so far: {', '.join(names) or 'none'}"
+                )
+            named = chosen
+        elif not named:
+            transport.get("workflows", run)  # a missing run is "not found", not silence
+        for pod, name in named:
+
+            def read(pod: str = pod) -> Any:
+                return core.read_namespaced_pod_log(pod, where, container="main", follow=follow, _preload_content=False)
+
+            try:
+                response: Any = transport.call("workflows", run, "logs of", read)
+            except NotFoundError:
+                continue  # the pod was garbage-collected (podGC); its lines are gone
+            buffer = b""
+            for chunk in response.stream(4096):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    text = line.decode("utf-8", errors="replace")
+                    yield text if task else f"{name} | {text}"
+            if buffer:
+                text = buffer.decode("utf-8", errors="replace")
+                yield text if task else f"{name} | {text}"
+            response.release_conn()
+    finally:
+        transport.close()
 
 
 def _line(raw: str, pods: dict[str, str], *, only: bool) -> str | None:

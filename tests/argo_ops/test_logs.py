@@ -66,12 +66,40 @@ def test_a_bad_token_on_the_log_stream_is_one_line(run: str, monkeypatch: pytest
         list(stream_logs(run, settings=load_settings()))
 
 
-def test_logs_without_an_argo_server_say_how_to_set_one(
-    tmp_path: Path, argo: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("KUBECONFIG", argo.kubeconfig(str(tmp_path / "kc")))
-    with pytest.raises(ConfigError, match="set ARGO_SERVER"):
-        list(stream_logs("some-run", settings=load_settings()))
+@pytest.fixture
+def kube_only(run: str, argo_env: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The same run, read without an Argo Server: through the kubeconfig's Kubernetes API."""
+    monkeypatch.delenv("ARGO_SERVER")
+    monkeypatch.setenv("KUBECONFIG", argo_env.kubeconfig(str(tmp_path / "kc")))
+    return run
+
+
+def test_without_an_argo_server_logs_come_from_the_pods(kube_only: str, argo_env: Any) -> None:
+    lines = list(stream_logs(kube_only, settings=load_settings()))
+    assert lines == ["extract | read 3 rows", "extract | wrote result", "train | epoch 1 loss=0.5"]
+    assert list(stream_logs(kube_only, task="train", settings=load_settings())) == ["epoch 1 loss=0.5"]
+    assert all(c.api == "k8s" for c in argo_env.cluster.calls[-4:])
+
+
+def test_following_a_pod_through_the_kubernetes_api(kube_only: str, argo_env: Any) -> None:
+    def later() -> None:
+        time.sleep(0.2)
+        argo_env.cluster.add_log(kube_only, "train", "epoch 2 loss=0.3")
+        time.sleep(0.1)
+        argo_env.cluster.set_phase(kube_only, "Succeeded", tasks={"train": "Succeeded"})
+
+    thread = threading.Thread(target=later)
+    thread.start()
+    try:
+        lines = list(stream_logs(kube_only, task="train", follow=True, settings=load_settings()))
+    finally:
+        thread.join()
+    assert lines == ["epoch 1 loss=0.5", "epoch 2 loss=0.3"]
+
+
+def test_kubernetes_logs_of_a_missing_run_are_not_found(kube_only: str) -> None:
+    with pytest.raises(NotFoundError, match="Workflow nope: not found"):
+        list(stream_logs("nope", settings=load_settings()))
 
 
 def test_headrace_logs_of_an_argo_run_prints_its_lines(run: str, cli: CliRunner) -> None:

@@ -175,6 +175,39 @@ class FakeCluster:
         with self.lock:
             self.logs.setdefault((namespace, name), []).append((pod_name(name, task), line))
 
+    def pods(self, namespace: str) -> dict[str, dict[str, Any]]:
+        """The pods of every workflow's Pod nodes, labelled and annotated as Argo's controller does."""
+        with self.lock:
+            found: dict[str, dict[str, Any]] = {}
+            for (kind, ns, name), wf in self.objects.items():
+                if kind != "workflows" or ns != namespace:
+                    continue
+                for node in (wf.get("status", {}).get("nodes") or {}).values():
+                    if node.get("type") != "Pod":
+                        continue
+                    pod = pod_name(name, node["templateName"])
+                    found[pod] = {
+                        "apiVersion": "v1",
+                        "kind": "Pod",
+                        "metadata": {
+                            "name": pod,
+                            "namespace": ns,
+                            "labels": {"workflows.argoproj.io/workflow": name},
+                            "annotations": {
+                                "workflows.argoproj.io/node-name": node["name"],
+                                "workflows.argoproj.io/node-id": node["id"],
+                            },
+                            "creationTimestamp": node.get("startedAt", _now()),
+                        },
+                        "spec": {
+                            "containers": [{"name": "wait", "image": "argoexec"}, {"name": "main", "image": "headrace"}]
+                        },
+                        "status": {
+                            "phase": {"Succeeded": "Succeeded", "Failed": "Failed"}.get(node["phase"], "Running")
+                        },
+                    }
+            return found
+
     def _set_phase(self, wf: dict[str, Any], phase: str, message: str = "") -> None:
         status = wf.setdefault("status", {})
         status["phase"] = phase
@@ -449,6 +482,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._argo(method, parts[2:], query, body)
             elif parts[:3] == ["apis", "argoproj.io", "v1alpha1"] and len(parts) >= 6 and parts[3] == "namespaces":
                 self._kube(method, parts[4:], query, body)
+            elif (
+                parts[:3] == ["api", "v1", "namespaces"] and len(parts) >= 5 and parts[4] == "pods" and method == "GET"
+            ):
+                self._pods(parts[3], parts[5:], query)
             else:
                 raise ApiError(404, f"the server could not find the requested resource ({url.path})")
         except ApiError as error:
@@ -528,6 +565,37 @@ class _Handler(BaseHTTPRequestHandler):
                 yield from rest
                 return
             time.sleep(0.02)
+
+    # -- Kubernetes core: the pods Argo runs for a workflow, and their logs
+
+    def _pods(self, namespace: str, rest: list[str], query: dict[str, str]) -> None:
+        cluster = self.server.cluster
+        pods = cluster.pods(namespace)
+        if not rest:
+            selector = query.get("labelSelector", "")
+            items = [p for p in pods.values() if matches(selector, p["metadata"]["labels"])]
+            self._send(200, {"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items})
+            return
+        pod = pods.get(rest[0])
+        if pod is None:
+            raise ApiError(404, f'pods "{rest[0]}" not found')
+        if rest[1:] != ["log"]:
+            self._send(200, pod)
+            return
+        if query.get("container") not in (None, "main"):
+            raise ApiError(400, f"container {query.get('container')} is not valid for pod {rest[0]}")
+        workflow = pod["metadata"]["labels"]["workflows.argoproj.io/workflow"]
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        follow = query.get("follow", "").lower() in ("true", "1", "t")  # Go's ParseBool: the client sends "True"
+        for _, line in self._lines(namespace, workflow, rest[0], follow):
+            chunk = line.encode() + b"\n"
+            self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
 
     # -- Kubernetes: /apis/argoproj.io/v1alpha1/namespaces/{ns}/{plural}[/{name}]
 
