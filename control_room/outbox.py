@@ -338,7 +338,7 @@ class OutboxDrainer:
             thread_ts: str | None = None
             if row.kind == REPLY:
                 parent = self.outbox.parent(row.run_key)
-                if parent is None or parent.status == FAILED:
+                if parent is None or (parent.status == FAILED and parent.ts is None):
                     token = self.outbox.claim(row.id, now)
                     if token:
                         why = parent.last_error if parent is not None else "the run's message was never queued"
