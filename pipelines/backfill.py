@@ -107,6 +107,8 @@ def check_size(pipeline: Pipeline, runs: list[PlannedRun], *, yes: bool, limit: 
 class Executor(Protocol):
     """Where the runs go: Argo or this machine. ``done`` says whether a run date needs no new run."""
 
+    skip_reason: str
+
     def done(self, run: PlannedRun) -> str | None: ...
 
     def start(self, run: PlannedRun) -> BackfillResult: ...
@@ -130,7 +132,7 @@ def backfill(
     def one(run: PlannedRun) -> BackfillResult:
         existing = executor.done(run)
         if existing:
-            result = BackfillResult(run.run_date, "skipped", existing, "already succeeded or running")
+            result = BackfillResult(run.run_date, "skipped", existing, executor.skip_reason)
         else:
             try:
                 result = executor.start(run)
@@ -156,6 +158,8 @@ def backfill(
 class ArgoExecutor:
     """Submits a compiled Workflow per run date; skips a date with a Succeeded or Running run."""
 
+    skip_reason = "a run for this date succeeded or is under way"
+
     def __init__(
         self, transport: Any, pipeline: Pipeline, workflow: dict[str, Any], params: dict[str, str] | None = None
     ) -> None:
@@ -179,6 +183,8 @@ class ArgoExecutor:
 
 class LocalExecutor:
     """Runs each date on this machine (one after another per worker); skips dates recorded as succeeded."""
+
+    skip_reason = "a local run for this date succeeded"
 
     def __init__(self, pipeline: Pipeline, spec: str, settings: Any, params: dict[str, str] | None = None) -> None:
         from pipelines.runs import RunStore
