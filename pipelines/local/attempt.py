@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipelines.local.forkserver import ForkServer, ForkServerError
 from steps.contract import ArtifactRef, Outcome, SizingDecision
 from steps.entry_run import LOCAL_ADDRESS_SPACE, LOCAL_RUNNER_PID
 from steps.errors import EXIT_OOM, EXIT_TIMEOUT, HeadraceError
@@ -156,31 +157,55 @@ class Attempt:
 
 
 class SubprocessAttempt(Attempt):
-    """``python -m steps run ...`` in a child process; start it from the runner's main thread."""
+    """``python -m steps run ...`` in a child process: forked by the run's fork server when there
+    is one (see :mod:`pipelines.local.forkserver`), else exec'd. Start it from the main thread."""
 
-    def __init__(self, spec: AttemptSpec, deliver: Deliver, *, env: Mapping[str, str]) -> None:
+    def __init__(
+        self, spec: AttemptSpec, deliver: Deliver, *, env: Mapping[str, str], fork_server: ForkServer | None = None
+    ) -> None:
         super().__init__(spec, deliver)
         spec.attempt_dir.mkdir(parents=True, exist_ok=True)
         self._stop_reason: str | None = None  # "timeout" | "cancelled"
-        env = {**env, LOCAL_RUNNER_PID: str(os.getpid())}
-        if spec.memory_limit_bytes is not None:
-            env[LOCAL_ADDRESS_SPACE] = str(spec.memory_limit_bytes + ADDRESS_SPACE_HEADROOM)
-        with spec.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
+        self._returncode: int | None = None
+        self._timer: threading.Timer | None = None
+        address_space = None if spec.memory_limit_bytes is None else spec.memory_limit_bytes + ADDRESS_SPACE_HEADROOM
+        self.pid = self._fork(fork_server, address_space) if fork_server is not None else None
+        if self.pid is None:
+            self.pid = self._exec(env, address_space)
+        if spec.timeout_seconds is not None:
+            timer = threading.Timer(spec.timeout_seconds, self._stop, args=("timeout",))
+            timer.daemon = True
+            with self._lock:
+                if self._returncode is None:
+                    self._timer = timer
+                    timer.start()
+
+    def _fork(self, server: ForkServer, address_space: int | None) -> int | None:
+        try:
+            pid = server.spawn(
+                self.command()[3:], cwd=self.spec.cwd, log=str(self.spec.log_path), address_space=address_space
+            )
+        except ForkServerError:
+            return None
+        server.on_exit(pid, self._exited)
+        return pid
+
+    def _exec(self, env: Mapping[str, str], address_space: int | None) -> int:
+        child_env = {**env, LOCAL_RUNNER_PID: str(os.getpid())}
+        if address_space is not None:
+            child_env[LOCAL_ADDRESS_SPACE] = str(address_space)
+        with self.spec.log_path.open("wb") as log:
+            process = subprocess.Popen(
                 self.command(),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                cwd=spec.cwd or None,
-                env=env,
+                cwd=self.spec.cwd or None,
+                env=child_env,
                 start_new_session=True,
             )
-        self._timer: threading.Timer | None = None
-        if spec.timeout_seconds is not None:
-            self._timer = threading.Timer(spec.timeout_seconds, self._stop, args=("timeout",))
-            self._timer.daemon = True
-            self._timer.start()
-        threading.Thread(target=self._wait, name=f"attempt-{spec.task}", daemon=True).start()
+        threading.Thread(target=self._wait, args=(process,), name=f"attempt-{self.spec.task}", daemon=True).start()
+        return process.pid
 
     def command(self) -> list[str]:
         spec = self.spec
@@ -210,24 +235,27 @@ class SubprocessAttempt(Attempt):
 
     def _signal(self, sig: signal.Signals) -> None:
         with self._lock:
-            if self.process.returncode is not None:
+            if self._returncode is not None or self.pid is None:
                 return
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.process.pid, sig)
+                os.killpg(self.pid, sig)
 
-    def _wait(self) -> None:
+    def _wait(self, process: subprocess.Popen[bytes]) -> None:
         try:
-            _, status, usage = os.wait4(self.process.pid, 0)
-            code = os.waitstatus_to_exitcode(status)
+            _, status, usage = os.wait4(process.pid, 0)
+            code, peak = os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024
         except ChildProcessError:  # reaped elsewhere; should not happen
-            code, usage = self.process.wait(), None
+            code, peak = process.wait(), None
+        process.returncode = code
+        self._exited(code, peak)
+
+    def _exited(self, code: int, peak: int | None) -> None:
         with self._lock:
-            self.process.returncode = code
-        if self._timer is not None:
-            self._timer.cancel()
-        duration = time.monotonic() - self.started
-        peak = usage.ru_maxrss * 1024 if usage is not None else None
-        self._deliver(self._result(code, duration, peak))
+            self._returncode = code
+            timer = self._timer
+        if timer is not None:
+            timer.cancel()
+        self._deliver(self._result(code, time.monotonic() - self.started, peak))
 
     def _result(self, code: int, duration: float, peak: int | None) -> AttemptResult:
         spec = self.spec

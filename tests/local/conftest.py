@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,15 +55,26 @@ def store(isolated_headrace: Path) -> RunStore:
     return RunStore(isolated_headrace / "runs.db")
 
 
-def headrace(*args: str, cwd: Path, **popen: Any) -> subprocess.Popen[str]:
-    """Start the real ``headrace`` command (a new process, as a user would)."""
-    env = dict(os.environ)
-    return subprocess.Popen(
-        [sys.executable, "-c", "from pipelines.cli import main; main()", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **popen,
-    )
+@pytest.fixture
+def headrace() -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """Start the real ``headrace`` command (a new process, as a user would); every process
+    still running when the test ends is killed."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(*args: str, cwd: Path) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [sys.executable, "-c", "from pipelines.cli import main; main()", *args],
+            cwd=cwd,
+            env=dict(os.environ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()

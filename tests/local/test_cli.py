@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +14,6 @@ from typer.testing import CliRunner
 
 from pipelines.cli import app
 from pipelines.runs import RunStore
-from tests.local.conftest import headrace
 
 SLOW = """
 @step
@@ -42,7 +42,7 @@ with Pipeline("slow-chain") as pipeline:
 """
 
 
-def _wait_for(path: Path, seconds: float = 20) -> None:
+def _wait_for(path: Path, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while not path.exists():
         assert time.monotonic() < deadline, f"{path} never appeared"
@@ -64,7 +64,7 @@ def _gone(pid: int, seconds: float = 5) -> bool:
 
 
 def test_sigkill_of_the_runner_keeps_the_records_and_resume_completes_the_run(
-    flow: Callable[[str], str], tmp_path: Path, store: RunStore
+    flow: Callable[[str], str], tmp_path: Path, store: RunStore, headrace: Callable[..., subprocess.Popen[str]]
 ) -> None:
     spec = flow(SLOW)
     runner = headrace("run", spec, "-p", f"folder={tmp_path}", cwd=tmp_path)
@@ -81,7 +81,7 @@ def test_sigkill_of_the_runner_keeps_the_records_and_resume_completes_the_run(
     assert [o.task for o in store.outputs(record.id)] == ["first"]
 
     resumed = headrace("resume", record.id, cwd=tmp_path)
-    out, err = resumed.communicate(timeout=60)
+    out, err = resumed.communicate(timeout=120)
     assert resumed.returncode == 0, err
     assert store.get_run(record.id).status == "succeeded"
     assert (tmp_path / "first.count").read_text() == "1"  # reused, not run again
@@ -93,14 +93,14 @@ def test_sigkill_of_the_runner_keeps_the_records_and_resume_completes_the_run(
 
 
 def test_ctrl_c_stops_running_tasks_and_marks_the_run_cancelled(
-    flow: Callable[[str], str], tmp_path: Path, store: RunStore
+    flow: Callable[[str], str], tmp_path: Path, store: RunStore, headrace: Callable[..., subprocess.Popen[str]]
 ) -> None:
     spec = flow(SLOW)
     runner = headrace("run", spec, "-p", f"folder={tmp_path}", cwd=tmp_path)
     _wait_for(tmp_path / "second.pid")
     task_pid = int((tmp_path / "second.pid").read_text())
     runner.send_signal(signal.SIGINT)
-    out, _err = runner.communicate(timeout=20)
+    out, _err = runner.communicate(timeout=60)
     assert runner.returncode == 130
     assert "cancelled" in out
     assert _gone(task_pid)
@@ -183,7 +183,7 @@ def test_logs_of_a_run_that_is_not_local_goes_to_argo(tmp_path: Path, monkeypatc
     result = CliRunner().invoke(app, ["logs", "recipe-stream-abc12"], env={"COLUMNS": "300"})
     assert result.exit_code == 2
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
-    assert "run recipe-stream-abc12" in result.output  # Argo's logs were asked for, and said why not
+    assert "ARGO_SERVER" in result.output  # Argo's logs were asked for, and said what they need
 
 
 def test_run_pid_is_recorded_so_resume_knows_a_live_runner(store: RunStore) -> None:

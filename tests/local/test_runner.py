@@ -34,11 +34,18 @@ with Pipeline("linear") as pipeline:
 """
 
 
-@pytest.mark.parametrize("in_process", [False, True], ids=["subprocess", "in-process"])
+MODES = {
+    "subprocess": {},  # forked by the run's fork server
+    "exec": {"fork_server": False},  # a fresh `python -m steps run` per attempt
+    "in-process": {"in_process": True},
+}
+
+
+@pytest.mark.parametrize("mode", list(MODES))
 def test_linear_pipeline_runs_in_order_and_passes_outputs(
-    flow: Callable[[str], str], run: Callable[..., object], store: RunStore, in_process: bool
+    flow: Callable[[str], str], run: Callable[..., object], store: RunStore, mode: str
 ) -> None:
-    summary = run(flow(LINEAR), params={"run_date": "2026-11-01"}, in_process=in_process)
+    summary = run(flow(LINEAR), params={"run_date": "2026-11-01"}, **MODES[mode])
     assert summary.status == "succeeded"
     assert [t.status for t in summary.tasks.values()] == ["succeeded"] * 3
     final = summary.tasks["load"].outputs["result"]
@@ -177,11 +184,12 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+@pytest.mark.parametrize("mode", ["subprocess", "exec"])
 def test_timeout_kills_the_task_and_everything_it_started(
-    flow: Callable[[str], str], run: Callable[..., object], store: RunStore, tmp_path: Path
+    flow: Callable[[str], str], run: Callable[..., object], store: RunStore, tmp_path: Path, mode: str
 ) -> None:
     started = time.monotonic()
-    summary = run(flow(TIMEOUT), params={"folder": str(tmp_path)})
+    summary = run(flow(TIMEOUT), params={"folder": str(tmp_path)}, **MODES[mode])
     assert time.monotonic() - started < 8
     assert summary.status == "failed"
     assert summary.tasks["slow"].reason == "timeout after 1s"
@@ -213,10 +221,11 @@ with Pipeline("oom") as pipeline:
 """
 
 
+@pytest.mark.parametrize("mode", ["subprocess", "exec"])
 def test_task_past_its_memory_limit_or_sigkilled_is_recorded_oomkilled(
-    flow: Callable[[str], str], run: Callable[..., object], store: RunStore
+    flow: Callable[[str], str], run: Callable[..., object], store: RunStore, mode: str
 ) -> None:
-    summary = run(flow(OOM))
+    summary = run(flow(OOM), **MODES[mode])
     assert summary.status == "failed"
     greedy = store.attempts(summary.run_id, "greedy")[0]
     assert greedy.status == "oom" and greedy.exit_code == 137
@@ -257,11 +266,11 @@ with Pipeline("branches") as pipeline:
 """
 
 
-@pytest.mark.parametrize("in_process", [False, True], ids=["subprocess", "in-process"])
+@pytest.mark.parametrize("mode", list(MODES))
 def test_failing_branch_stops_its_dependents_but_not_its_siblings(
-    flow: Callable[[str], str], run: Callable[..., object], store: RunStore, in_process: bool
+    flow: Callable[[str], str], run: Callable[..., object], store: RunStore, mode: str
 ) -> None:
-    summary = run(flow(BRANCHES), in_process=in_process)
+    summary = run(flow(BRANCHES), **MODES[mode])
     states = {name: t.status for name, t in summary.tasks.items()}
     assert states == {
         "root": "succeeded",
@@ -297,3 +306,29 @@ def test_run_records_hold_the_run_its_attempts_and_sized_outputs(
         assert attempt.exit_code == 0 and attempt.duration is not None and attempt.duration > 0
         assert Path(attempt.log_path).is_file()
         assert attempt.peak_memory_bytes and attempt.peak_memory_bytes > 1024**2
+
+
+ISOLATED = """
+@step
+def who(ctx):
+    return {"pid": os.getpid(), "parent": os.getppid(), "session": os.getsid(0), "cwd": os.getcwd()}
+
+with Pipeline("isolated") as pipeline:
+    who()
+"""
+
+
+@pytest.mark.parametrize("mode", ["subprocess", "exec"])
+def test_subprocess_attempts_run_in_their_own_process_session_and_folder(
+    flow: Callable[[str], str], run: Callable[..., object], tmp_path: Path, mode: str
+) -> None:
+    import os
+
+    summary = run(flow(ISOLATED), **MODES[mode])
+    seen = json.loads(Path(summary.tasks["who"].outputs["result"].uri.removeprefix("file://")).read_text())
+    assert seen["pid"] != os.getpid() and seen["session"] == seen["pid"]  # its own process group to kill
+    assert seen["cwd"] == str(tmp_path)
+    if mode == "exec":
+        assert seen["parent"] == os.getpid()
+    else:
+        assert seen["parent"] != os.getpid()  # forked by the fork server, not by the runner

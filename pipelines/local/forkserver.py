@@ -1,0 +1,248 @@
+"""A fork server for subprocess attempts: the entrypoint's imports paid once per run, not per task.
+
+Starting ``python -m steps run ...`` costs ~60 ms of CPU before the step runs (the interpreter,
+``site``, then headrace's own modules), which is most of a trivial task. Like the ``forkserver``
+start method of :mod:`multiprocessing`, the runner starts one small server process per run that
+imports the entrypoint and the DSL (headrace's modules and the standard library only: no user code,
+no threads, so forking it is safe), then forks one child per attempt. The child is a fresh process
+in its own session, with its own log file, working folder, memory limit and death signal, and runs
+the very ``steps.__main__.main(["run", ...])`` the command line runs; the user's pipeline module
+is imported in the child, as in a pod.
+
+Protocol (JSON lines): the runner writes ``{"id", "argv", "cwd", "log", "address_space"}`` on the
+server's stdin and reads ``{"id", "pid"}`` when the child started, ``{"exit": pid, "code",
+"maxrss"}`` when it ended. When the server cannot start or dies, the runner falls back to exec.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+#: Modules imported before forking: the entrypoint and the DSL, nothing of the user's.
+PRELOAD = ("steps.__main__", "steps.entry_run", "steps.entrypoint", "steps.values", "pipelines")
+
+ExitCallback = Callable[[int, int | None], None]  # (exit code, peak RSS bytes)
+
+
+class ForkServerError(RuntimeError):
+    """The fork server is gone or answered nonsense; the caller falls back to exec."""
+
+
+class ForkServer:
+    """The runner's handle on its fork server; use from the runner's main thread."""
+
+    def __init__(self, env: Mapping[str, str], cwd: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pipelines.local.forkserver"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=dict(env),
+            cwd=cwd or None,
+            start_new_session=True,  # Ctrl-C is the runner's to handle, not the server's
+        )
+        self._lock = threading.Lock()
+        self._callbacks: dict[int, ExitCallback] = {}
+        self._early: dict[int, tuple[int, int | None]] = {}
+        self._replies: dict[int, int] = {}
+        self._reply_ready = threading.Condition(self._lock)
+        self._next_id = 0
+        self._dead = False
+        threading.Thread(target=self._read, name="forkserver-reader", daemon=True).start()
+
+    @property
+    def alive(self) -> bool:
+        return not self._dead and self.process.poll() is None
+
+    def spawn(self, argv: list[str], *, cwd: str, log: str, address_space: int | None, timeout: float = 10.0) -> int:
+        """Start ``python -m steps <argv>`` as a forked child; returns its pid (= its process group)."""
+        if not self.alive or self.process.stdin is None:
+            raise ForkServerError("the fork server is not running")
+        with self._lock:
+            self._next_id += 1
+            request_id = self._next_id
+        line = json.dumps({"id": request_id, "argv": argv, "cwd": cwd, "log": log, "address_space": address_space})
+        try:
+            self.process.stdin.write(line.encode() + b"\n")
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError) as error:
+            self._dead = True
+            raise ForkServerError(f"the fork server went away ({error})") from error
+        with self._reply_ready:
+            if not self._reply_ready.wait_for(lambda: request_id in self._replies or self._dead, timeout):
+                raise ForkServerError("the fork server did not answer")
+            if request_id not in self._replies:
+                raise ForkServerError("the fork server died")
+            return self._replies.pop(request_id)
+
+    def on_exit(self, pid: int, callback: ExitCallback) -> None:
+        """Call ``callback(code, maxrss)`` once child ``pid`` ended (at once if it already did)."""
+        with self._lock:
+            early = self._early.pop(pid, None)
+            if early is None:
+                self._callbacks[pid] = callback
+        if early is not None:
+            callback(*early)
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for raw in self.process.stdout:
+            try:
+                message = json.loads(raw)
+            except ValueError:
+                continue
+            if "exit" in message:
+                pid, result = int(message["exit"]), (int(message["code"]), message.get("maxrss"))
+                with self._lock:
+                    callback = self._callbacks.pop(pid, None)
+                    if callback is None:
+                        self._early[pid] = result
+                if callback is not None:
+                    callback(*result)
+            elif "pid" in message:
+                with self._reply_ready:
+                    self._replies[int(message["id"])] = int(message["pid"])
+                    self._reply_ready.notify_all()
+        with self._reply_ready:
+            self._dead = True
+            orphans = list(self._callbacks.items())
+            self._callbacks.clear()
+            self._reply_ready.notify_all()
+        for _, callback in orphans:  # the server died: its children died with it
+            callback(-int(signal.SIGKILL), None)
+
+
+# ----------------------------------------------------------------------------- the server process
+
+
+def _send(message: dict[str, Any]) -> None:
+    data = (json.dumps(message) + "\n").encode()
+    while data:
+        written = os.write(1, data)
+        data = data[written:]
+
+
+def _child(request: dict[str, Any], wake_fds: tuple[int, int]) -> None:
+    """In the forked child: become an isolated task process, run the entrypoint, never return."""
+    code = 1
+    try:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for fd in wake_fds:
+            os.close(fd)
+        os.setsid()
+        log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.close(log)
+        os.close(null)
+        if request.get("cwd"):
+            before = os.getcwd()
+            os.chdir(request["cwd"])
+            if sys.path and sys.path[0] in ("", before):  # as `python -m` would have set it
+                sys.path[0] = request["cwd"]
+        if sys.platform.startswith("linux"):
+            import ctypes
+
+            ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))  # die with the fork server
+        if request.get("address_space"):
+            import resource
+
+            limit = int(request["address_space"])
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        from steps.__main__ import main
+
+        sys.argv = ["python -m steps", *request["argv"]]
+        try:
+            code = main(list(request["argv"]))
+        except SystemExit as stop:  # argparse and friends
+            code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 2)
+        import atexit
+
+        atexit._run_exitfuncs()
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def serve() -> None:
+    """The fork server's loop: fork on request, report every child's exit."""
+    from steps.entry_run import apply_local_limits
+
+    apply_local_limits()  # die with the runner
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import importlib
+
+    for name in PRELOAD:
+        importlib.import_module(name)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+    buffer = b""
+    open_input = True
+    children = 0
+    while open_input or children:
+        readable, _, _ = select.select([0, wake_r] if open_input else [wake_r], [], [], 1.0)
+        if wake_r in readable:
+            with contextlib.suppress(BlockingIOError):
+                os.read(wake_r, 4096)
+        while children:
+            try:
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                children = 0
+                break
+            if pid == 0:
+                break
+            children -= 1
+            _send({"exit": pid, "code": os.waitstatus_to_exitcode(status), "maxrss": usage.ru_maxrss * 1024})
+        if 0 in readable:
+            chunk = os.read(0, 65536)
+            if not chunk:
+                open_input = False
+                continue
+            buffer += chunk
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                request = json.loads(line)
+                pid = os.fork()
+                if pid == 0:
+                    _child(request, (wake_r, wake_w))
+                children += 1
+                _send({"id": request["id"], "pid": pid})
+
+
+if __name__ == "__main__":
+    serve()
