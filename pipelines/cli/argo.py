@@ -20,7 +20,7 @@ import typer
 from pipelines.cli.common import console, err_console, guard, load_pipeline, params_from, settings_from
 
 if TYPE_CHECKING:
-    from pipelines.argo.client import Transport
+    from pipelines.argo.client import Kind, Transport
     from pipelines.argo.submit import RunStatus
 
 SERVER: Any = typer.Option(None, "--server", help="Argo Server URL (else ARGO_SERVER; else the kubeconfig cluster).")
@@ -47,6 +47,16 @@ def _transport(
         yield opened
     finally:
         opened.close()
+
+
+def _exists(transport: Transport, kind: Kind, name: str) -> bool:
+    from steps.errors import NotFoundError
+
+    try:
+        transport.get(kind, name)
+    except NotFoundError:
+        return False
+    return True
 
 
 def _phase(phase: str) -> str:
@@ -200,6 +210,12 @@ def register(app: typer.Typer) -> None:
                 console.print(f"{kind} {applied.name}: {applied.outcome}", highlight=False)
             if pipeline.schedule is None:
                 console.print(f"pipeline {pipeline.name} has no schedule: no CronWorkflow deployed", highlight=False)
+                if _exists(argo, "cronworkflows", pipeline.name):
+                    err_console.print(
+                        f"[yellow]warning:[/] CronWorkflow {pipeline.name} from an earlier deploy still runs on its old "
+                        f"schedule; stop it with `headrace schedules suspend {pipeline.name}`",
+                        highlight=False,
+                    )
 
     @schedules_app.callback()
     @guard

@@ -129,7 +129,9 @@ def test_local_backfill_runs_each_day_here_and_skips_succeeded_days(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     spec = write_flow(tmp_path, schedule="None")
-    code, out = invoke(cli, "backfill", spec, "--from", "2026-11-01", "--to", "2026-11-02", "--local", "--parallel", "2")
+    code, out = invoke(
+        cli, "backfill", spec, "--from", "2026-11-01", "--to", "2026-11-02", "--local", "--parallel", "2"
+    )
     assert code == 0, out
     assert "2026-11-01: succeeded" in out and "2026-11-02: succeeded" in out
 

@@ -119,3 +119,17 @@ def test_render_writes_the_template_and_cron_as_yaml(
     documents = list(yaml.safe_load_all((tmp_path / "out" / "daily-scores.yaml").read_text()))
     assert [d["kind"] for d in documents] == ["WorkflowTemplate", "CronWorkflow"]
     assert {d["metadata"]["namespace"] for d in documents} == {"headrace"}
+
+
+def test_removing_the_schedule_warns_that_the_old_cron_still_runs(
+    argo_env: Any, tmp_path: Path, cli: CliRunner
+) -> None:
+    spec = write_flow(tmp_path)
+    invoke(cli, "deploy", spec)
+    write_flow(tmp_path, schedule="None")
+    code, out = invoke(cli, "deploy", spec)
+    assert code == 0, out
+    assert "WorkflowTemplate daily-scores: unchanged" in out
+    assert (
+        "CronWorkflow daily-scores from an earlier deploy still runs" in out and "schedules suspend daily-scores" in out
+    )
