@@ -7,6 +7,10 @@ Runs the same flows with both tools, end to end as a user types them, and prints
 - ``bytes-10x10MB``: the ten-task chain with every task passing 10 MB to the next;
 - ``single``: one trivial task, the fixed cost of starting the tool (subtracted for "marginal").
 
+headrace runs three ways: ``subprocess`` (the default: each task a process forked from the run's
+fork server), ``exec`` (``--no-fork-server``: a fresh ``python -m steps run`` per task, exactly a
+pod's command) and ``in-process`` (``--in-process``).
+
 "per task" is wall time / tasks; "marginal" is (wall - single's wall) / (extra tasks): what one more
 task costs once the tool is up; "CPU marginal" the same in CPU time (user + system of every process),
 which a busy machine inflates far less than wall time. Metaflow's single flow has two steps
@@ -256,6 +260,7 @@ def main() -> None:
     headrace = [sys.executable, "-c", "from pipelines.cli import main; main()", "run"]
     engines: dict[str, Callable[[str], list[str]]] = {
         "headrace subprocess": lambda flow: [*headrace, f"hr_{flow.replace('-', '_')}.py:pipeline"],
+        "headrace exec": lambda flow: [*headrace, f"hr_{flow.replace('-', '_')}.py:pipeline", "--no-fork-server"],
         "headrace in-process": lambda flow: [*headrace, f"hr_{flow.replace('-', '_')}.py:pipeline", "--in-process"],
     }
     if not args.skip_metaflow:

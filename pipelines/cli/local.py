@@ -23,6 +23,11 @@ if TYPE_CHECKING:
 
 EXIT_CANCELLED = 130
 
+FORK_OPTION: Any = typer.Option(
+    True,
+    "--fork-server/--no-fork-server",
+    help="Fork task processes from a warm server (default) or start each with a fresh `python -m steps run`.",
+)
 PARAM_OPTION: Any = typer.Option(
     None, "--param", "-p", help="Parameter NAME=VALUE (repeatable), e.g. -p run_date=2026-11-01."
 )
@@ -89,6 +94,7 @@ def register(app: typer.Typer) -> None:
         param: list[str] | None = PARAM_OPTION,
         parallel: int = typer.Option(0, "--parallel", help="Tasks at once (default: the number of cores)."),
         in_process: bool = typer.Option(False, "--in-process", help="Run tasks in this process (breakpoints work)."),
+        fork_server: bool = FORK_OPTION,
     ) -> None:
         """Run a pipeline here, each task through the same entrypoint as in an Argo pod."""
         from pipelines.local import run_pipeline
@@ -109,6 +115,7 @@ def register(app: typer.Typer) -> None:
                 in_process=in_process,
                 live=True,
                 control_room=room,
+                fork_server=fork_server,
             )
         finally:
             _close(room)
@@ -121,6 +128,7 @@ def register(app: typer.Typer) -> None:
         param: list[str] | None = PARAM_OPTION,
         parallel: int = typer.Option(0, "--parallel", help="Tasks at once (default: the number of cores)."),
         in_process: bool = typer.Option(False, "--in-process", help="Run tasks in this process."),
+        fork_server: bool = FORK_OPTION,
     ) -> None:
         """Rerun only the failed and not-run tasks of a run, reusing what succeeded."""
         from pipelines.local import run_pipeline
@@ -150,6 +158,7 @@ def register(app: typer.Typer) -> None:
                 resume_run_id=run_id,
                 control_room=room,
                 cwd=record.cwd or None,
+                fork_server=fork_server,
             )
         finally:
             _close(room)
