@@ -190,3 +190,41 @@ def test_run_pid_is_recorded_so_resume_knows_a_live_runner(store: RunStore) -> N
     store.create_run("p-20260101-000000-0001", pipeline="p", spec="x:pipeline", params={}, tasks=[])
     record = store.get_run("p-20260101-000000-0001")
     assert record is not None and record.pid == os.getpid() and record.runner_alive
+
+
+TICKING = """
+@step
+def ticker():
+    for i in range(1, 4):
+        print(f"tick {i}", flush=True)
+        time.sleep(0.5)
+    return 3
+
+with Pipeline("ticking") as pipeline:
+    ticker()
+"""
+
+
+def test_logs_follow_prints_lines_as_they_come_and_stops_when_the_run_ends(
+    flow: Callable[[str], str], tmp_path: Path, store: RunStore, headrace: Callable[..., subprocess.Popen[str]]
+) -> None:
+    runner = headrace("run", flow(TICKING), cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    while not (store.list_runs() and store.attempts(store.list_runs()[0].id)):
+        assert time.monotonic() < deadline, "the run never started its task"
+        time.sleep(0.05)
+    run_id = store.list_runs()[0].id
+    follower = headrace("logs", run_id, "ticker", "-f", cwd=tmp_path)
+    out, err = follower.communicate(timeout=60)
+    assert follower.returncode == 0, err
+    assert [line for line in out.splitlines() if line.startswith("tick")] == ["tick 1", "tick 2", "tick 3"]
+    assert runner.wait(30) == 0
+    assert store.get_run(run_id).status == "succeeded"
+
+
+def test_the_local_runner_never_imports_hera() -> None:
+    import sys
+
+    code = "import sys, pipelines.local, pipelines.runs, pipelines.local.view; print('hera' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
