@@ -12,9 +12,12 @@ files) with its size and row count.
   and mapped through :data:`GLUE_STATES`. Success is proven by the ``_rows`` file the script writes
   last; the bytes are the sum of the output objects. A scoring module may list pip requirements in
   a module attribute ``glue_python_modules = ["scikit-learn==1.5.2"]`` (sent as
-  ``--additional-python-modules``).
-* **local profile**: the Arrow engine (:mod:`steps.batch_local`, parallel worker processes,
-  memory bounded by the batch size). ``HEADRACE_GLUE_ENGINE=spark`` runs the generated Glue script
+  ``--additional-python-modules``). The zip holds every ``steps`` module and the DSL's pure model
+  (``pipelines/graph.py``), so the scoring function may live in the pipeline module itself; what
+  else that module imports at the top must exist on Glue (pandas, NumPy, pyarrow and scikit-learn
+  do; anything else goes in ``glue_python_modules``).
+* **local profile**: the Arrow engine (:mod:`steps.batch_local`, parallel workers, one per CPU,
+  memory bounded by the batch size; ``worker_type``/``number_of_workers`` apply to Glue only). ``HEADRACE_GLUE_ENGINE=spark`` runs the generated Glue script
   itself on local Spark (the ``[spark]`` extra and Java 17) through :func:`run_script_locally`.
 """
 
@@ -55,8 +58,9 @@ GLUE_STATES: dict[str, Phase] = {
     "TIMEOUT": Phase.TIMEOUT,
 }
 GLUE_VERSION = "5.0"
-#: headrace modules the job script imports on Glue, shipped in the ``--extra-py-files`` zip.
-SHIPPED_MODULES = ("__init__.py", "errors.py", "model_io.py", "glue_script.py")
+#: Besides every module of ``steps`` (light at import: standard library only), the pipeline DSL's
+#: pure model is shipped too, so a scoring function living in a pipeline module imports on Glue.
+SHIPPED_DSL = ("pipelines/__init__.py", "pipelines/graph.py")
 ENGINES = ("arrow", "spark")
 
 ScoreFunction = Callable[[Any, Any], Any]
@@ -376,7 +380,8 @@ def _existing_run(glue: Any, name: str, token: str) -> str | None:
 def _bundle_files(shipped: Path | None) -> list[tuple[Path, str]]:
     """(file, name in the zip) for the headrace modules the script needs and the user's code."""
     here = Path(__file__).resolve().parent
-    files = [(here / name, f"steps/{name}") for name in SHIPPED_MODULES]
+    files = [(path, f"steps/{path.name}") for path in sorted(here.glob("*.py"))]
+    files += [(here.parent / name, name) for name in SHIPPED_DSL if (here.parent / name).is_file()]
     if shipped is not None and shipped.is_dir():
         files += [(path, str(Path(shipped.name) / path.relative_to(shipped))) for path in sorted(shipped.rglob("*.py"))]
     elif shipped is not None:

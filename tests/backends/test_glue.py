@@ -186,7 +186,7 @@ def test_glue_job_is_defined_with_the_script_and_code_and_run_with_the_sized_wor
     assert "mapInPandas" in script and "SparkSession" in script and "awsglue" not in script
     zip_key = job["DefaultArguments"]["--extra-py-files"].removeprefix(f"s3://{BUCKET}/")
     names = zipfile.ZipFile(io.BytesIO(s3.get_object(Bucket=BUCKET, Key=zip_key)["Body"].read())).namelist()
-    assert {"steps/model_io.py", "steps/errors.py", "scoring_examples.py"} <= set(names)
+    assert {"steps/model_io.py", "steps/errors.py", "pipelines/graph.py", "scoring_examples.py"} <= set(names)
     (run,) = glue.get_job_runs(JobName="headrace-demo-score")["JobRuns"]
     assert run["WorkerType"] == "G.2X" and run["NumberOfWorkers"] == 6
     assert run["Arguments"]["--score"] == "scoring_examples:score"
