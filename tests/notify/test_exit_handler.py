@@ -136,9 +136,9 @@ def control_room(tmp_path: Path, slack_server: SlackServer) -> Iterator[ControlR
         store.close()
 
 
-def run_exit_handler(spec: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def run_exit_handler(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "steps", "exit-handler", spec, *args],
+        [sys.executable, "-m", "steps", "exit-handler", *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -151,17 +151,19 @@ def run_exit_handler(spec: str, *args: str, env: dict[str, str]) -> subprocess.C
 def test_failed_workflow_is_closed_in_the_control_room_and_posted_to_slack(
     control_room: ControlRoom, pipeline_file: Path, slack_server: SlackServer
 ) -> None:
+    from pipelines.argo.commands import exit_handler_args
+
+    # Exactly the argv the compiler puts in the workflow's onExit template, as Argo fills it in.
+    argo_values = {
+        "{{workflow.name}}": "recipes-abc12",
+        "{{workflow.status}}": "Failed",
+        "{{workflow.duration}}": "252.000000",
+        "{{workflow.failures}}": FAILURES,
+    }
+    argv = [argo_values.get(arg, arg) for arg in exit_handler_args(f"{pipeline_file}:pipeline")]
+    assert argv[0] == "exit-handler"
     result = run_exit_handler(
-        f"{pipeline_file}:pipeline",
-        "--run-id",
-        "recipes-abc12",
-        "--status",
-        "Failed",
-        "--duration",
-        "252",
-        "--failures",
-        FAILURES,
-        env={"HEADRACE_CONTROL_ROOM_URL": control_room.url, "HEADRACE_CONTROL_ROOM_TOKEN": TOKEN},
+        *argv[1:], env={"HEADRACE_CONTROL_ROOM_URL": control_room.url, "HEADRACE_CONTROL_ROOM_TOKEN": TOKEN}
     )
 
     assert result.returncode == 0, result.stderr
