@@ -475,7 +475,8 @@ class KubernetesTransport:
                     f"kubeconfig: {str(error).rstrip('.')}; set KUBECONFIG, or ARGO_SERVER to use the Argo Server instead"
                 ) from error
             if connection.token:
-                configuration.api_key = {"authorization": f"Bearer {connection.token}"}
+                bare = connection.token.removeprefix("Bearer ").strip()
+                configuration.api_key = {"authorization": f"Bearer {bare}"}
             configuration.retries = 0
             api_client = client.ApiClient(configuration)
         self.api_client = api_client

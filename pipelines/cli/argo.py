@@ -290,8 +290,7 @@ def register(app: typer.Typer) -> None:
         namespace: str | None = NAMESPACE,
         transport: str | None = TRANSPORT,
     ) -> None:
-        """One run per scheduled time in the range (one per day without a schedule), skipping
-        run dates that already succeeded."""
+        """One run per scheduled time in the range, skipping run dates that already succeeded."""
         from pipelines.backfill import check_size, parse_day, plan
 
         pipeline = load_pipeline(spec)

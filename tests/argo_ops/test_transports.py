@@ -206,6 +206,14 @@ def test_connection_follows_flags_then_env_then_kubeconfig(argo: Any, tmp_path: 
     assert (flagged.namespace, flagged.transport) == ("flag", "k8s")
 
 
+@pytest.mark.parametrize("kind", ["argo", "k8s"])
+def test_a_token_given_with_its_bearer_prefix_works_too(kind: str, argo: Any, tmp_path: Path) -> None:
+    client = connect(
+        argo, tmp_path, kind, token=f"Bearer {argo.cluster.token}", kube_token="ignored-when-a-token-is-set"
+    )
+    assert client.list("workflows") == []
+
+
 def test_the_token_never_shows_in_the_connection_repr() -> None:
     connection = Connection(transport="argo", namespace="argo", server="http://x", token="s3cret")
     assert "s3cret" not in repr(connection)
