@@ -1,8 +1,10 @@
 """Run a whole pipeline on this machine: the scheduler behind ``headrace run`` and ``resume``.
 
 Tasks start in topological order as soon as everything they wait for has succeeded, at most
-``parallel`` at a time. A failed attempt is retried after the task's backoff (never after exit
-code 2: bad input); a task that finally fails stops its dependents (``upstream-failed``) while
+``parallel`` at a time. A failed attempt (an exception, a non-zero exit, an OOM kill, a timeout)
+is retried after the task's backoff, ``duration * factor**(n-1)`` capped at ``max_duration``, never
+after exit code 2 (bad input); ``Retry.on`` is not consulted, since the cluster errors it tells
+apart from step failures do not exist on one machine. A task that finally fails stops its dependents (``upstream-failed``) while
 independent branches run on. Ctrl-C (or SIGTERM) stops every running attempt and marks the run
 ``cancelled``. Every state change is written to the run records first, so a killed runner leaves
 a run ``resume`` can finish.
