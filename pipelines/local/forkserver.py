@@ -63,7 +63,7 @@ class ForkServer:
     def alive(self) -> bool:
         return not self._dead and self.process.poll() is None
 
-    def spawn(self, argv: list[str], *, cwd: str, log: str, address_space: int | None, timeout: float = 10.0) -> int:
+    def spawn(self, argv: list[str], *, cwd: str, log: str, address_space: int | None, timeout: float = 30.0) -> int:
         """Start ``python -m steps <argv>`` as a forked child; returns its pid (= its process group)."""
         if not self.alive or self.process.stdin is None:
             raise ForkServerError("the fork server is not running")
@@ -79,6 +79,10 @@ class ForkServer:
             raise ForkServerError(f"the fork server went away ({error})") from error
         with self._reply_ready:
             if not self._reply_ready.wait_for(lambda: request_id in self._replies or self._dead, timeout):
+                # Kill it so the request can never run late next to the exec fallback (a child it
+                # forked meanwhile dies with it: PR_SET_PDEATHSIG).
+                self._dead = True
+                self.process.kill()
                 raise ForkServerError("the fork server did not answer")
             if request_id not in self._replies:
                 raise ForkServerError("the fork server died")
