@@ -356,6 +356,8 @@ class WatchEngine:
             cache = self.workflows if kind == "workflow" else self.pods
             if event_type == "DELETED":
                 cache.pop(name, None)
+                if kind == "workflow":  # its run is over: forget what was reported, keep memory flat
+                    self.reported = {key for key in self.reported if key[1] != name}
                 return []
             old = cache.get(name)
             cache[name] = obj

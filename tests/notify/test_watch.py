@@ -220,6 +220,14 @@ def test_engine_reports_a_failure_seen_by_both_the_node_and_the_pod_once() -> No
     assert from_node == []
 
 
+def test_engine_forgets_a_deleted_workflow_and_what_it_reported() -> None:
+    engine = WatchEngine()
+    assert kinds(engine.apply("workflow", "ADDED", workflow("Running"))) == [("run.started", None, None, "")]
+
+    assert engine.apply("workflow", "DELETED", workflow("Running")) == []
+    assert engine.workflows == {} and engine.reported == set()
+
+
 # --------------------------------------------------------------------------- real HTTP, official client
 
 
