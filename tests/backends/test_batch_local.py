@@ -53,7 +53,9 @@ def test_scores_every_row_in_input_order_with_parallel_workers(tmp_path: Path, m
 def test_each_worker_process_loads_the_model_once(tmp_path: Path, model_file: Path) -> None:
     write_input(tmp_path / "in.parquet", 12_000, row_group_size=1_000)
 
-    score_parquet(tmp_path / "in.parquet", tmp_path / "scores", score, model_file, batch_size=250, workers=2)
+    score_parquet(
+        tmp_path / "in.parquet", tmp_path / "scores", score, model_file, batch_size=250, workers=2, pool="process"
+    )
 
     pids = (tmp_path / "loads.txt").read_text().split()
     # one load in the calling process (fail fast + schema), one per worker: 12 row groups, 48 batches
@@ -165,3 +167,13 @@ def test_rerun_replaces_a_previous_complete_output(tmp_path: Path, model_file: P
         "part-00000.parquet",
         "part-00001.parquet",
     ]
+
+
+def test_unknown_pool_kind_is_named_with_the_choices(
+    tmp_path: Path, model_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HEADRACE_BATCH_POOL", "gpu")
+    write_input(tmp_path / "in.parquet", 100, row_group_size=100)
+
+    with pytest.raises(UserError, match="'gpu' is not a pool; use process or thread"):
+        score_parquet(tmp_path / "in.parquet", tmp_path / "scores", score, model_file)
