@@ -558,6 +558,8 @@ class Pipeline:
         for pname in self.params:
             if not PARAM_NAME.match(pname):
                 found.append(f"{where}: parameter {pname!r} is not a valid name; use letters, digits and '_'")
+            elif pname in SIZING_INPUTS:
+                found.append(f"{where}: parameter {pname!r} is reserved for the control room's decision; rename it")
         for task in self.tasks.values():
             found += _task_problems(self, task)
         cycle = self._find_cycle()

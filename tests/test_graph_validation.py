@@ -315,3 +315,9 @@ def test_every_problem_is_reported_at_once() -> None:
     assert raised.value.problems == problems
     assert str(raised.value).endswith("(and 5 more problems)")
     assert raised.value.exit_code == 2
+
+
+def test_parameter_named_like_the_sizing_input_is_refused() -> None:
+    with Pipeline("params", params={"sizing": "big"}) as p:
+        load()
+    assert_names(only_problem(p), "pipeline params", "parameter 'sizing'", "reserved")

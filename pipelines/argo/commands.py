@@ -63,13 +63,14 @@ def run_args(pipeline: Pipeline, task: Task, spec: str, *, sized: bool) -> list[
     """Arguments of ``python -m steps`` for one attempt of ``task``.
 
     ``--attempt`` is Argo's retry number plus one, and only where Argo defines ``retries`` (a
-    template with a retryStrategy); elsewhere the entrypoint's default (1) is right.
+    template with a retryStrategy); elsewhere the entrypoint's default (1) is right. Parameters
+    come as input parameters (see :mod:`pipelines.argo.dag` for why not ``workflow.parameters``).
     """
     args = ["run", spec, task.name, "--run-id", "{{workflow.name}}"]
     if task.retry.limit > 0:
         args += ["--attempt", "{{=asInt(retries) + 1}}"]
     for name in pipeline.params:
-        args += ["-p", f"{name}={{{{workflow.parameters.{name}}}}}"]
+        args += ["-p", f"{name}={{{{inputs.parameters.{name}}}}}"]
     args += _input_flags(task)
     if sized:
         args += ["--sizing", "{{inputs.parameters.sizing}}"]

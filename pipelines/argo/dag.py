@@ -3,11 +3,18 @@
 Each downstream task receives an upstream output as an input parameter set from
 ``{{tasks.<upstream>.outputs.parameters.<output>}}``; Argo derives nothing from names, so the
 dependencies are listed explicitly (outputs read, then ``after=``).
+
+Pipeline parameters reach tasks as input parameters of the DAG (the entrypoint, which Argo
+feeds the workflow's arguments) passed on to each task, not as ``{{workflow.parameters.x}}``
+inside the tasks: Argo substitutes global variables in a template's inputs before its body, in
+one pass, so a CronWorkflow's ``run_date: '{{workflow.scheduledTime}}'`` resolves on its way
+into the DAG, where a ``{{workflow.parameters.run_date}}`` in a container would hand the pod
+the unresolved ``{{workflow.scheduledTime}}`` text.
 """
 
 from __future__ import annotations
 
-from hera.workflows.models import Arguments, DAGTask, DAGTemplate, Parameter, Template
+from hera.workflows.models import Arguments, DAGTask, DAGTemplate, Inputs, Parameter, Template
 
 from pipelines.argo import commands, sizing
 from pipelines.graph import Pipeline, Task
@@ -26,8 +33,13 @@ def _input_arguments(task: Task) -> list[Parameter]:
     ]
 
 
+def _param_arguments(pipeline: Pipeline) -> list[Parameter]:
+    return [Parameter(name=name, value=f"{{{{inputs.parameters.{name}}}}}") for name in pipeline.params]
+
+
 def dag_tasks(pipeline: Pipeline) -> list[DAGTask]:
     tasks: list[DAGTask] = []
+    params = _param_arguments(pipeline)
     for task in pipeline.tasks.values():
         upstream = list(task.upstream)
         arguments = _input_arguments(task)
@@ -43,10 +55,13 @@ def dag_tasks(pipeline: Pipeline) -> list[DAGTask]:
             )
             upstream = [*upstream, node]
             arguments = [
+                *params,
                 *arguments,
                 Parameter(name="sizing", value=_task_output(node, "decision")),
                 Parameter(name="pod-spec-patch", value=_task_output(node, "pod-spec-patch")),
             ]
+        else:
+            arguments = [*params, *arguments]
         tasks.append(
             DAGTask(
                 name=task.name,
@@ -59,4 +74,8 @@ def dag_tasks(pipeline: Pipeline) -> list[DAGTask]:
 
 
 def dag_template(pipeline: Pipeline) -> Template:
-    return Template(name=NAME, dag=DAGTemplate(tasks=dag_tasks(pipeline)))
+    return Template(
+        name=NAME,
+        inputs=Inputs(parameters=[Parameter(name=name) for name in pipeline.params]),
+        dag=DAGTemplate(tasks=dag_tasks(pipeline)),
+    )

@@ -120,7 +120,7 @@ def task_template(pipeline: Pipeline, task: Task, spec: str, env: PodEnvironment
     """The container template of ``task``; a sized task reads its podSpecPatch and decision from
     the sizing node through the ``pod-spec-patch`` and ``sizing`` input parameters."""
     sized = task.sizing == "auto"
-    inputs = input_names(task)
+    inputs = [*pipeline.params, *input_names(task)]
     if sized:
         inputs += ["sizing", "pod-spec-patch"]
     timeout = task.timeout_seconds

@@ -72,6 +72,11 @@ def reference_errors(obj: dict[str, Any]) -> list[str]:
     for field in ("entrypoint", "onExit"):
         if spec.get(field) not in templates:
             errors.append(f"spec.{field} {spec.get(field)!r} is no template")
+    entry_inputs = {
+        p["name"] for p in templates.get(spec.get("entrypoint"), {}).get("inputs", {}).get("parameters", [])
+    }
+    if not entry_inputs <= workflow_params:
+        errors.append(f"the entrypoint's inputs {sorted(entry_inputs - workflow_params)} are no workflow arguments")
     for name, template in templates.items():
         inputs = {p["name"] for p in template.get("inputs", {}).get("parameters", [])}
         body = {k: v for k, v in template.items() if k in ("container", "podSpecPatch")}
@@ -92,11 +97,11 @@ def reference_errors(obj: dict[str, Any]) -> list[str]:
             elif tag not in ("workflow.name", "workflow.duration", "retries"):
                 errors.append(f"template {name}: unknown variable {{{{{tag}}}}}")
         if "dag" in template:
-            errors += _dag_errors(name, template["dag"]["tasks"], templates)
+            errors += _dag_errors(name, template["dag"]["tasks"], templates, inputs)
     return errors
 
 
-def _dag_errors(dag: str, tasks: list[dict[str, Any]], templates: dict[str, Any]) -> list[str]:
+def _dag_errors(dag: str, tasks: list[dict[str, Any]], templates: dict[str, Any], dag_inputs: set[str]) -> list[str]:
     errors: list[str] = []
     by_name = {t["name"]: t for t in tasks}
     if len(by_name) != len(tasks):
@@ -126,6 +131,10 @@ def _dag_errors(dag: str, tasks: list[dict[str, Any]], templates: dict[str, Any]
         before = ancestors(name)
         for expression, tag in _tags(list(given.values())):
             parts = tag.split(".")
+            if tag.startswith("inputs.parameters.") and not expression:
+                if tag.removeprefix("inputs.parameters.") not in dag_inputs:
+                    errors.append(f"dag {dag}, task {name}: {{{{{tag}}}}} is not an input of the DAG")
+                continue
             if expression or parts[0] != "tasks" or len(parts) != 5 or parts[2:4] != ["outputs", "parameters"]:
                 errors.append(f"dag {dag}, task {name}: unexpected argument {{{{{tag}}}}}")
                 continue

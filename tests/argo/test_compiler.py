@@ -29,7 +29,7 @@ def test_each_task_runs_the_entrypoint_with_run_id_params_inputs_and_outputs_dir
         "--run-id",
         "{{workflow.name}}",
         "-p",
-        "run_date={{workflow.parameters.run_date}}",
+        "run_date={{inputs.parameters.run_date}}",
         "--input",
         "extract.result={{inputs.parameters.extract-result}}",
         "--outputs-dir",
@@ -55,6 +55,9 @@ def test_downstream_tasks_receive_upstream_outputs_and_wait_for_them() -> None:
     assert join["dependencies"] == ["features-left", "features-middle", "features-right"]
     assert arguments(obj, "join")["features-middle-result"] == "{{tasks.features-middle.outputs.parameters.result}}"
     assert [p["name"] for p in template(obj, "join")["inputs"]["parameters"]] == [
+        "run_date",
+        "limit",
+        "dry_run",
         "features-left-result",
         "features-middle-result",
         "features-right-result",
@@ -67,7 +70,10 @@ def test_parameters_become_workflow_arguments_with_string_values() -> None:
     obj = compiled("fan_out_in")
     values = {p["name"]: p["value"] for p in obj["spec"]["arguments"]["parameters"]}
     assert values == {"run_date": "", "limit": "100", "dry_run": "false"}
-    assert "dry_run={{workflow.parameters.dry_run}}" in args(obj, "source")
+    assert "dry_run={{inputs.parameters.dry_run}}" in args(obj, "source")
+    dag = template(obj, "headrace-dag")
+    assert [p["name"] for p in dag["inputs"]["parameters"]] == ["run_date", "limit", "dry_run"]
+    assert arguments(obj, "source")["dry_run"] == "{{inputs.parameters.dry_run}}"
 
 
 def test_retries_become_a_retry_strategy_that_never_retries_bad_input() -> None:
@@ -144,6 +150,7 @@ def test_sized_task_takes_its_pod_spec_patch_and_decision_from_the_sizing_node()
     obj = compiled("cron_sized", "template")
     assert dag_task(obj, "train")["dependencies"] == ["extract", "size-train"]
     assert arguments(obj, "train") == {
+        "run_date": "{{inputs.parameters.run_date}}",
         "extract-result": "{{tasks.extract.outputs.parameters.result}}",
         "sizing": "{{tasks.size-train.outputs.parameters.decision}}",
         "pod-spec-patch": "{{tasks.size-train.outputs.parameters.pod-spec-patch}}",

@@ -36,9 +36,8 @@ class Emulator:
         self.templates = {t["name"]: t for t in self.spec["templates"]}
         self.work = work
         self.globals = {"workflow.name": "emulated-1"}
-        for param in self.spec["arguments"]["parameters"]:
-            self.globals[f"workflow.parameters.{param['name']}"] = param["value"]
-        self.globals["workflow.parameters.run_date"] = run_date
+        arguments = {param["name"]: param["value"] for param in self.spec["arguments"]["parameters"]}
+        self.dag_inputs = {f"inputs.parameters.{k}": v for k, v in {**arguments, "run_date": run_date}.items()}
         self.outputs: dict[str, dict[str, str]] = {}
         self.commands: dict[str, list[str]] = {}
         self.env = {
@@ -82,7 +81,7 @@ class Emulator:
             ready = [t for t in tasks if t["name"] not in done and set(t.get("dependencies", [])) <= done]
             assert ready, "the DAG is stuck"
             for task in ready:
-                local = {
+                local = dict(self.dag_inputs) | {
                     f"tasks.{n}.outputs.parameters.{o}": v
                     for n, values in self.outputs.items()
                     for o, v in values.items()
