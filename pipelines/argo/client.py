@@ -230,8 +230,12 @@ def translate_status(
     detail = message.strip().rstrip(".") or f"HTTP {status}"
     ns = connection.namespace
     if status == 401:
-        source = "ARGO_TOKEN (argo auth token)" if connection.transport == "argo" else "the kubeconfig credentials"
-        return ConfigError(f"{connection.where}: the token was rejected (401 Unauthorized); set a valid {source}")
+        fix = (
+            "set a valid ARGO_TOKEN (argo auth token)"
+            if connection.transport == "argo"
+            else "refresh the kubeconfig credentials or set a valid ARGO_TOKEN"
+        )
+        return ConfigError(f"{connection.where}: the token was rejected (401 Unauthorized); {fix}")
     if status == 403:
         return ConfigError(
             f"{verb} {what}: forbidden in namespace {ns} (403: {detail}); grant the role the headrace manifests define or pick another --namespace"
@@ -476,7 +480,8 @@ class KubernetesTransport:
                 ) from error
             if connection.token:
                 bare = connection.token.removeprefix("Bearer ").strip()
-                configuration.api_key = {"authorization": f"Bearer {bare}"}
+                configuration.api_key = {"BearerToken": f"Bearer {bare}"}
+                configuration.refresh_api_key_hook = None  # else the kubeconfig's token comes back
             configuration.retries = 0
             api_client = client.ApiClient(configuration)
         self.api_client = api_client
