@@ -25,8 +25,9 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import io
+import itertools
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,8 @@ from steps.sql_local import (
     local_table_paths,
     name_positional_parameters,
     positional_parameters,
+    store_parquet,
+    write_parquet,
 )
 
 POLL_FIRST_SECONDS = 0.2
@@ -63,13 +66,12 @@ def query(
     ctas: bool = False,
 ) -> ArtifactRef:
     """Run ``sql`` in ``database`` and store the result as Parquet; returns its reference."""
-    from steps.values import write_value
-
     params = dict(params or {})
     if ctx.profile == "aws":
         return _run_cloud(ctx, sql, database, params, tables or {}, ctas)
-    result = _run_local(ctx, sql, database, params, tables or {})
-    ref = write_value(ctx.store, ctx.output_key("result"), result)
+    ref = store_parquet(
+        ctx, ctx.output_key("result"), lambda path: _run_local(ctx, sql, database, params, tables or {}, path)
+    )
     ctx.log.info("Athena query (local DuckDB): %s rows, %s bytes -> %s", ref.rows, ref.bytes, ref.uri)
     return ref
 
@@ -77,7 +79,9 @@ def query(
 # ---------------------------------------------------------------------------- local side
 
 
-def _run_local(ctx: StepContext, sql: str, database: str, params: dict[str, Any], tables: Mapping[str, Any]) -> Any:
+def _run_local(
+    ctx: StepContext, sql: str, database: str, params: dict[str, Any], tables: Mapping[str, Any], path: Path
+) -> int:
     engine = LocalSql(
         "athena",
         tables_dir=ctx.settings.local_tables or None,
@@ -86,7 +90,7 @@ def _run_local(ctx: StepContext, sql: str, database: str, params: dict[str, Any]
     )
     try:
         named_sql = name_positional_parameters(sql, "athena", list(params))
-        result, prepared = engine.run(named_sql, params)
+        rows, prepared = engine.run_to_parquet(named_sql, params, path)
     except SqlError as error:
         raise type(error)(
             f"pipeline {ctx.pipeline}, task {ctx.task}: {error}",
@@ -96,7 +100,7 @@ def _run_local(ctx: StepContext, sql: str, database: str, params: dict[str, Any]
             detail=error.detail,
         ) from error
     ctx.record(data_scanned_bytes=prepared.source_bytes, athena_engine="duckdb")
-    return result
+    return rows
 
 
 # ---------------------------------------------------------------------------- parameters
@@ -206,26 +210,36 @@ def _parse(text: str | None, arrow_type: Any) -> Any:
     return text
 
 
-def results_table(pages: list[Mapping[str, Any]]) -> Any:
-    """Arrow table from ``GetQueryResults`` pages: typed by column info, header row skipped."""
+def result_batches(pages: Iterable[Mapping[str, Any]]) -> Iterator[Any]:
+    """Arrow record batches from ``GetQueryResults`` pages, one per page, typed by Athena's column
+    info; the header row a SELECT's first page starts with is skipped."""
     import pyarrow as pa
 
-    if not pages:
+    names: list[str] = []
+    types: list[Any] = []
+    for number, page in enumerate(pages):
+        if number == 0:
+            columns = page["ResultSet"]["ResultSetMetadata"]["ColumnInfo"]
+            names = [c["Name"] for c in columns]
+            types = [_arrow_type(c) for c in columns]
+        rows = [[cell.get("VarCharValue") for cell in row.get("Data", [])] for row in page["ResultSet"].get("Rows", [])]
+        if number == 0 and rows and rows[0] == [c.get("Label", c["Name"]) for c in columns]:
+            rows = rows[1:]
+        arrays = [
+            pa.array([_parse(row[i] if i < len(row) else None, kind) for row in rows], type=kind)
+            for i, kind in enumerate(types)
+        ]
+        yield pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+def results_table(pages: Iterable[Mapping[str, Any]]) -> Any:
+    """All pages as one canonical Arrow table (small results; :func:`result_batches` streams)."""
+    import pyarrow as pa
+
+    batches = list(result_batches(pages))
+    if not batches:
         return pa.table({})
-    columns = pages[0]["ResultSet"]["ResultSetMetadata"]["ColumnInfo"]
-    names = [c["Name"] for c in columns]
-    types = [_arrow_type(c) for c in columns]
-    rows: list[list[str | None]] = []
-    for page in pages:
-        for row in page["ResultSet"].get("Rows", []):
-            rows.append([cell.get("VarCharValue") for cell in row.get("Data", [])])
-    if rows and rows[0] == [c.get("Label", c["Name"]) for c in columns]:
-        rows = rows[1:]  # a SELECT's first row is its header
-    arrays = [
-        pa.array([_parse(row[i] if i < len(row) else None, kind) for row in rows], type=kind)
-        for i, kind in enumerate(types)
-    ]
-    return canonical(pa.Table.from_arrays(arrays, names=names))
+    return canonical(pa.Table.from_batches(batches))
 
 
 # ---------------------------------------------------------------------------- Glue tables
@@ -415,13 +429,19 @@ def _run_cloud(
 
     if ctas:
         return ctas_result(ctx, store, result_key, database, ctas_table)
-    try:
-        pages = list(athena.get_paginator("get_query_results").paginate(QueryExecutionId=query_id))
-    except provider_errors() as error:
-        raise translate(error, f"pipeline {ctx.pipeline}, task {ctx.task}: athena get_query_results") from error
-    from steps.values import write_value
 
-    ref = write_value(store, result_key, results_table(pages))
+    def write(path: Path) -> int:
+        pages = athena.get_paginator("get_query_results").paginate(QueryExecutionId=query_id)
+        batches = result_batches(pages)
+        try:
+            first = next(batches, None)
+            if first is None:
+                raise HandoffFailed(f"Athena query {query_id}: GetQueryResults returned no page", reason="no results")
+            return write_parquet(itertools.chain([first], batches), first.schema, path)
+        except provider_errors() as error:
+            raise translate(error, f"pipeline {ctx.pipeline}, task {ctx.task}: athena get_query_results") from error
+
+    ref = store_parquet(ctx, result_key, write)
     ctx.log.info("Athena query: %s rows, %s bytes -> %s", ref.rows, ref.bytes, ref.uri)
     return ref
 

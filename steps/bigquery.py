@@ -11,24 +11,27 @@
   the Parquet/CSV tables of ``settings.local_tables`` (layout in :mod:`steps.sql_local`) and the
   upstream outputs given in ``tables=``; ``@name`` parameters become DuckDB prepared parameters.
 
-Both sides write ``<pipeline>/<run_id>/<task>/result.parquet`` with rows counted, in one schema
-(:func:`steps.sql_local.canonical`). A failing query raises one line with BigQuery's (or DuckDB's)
-message and the SQL line at fault; nothing is written then.
+Both sides stream the result a batch at a time (memory bounded by a page, not the result) into
+``<pipeline>/<run_id>/<task>/result.parquet`` with rows counted, in one schema
+(:func:`steps.sql_local.canonical_schema`). A failing query raises one line with BigQuery's (or
+DuckDB's) message and the SQL line at fault; nothing is written then.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import decimal
+import itertools
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from steps.context import StepContext
 from steps.contract import ArtifactRef
 from steps.errors import ConfigError, HandoffFailed, HeadraceError, NotFoundError, TransientError, UserError
 from steps.settings import Settings
-from steps.sql_local import LocalSql, SqlError, canonical, local_table_paths
+from steps.sql_local import LocalSql, SqlError, local_table_paths, store_parquet, write_parquet
 
 POSITION = re.compile(r"\s*at \[(\d+):(\d+)\]")
 
@@ -40,26 +43,24 @@ def extract(
     tables: dict[str, Any] | None = None,
 ) -> ArtifactRef:
     """Run ``sql`` with ``params`` bound and store the result as Parquet; returns its reference."""
-    from steps.values import write_value
-
+    key = ctx.output_key("result")
     if ctx.profile == "aws":
         if tables:
             raise UserError(
                 f"pipeline {ctx.pipeline}, task {ctx.task}: bigquery.extract tables= ({', '.join(tables)}) only works on the local "
                 "profile; on BigQuery, load upstream outputs into a table (or a GCS external table) and name it in the SQL"
             )
-        result = _run_cloud(ctx, sql, params or {})
+        ref = store_parquet(ctx, key, lambda path: _run_cloud(ctx, sql, params or {}, path))
     else:
-        result = _run_local(ctx, sql, params or {}, tables or {})
-    ref = write_value(ctx.store, ctx.output_key("result"), result)
+        ref = store_parquet(ctx, key, lambda path: _run_local(ctx, sql, params or {}, tables or {}, path))
     ctx.log.info("BigQuery extract: %s rows, %s bytes -> %s", ref.rows, ref.bytes, ref.uri)
     return ref
 
 
-def _run_local(ctx: StepContext, sql: str, params: Mapping[str, Any], tables: Mapping[str, Any]) -> Any:
+def _run_local(ctx: StepContext, sql: str, params: Mapping[str, Any], tables: Mapping[str, Any], path: Path) -> int:
     engine = LocalSql("bigquery", tables_dir=ctx.settings.local_tables or None, tables=local_table_paths(ctx, tables))
     try:
-        result, prepared = engine.run(sql, params)
+        rows, prepared = engine.run_to_parquet(sql, params, path)
     except SqlError as error:
         raise type(error)(
             f"pipeline {ctx.pipeline}, task {ctx.task}: {error}",
@@ -70,7 +71,7 @@ def _run_local(ctx: StepContext, sql: str, params: Mapping[str, Any], tables: Ma
         ) from error
     ctx.log.info("BigQuery (local DuckDB): read %s bytes of tables", prepared.source_bytes)
     ctx.record(bigquery_bytes_estimate=prepared.source_bytes, bigquery_engine="duckdb")
-    return result
+    return rows
 
 
 # ---------------------------------------------------------------------------- cloud side
@@ -170,7 +171,23 @@ def translate_error(error: Exception, what: str) -> HeadraceError:
     return HandoffFailed(line, reason=message)
 
 
-def _run_cloud(ctx: StepContext, sql: str, params: Mapping[str, Any]) -> Any:
+def _storage_client() -> Any:
+    from google.cloud import bigquery_storage
+
+    return bigquery_storage.BigQueryReadClient()  # type: ignore[no-untyped-call]
+
+
+def _write_rows(job: Any, use_storage: bool, path: Path) -> int:
+    """Stream the job's rows into Parquet, one page (or Storage API stream block) at a time."""
+    rows = job.result()
+    batches = iter(rows.to_arrow_iterable(bqstorage_client=_storage_client() if use_storage else None))
+    first = next(batches, None)
+    if first is None:  # an empty result still has a schema: take it from a fresh iterator
+        return write_parquet([], job.result().to_arrow(create_bqstorage_client=False).schema, path)
+    return write_parquet(itertools.chain([first], batches), first.schema, path)
+
+
+def _run_cloud(ctx: StepContext, sql: str, params: Mapping[str, Any], path: Path) -> int:
     from google.api_core.exceptions import GoogleAPICallError
     from google.cloud import bigquery
 
@@ -186,12 +203,12 @@ def _run_cloud(ctx: StepContext, sql: str, params: Mapping[str, Any]) -> Any:
         ctx.record(bigquery_bytes_estimate=estimate, bigquery_engine="bigquery")
         job = client.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=parameters))
         try:
-            rows = job.result()
+            job.result()
         except (KeyboardInterrupt, SystemExit):  # the pod is being stopped: do not leave the job billing
             job.cancel()
             raise
         use_storage = storage_api_available(ctx.settings)
-        result = rows.to_arrow(create_bqstorage_client=use_storage)
+        count = _write_rows(job, use_storage, path)
     except GoogleAPICallError as error:
         raise translate_error(error, what) from error
     except ValueError as error:  # the client validates parameters and SQL types locally
@@ -204,4 +221,4 @@ def _run_cloud(ctx: StepContext, sql: str, params: Mapping[str, Any]) -> Any:
         bigquery_bytes_billed=int(job.total_bytes_billed or 0),
         bigquery_read="storage-api" if use_storage else "rest-pages",
     )
-    return canonical(result)
+    return count

@@ -25,11 +25,12 @@ sums are brought back to int64.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from steps.contract import ArtifactRef
 from steps.errors import NotFoundError, UserError
 
 if TYPE_CHECKING:
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 
 DIALECT_NAMES = {"bigquery": "BigQuery", "athena": "Athena"}
 SUFFIXES = (".parquet", ".csv")
+#: Rows per Arrow batch when results stream to Parquet (memory is bounded by one batch).
+BATCH_ROWS = 64 * 1024
 
 
 class SqlError(UserError):
@@ -108,7 +111,6 @@ def one_line(text: str) -> str:
 
 def local_table_paths(ctx: Any, tables: Mapping[str, Any]) -> dict[str, Path]:
     """Local files for ``tables=`` entries: an Artifact, an ArtifactRef, a path or a URI."""
-    from steps.contract import ArtifactRef
     from steps.values import Artifact
 
     paths: dict[str, Path] = {}
@@ -325,24 +327,46 @@ class LocalSql:
 
     # ------------------------------------------------------------------ run
 
+    def _connect(self, prepared: Prepared) -> Any:
+        import duckdb
+
+        con = duckdb.connect(":memory:")
+        for view, files in prepared.sources.items():
+            names = [str(p) for p in files]
+            relation = con.read_csv(names[0]) if names[0].endswith(".csv") else con.read_parquet(names)
+            relation.create_view(view)
+        return con
+
     def run(self, sql: str, params: Mapping[str, Any] | None = None) -> tuple[pa.Table, Prepared]:
-        """Run the query; returns the canonical Arrow result and what was prepared."""
+        """Run the query; returns the canonical Arrow result (in memory) and what was prepared."""
         import duckdb
 
         prepared = self.prepare(sql, params)
-        con = duckdb.connect(":memory:")
+        con = self._connect(prepared)
         try:
-            for view, files in prepared.sources.items():
-                names = [str(p) for p in files]
-                relation = con.read_csv(names[0]) if names[0].endswith(".csv") else con.read_parquet(names)
-                relation.create_view(view)
-            try:
-                result = con.sql(prepared.sql, params=prepared.parameters).to_arrow_table()
-            except duckdb.Error as error:
-                raise self._engine_error(error, sql, prepared) from error
+            result = con.sql(prepared.sql, params=prepared.parameters).to_arrow_table()
+        except duckdb.Error as error:
+            raise self._engine_error(error, sql, prepared) from error
         finally:
             con.close()
         return canonical(result), prepared
+
+    def run_to_parquet(
+        self, sql: str, params: Mapping[str, Any] | None, path: Path, *, batch_rows: int = BATCH_ROWS
+    ) -> tuple[int, Prepared]:
+        """Run the query streaming its result into ``path`` (Parquet); returns rows and what ran."""
+        import duckdb
+
+        prepared = self.prepare(sql, params)
+        con = self._connect(prepared)
+        try:
+            reader = con.sql(prepared.sql, params=prepared.parameters).to_arrow_reader(batch_rows)
+            rows = write_parquet(reader, reader.schema, path)
+        except duckdb.Error as error:
+            raise self._engine_error(error, sql, prepared) from error
+        finally:
+            con.close()
+        return rows, prepared
 
     def _engine_error(self, error: Exception, sql: str, prepared: Prepared) -> SqlError:
         text = str(error)
@@ -426,26 +450,65 @@ def _canonical_type(arrow_type: Any) -> Any:
     return t
 
 
-def canonical(table: pa.Table) -> pa.Table:
-    """One result schema for every side: see the module docstring for the rules."""
+def canonical_schema(schema: pa.Schema) -> pa.Schema:
+    """The result schema every side writes for an engine's schema (rules in the module docstring)."""
     import pyarrow as pa
 
-    columns = []
     fields = []
-    for name, column in zip(table.column_names, table.columns, strict=True):
-        arrow_type = column.type
-        target = _canonical_type(arrow_type)
-        if pa.types.is_decimal(arrow_type) and arrow_type.scale == 0 and arrow_type.precision > 18:
-            try:  # DuckDB sums integers into HUGEINT; both engines answer BIGINT/INT64
-                column = column.cast(pa.int64())
-                target = pa.int64()
-            except pa.ArrowInvalid:
-                target = arrow_type
-        elif target != arrow_type:
-            column = column.cast(target)
-        columns.append(column)
-        fields.append(pa.field(name, target))
-    return pa.Table.from_arrays(columns, schema=pa.schema(fields))
+    for item in schema:
+        t = item.type
+        # DuckDB sums integers into HUGEINT (decimal(38,0)); BigQuery and Athena answer INT64/BIGINT.
+        target = pa.int64() if pa.types.is_decimal(t) and t.scale == 0 and t.precision > 18 else _canonical_type(t)
+        fields.append(pa.field(item.name, target))
+    return pa.schema(fields)
+
+
+def conform(data: Any, schema: pa.Schema) -> Any:
+    """Cast a table or record batch to ``schema``; a value that does not fit is an error, not a wrap."""
+    import pyarrow as pa
+
+    if data.schema == schema:
+        return data
+    try:
+        return data.cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+        raise SqlError(f"query result: {error}; cast the column in the SQL", kind="engine") from error
+
+
+def canonical(table: pa.Table) -> pa.Table:
+    """One result schema for every side: see the module docstring for the rules."""
+    return conform(table, canonical_schema(table.schema))
+
+
+def write_parquet(batches: Iterable[Any], schema: pa.Schema, path: Path) -> int:
+    """Stream record batches into one Parquet file in the canonical schema; returns the rows.
+
+    Memory stays at one batch whatever the result size.
+    """
+    import pyarrow.parquet as pq
+
+    target = canonical_schema(schema)
+    rows = 0
+    with pq.ParquetWriter(path, target) as writer:
+        for batch in batches:
+            if batch.num_rows:
+                writer.write_batch(conform(batch, target))
+                rows += batch.num_rows
+    return rows
+
+
+def store_parquet(ctx: Any, key: str, produce: Callable[[Path], int]) -> ArtifactRef:
+    """Let ``produce`` write the result to a scratch file, then store it at ``key + ".parquet"``.
+
+    The store makes it visible only once complete, so a failure leaves nothing that looks done.
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="headrace-sql-") as scratch:
+        path = Path(scratch) / "result.parquet"
+        rows = produce(path)
+        ref: ArtifactRef = ctx.store.put_file(path, key + ".parquet", rows=rows, format="parquet")
+        return ref
 
 
 def _tokens(sql: str, dialect: str) -> list[Any]:

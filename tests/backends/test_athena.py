@@ -340,3 +340,27 @@ def test_folder_output_is_registered_where_it_lies(cloud: Side, tmp_path: Path) 
     descriptor = glue.get_table(DatabaseName="work", Name="scores")["Table"]["StorageDescriptor"]
     assert descriptor["Location"] == "s3://headrace-test/artifacts/demo/r1/score/scores/"
     assert descriptor["Columns"] == [{"Name": "id", "Type": "bigint"}, {"Name": "score", "Type": "double"}]
+
+
+def test_result_pages_become_one_batch_each_and_only_the_first_has_a_header() -> None:
+    info = [{"Name": "word", "Label": "word", "Type": "varchar"}, {"Name": "at", "Label": "at", "Type": "timestamp"}]
+
+    def page(*rows: list[str | None]) -> dict[str, Any]:
+        data = [{"Data": [{} if v is None else {"VarCharValue": v} for v in row]} for row in rows]
+        return {"ResultSet": {"Rows": data, "ResultSetMetadata": {"ColumnInfo": info}}}
+
+    pages = [
+        page(["word", "at"], ["a", "2026-01-01 10:00:00.000"]),
+        page(["word", None]),
+        page(["b", "2026-01-02 00:00:00.123"]),
+    ]
+
+    assert [b.num_rows for b in athena.result_batches(pages)] == [1, 1, 1]
+    table = athena.results_table(pages)
+    assert table.column("word").to_pylist() == ["a", "word", "b"]  # page 2's row is data, not a header
+    assert table.column("at").to_pylist() == [
+        dt.datetime(2026, 1, 1, 10),
+        None,
+        dt.datetime(2026, 1, 2, 0, 0, 0, 123000),
+    ]
+    assert table.schema == pa.schema([("word", pa.string()), ("at", pa.timestamp("us"))])

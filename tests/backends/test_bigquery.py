@@ -256,3 +256,11 @@ def test_timestamps_floats_booleans_and_nulls_survive_both_sides(side: Side) -> 
     assert table.column("quarter").to_pylist() == [1.25, 12.5, 17.5, 7.5, None]
     assert table.column("big").to_pylist() == [False, True, True, False, True]
     assert table.schema.field("at").type == pa.timestamp("us", tz="UTC")
+
+
+def test_empty_result_is_a_parquet_file_with_its_columns(side: Side) -> None:
+    table, _, ref = run(side, "SELECT id, day FROM shop.orders WHERE amount > @cap", {"cap": 1000})
+
+    assert ref.rows == 0
+    assert table.num_rows == 0
+    assert table.schema == pa.schema([("id", pa.int64()), ("day", pa.date32())])
