@@ -108,7 +108,7 @@ def train_model(ctx: StepContext, data: Artifact, retrain: str, train_weekday: s
         framework="sklearn",
         framework_version="1.2-1",
         instance_type="ml.m5.large",
-        hyperparameters={"max_iter": 40, "label": "outcome", "seed": 7},
+        hyperparameters={"max_iter": 15, "label": "outcome", "seed": 7},
         max_runtime="30m",
     )
     store.put_bytes(json.dumps(model.to_dict(), sort_keys=True).encode(), _latest_model_key(ctx), format="json")

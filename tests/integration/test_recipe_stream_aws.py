@@ -129,7 +129,7 @@ class Providers:
             "SM_CHANNEL_TRAIN": str(channel),
             "SM_MODEL_DIR": str(model_dir),
             "SM_OUTPUT_DATA_DIR": str(self.work / "opt-ml" / "output" / "data"),
-            "SM_HPS": json.dumps({"max_iter": 40, "label": "outcome", "seed": 7}),
+            "SM_HPS": json.dumps({"max_iter": 15, "label": "outcome", "seed": 7}),
         }
         script = Path(scoring.__file__).parent / "model" / "train.py"
         done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
@@ -333,7 +333,7 @@ def test_sagemaker_gets_the_training_job_and_its_model_is_what_the_task_returns(
     assert channel["DataSource"]["S3DataSource"]["S3Uri"] in (events_uri, events_uri.rsplit("/", 1)[0] + "/")
     hps = job["HyperParameters"]
     assert hps["sagemaker_program"] == '"train.py"'
-    assert (hps["max_iter"], hps["label"]) == ("40", '"outcome"')
+    assert (hps["max_iter"], hps["label"]) == ("15", '"outcome"')
     assert json.loads(hps["sagemaker_submit_directory"]).startswith(f"{ROOT}/recipe-stream/{RUN_ID}/train/")
     model = flow.outputs["train"]["result"]
     assert model.uri == flow.model_uri and model.format == "model" and model.bytes > 0

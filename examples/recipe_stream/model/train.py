@@ -40,7 +40,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--features", default=str(hps.get("features", DEFAULT_FEATURES)))
     parser.add_argument("--label", default=str(hps.get("label", "outcome")))
-    parser.add_argument("--max-iter", "--max_iter", dest="max_iter", type=int, default=int(hps.get("max_iter", 60)))
+    parser.add_argument("--max-iter", "--max_iter", dest="max_iter", type=int, default=int(hps.get("max_iter", 30)))
     parser.add_argument(
         "--learning-rate",
         "--learning_rate",
