@@ -249,13 +249,17 @@ class SubprocessAttempt(Attempt):
         process.returncode = code
         self._exited(code, peak)
 
-    def _exited(self, code: int, peak: int | None) -> None:
+    def _exited(self, code: int | None, peak: int | None) -> None:
         with self._lock:
-            self._returncode = code
+            self._returncode = -1 if code is None else code
             timer = self._timer
         if timer is not None:
             timer.cancel()
-        self._deliver(self._result(code, time.monotonic() - self.started, peak))
+        duration = time.monotonic() - self.started
+        if code is None:
+            self._deliver(AttemptResult(Outcome.FAILED, None, "lost: the fork server running it died", duration))
+            return
+        self._deliver(self._result(code, duration, peak))
 
     def _result(self, code: int, duration: float, peak: int | None) -> AttemptResult:
         spec = self.spec

@@ -30,7 +30,8 @@ from typing import Any
 #: Modules imported before forking: the entrypoint and the DSL, nothing of the user's.
 PRELOAD = ("steps.__main__", "steps.entry_run", "steps.entrypoint", "steps.values", "pipelines")
 
-ExitCallback = Callable[[int, int | None], None]  # (exit code, peak RSS bytes)
+#: (exit code, peak RSS bytes); the code is None when the server died and the child's end is unknown.
+ExitCallback = Callable[[int | None, int | None], None]
 
 
 class ForkServerError(RuntimeError):
@@ -52,7 +53,7 @@ class ForkServer:
         )
         self._lock = threading.Lock()
         self._callbacks: dict[int, ExitCallback] = {}
-        self._early: dict[int, tuple[int, int | None]] = {}
+        self._early: dict[int, tuple[int | None, int | None]] = {}
         self._replies: dict[int, int] = {}
         self._reply_ready = threading.Condition(self._lock)
         self._next_id = 0
@@ -115,7 +116,8 @@ class ForkServer:
             except ValueError:
                 continue
             if "exit" in message:
-                pid, result = int(message["exit"]), (int(message["code"]), message.get("maxrss"))
+                pid = int(message["exit"])
+                result: tuple[int | None, int | None] = (int(message["code"]), message.get("maxrss"))
                 with self._lock:
                     callback = self._callbacks.pop(pid, None)
                     if callback is None:
@@ -132,7 +134,7 @@ class ForkServer:
             self._callbacks.clear()
             self._reply_ready.notify_all()
         for _, callback in orphans:  # the server died: its children died with it
-            callback(-int(signal.SIGKILL), None)
+            callback(None, None)
 
 
 # ----------------------------------------------------------------------------- the server process

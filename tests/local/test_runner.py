@@ -332,3 +332,43 @@ def test_subprocess_attempts_run_in_their_own_process_session_and_folder(
         assert seen["parent"] == os.getpid()
     else:
         assert seen["parent"] != os.getpid()  # forked by the fork server, not by the runner
+
+
+SERVER_DIES = """
+@step(retry=Retry(limit=1, backoff=Backoff(duration="0.1s")))
+def patient(folder, ctx):
+    if ctx.attempt == 1:
+        Path(folder, "server.pid").write_text(str(os.getppid()))
+        time.sleep(60)
+    return ctx.attempt
+
+with Pipeline("server-dies") as pipeline:
+    patient(folder=pipeline.param("folder", ""))
+"""
+
+
+def test_a_fork_server_that_dies_loses_its_attempt_and_the_retry_gets_a_new_server(
+    flow: Callable[[str], str], run: Callable[..., object], store: RunStore, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import threading
+
+    spec = flow(SERVER_DIES)
+    summaries: list[object] = []
+    thread = threading.Thread(target=lambda: summaries.append(run(spec, params={"folder": str(tmp_path)})))
+    thread.start()
+    marker = tmp_path / "server.pid"
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(int(marker.read_text()), signal.SIGKILL)
+    thread.join(60)
+    (summary,) = summaries
+    assert summary.status == "succeeded"
+    attempts = store.attempts(summary.run_id, "patient")
+    assert [(a.status, a.reason) for a in attempts] == [
+        ("failed", "lost: the fork server running it died"),
+        ("succeeded", ""),
+    ]
