@@ -34,7 +34,7 @@ from typing import Any
 from steps.aws import client, error_code, provider_errors, translate
 from steps.context import StepContext
 from steps.contract import ArtifactRef
-from steps.errors import ConfigError, HandoffFailed, UserError
+from steps.errors import EXIT_USAGE, ConfigError, HandoffFailed, UserError
 from steps.sql_local import (
     LocalSql,
     SqlError,
@@ -50,7 +50,6 @@ from steps.sql_local import (
 POLL_FIRST_SECONDS = 0.2
 POLL_MAX_SECONDS = 10.0
 POLL_FACTOR = 1.6
-RUNNING_STATES = frozenset({"QUEUED", "RUNNING"})
 
 PARQUET_INPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
 PARQUET_OUTPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
@@ -144,15 +143,43 @@ def execution_parameters(sql: str, params: Mapping[str, Any]) -> tuple[str, list
 # ---------------------------------------------------------------------------- states
 
 
+class QueryRejected(HandoffFailed):
+    """Athena refused the query itself (its error category USER: bad SQL, missing table or
+    column): the user must fix the SQL and no retry helps, so it exits like a usage error."""
+
+    exit_code = EXIT_USAGE
+    retryable = False
+
+
+#: Every Athena query state and what it means here: still going, done, or ended badly.
+STATES = {
+    "QUEUED": "running",
+    "RUNNING": "running",
+    "SUCCEEDED": "succeeded",
+    "FAILED": "failed",
+    "CANCELLED": "cancelled",
+}
+ATHENA_USER_ERROR = 2  # AthenaError.ErrorCategory: 1 system, 2 user, 3 other
+
+
 def check_state(execution: Mapping[str, Any], where: str) -> str:
-    """The state of a ``GetQueryExecution`` result; raises on FAILED or CANCELLED with Athena's reason."""
+    """Our state (``running`` or ``succeeded``) for a ``GetQueryExecution`` result.
+
+    FAILED and CANCELLED raise :class:`HandoffFailed` (or :class:`QueryRejected` for a user
+    error) carrying Athena's ``StateChangeReason``; a state this table does not know raises too.
+    """
     status = execution.get("Status", {})
     state = str(status.get("State", "QUEUED"))
-    if state in ("FAILED", "CANCELLED"):
+    query_id = execution.get("QueryExecutionId", "?")
+    ours = STATES.get(state)
+    if ours is None:
+        raise HandoffFailed(f"{where}: Athena query {query_id} is in unknown state {state}", reason=state)
+    if ours in ("failed", "cancelled"):
         reason = " ".join(str(status.get("StateChangeReason") or state.lower()).split())
-        query_id = execution.get("QueryExecutionId", "?")
-        raise HandoffFailed(f"{where}: Athena query {query_id} {state.lower()}: {reason}", reason=reason)
-    return state
+        category = status.get("AthenaError", {}).get("ErrorCategory")
+        error = QueryRejected if category == ATHENA_USER_ERROR else HandoffFailed
+        raise error(f"{where}: Athena query {query_id} {state.lower()}: {reason}", reason=reason)
+    return ours
 
 
 def _wait(athena: Any, query_id: str, task: str) -> dict[str, Any]:
@@ -162,7 +189,7 @@ def _wait(athena: Any, query_id: str, task: str) -> dict[str, Any]:
             execution: dict[str, Any] = athena.get_query_execution(QueryExecutionId=query_id)["QueryExecution"]
         except provider_errors() as error:
             raise translate(error, f"{task}: athena get_query_execution") from error
-        if check_state(execution, task) not in RUNNING_STATES:
+        if check_state(execution, task) != "running":
             return execution
         time.sleep(delay)
         delay = min(delay * POLL_FACTOR, POLL_MAX_SECONDS)

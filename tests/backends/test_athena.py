@@ -285,7 +285,21 @@ def test_failed_execution_raises_handoff_failed_with_athena_reason() -> None:
         athena.check_state(execution, "aggregate")
     assert caught.value.reason.startswith("COLUMN_NOT_FOUND: line 3:5")
     assert "\n" not in str(caught.value)
-    assert athena.check_state({"Status": {"State": "RUNNING"}}, "aggregate") == "RUNNING"
+    assert caught.value.exit_code == 2  # a user error in the SQL: no retry helps
+
+
+def test_every_athena_state_maps_to_ours() -> None:
+    assert athena.check_state({"Status": {"State": "QUEUED"}}, "t") == "running"
+    assert athena.check_state({"Status": {"State": "RUNNING"}}, "t") == "running"
+    assert athena.check_state({"Status": {"State": "SUCCEEDED"}}, "t") == "succeeded"
+    system_failure = {"State": "FAILED", "StateChangeReason": "Internal error", "AthenaError": {"ErrorCategory": 1}}
+    with pytest.raises(HandoffFailed) as caught:
+        athena.check_state({"QueryExecutionId": "q", "Status": system_failure}, "t")
+    assert caught.value.exit_code == 4 and caught.value.retryable
+    with pytest.raises(HandoffFailed, match="q cancelled: cancelled"):
+        athena.check_state({"QueryExecutionId": "q", "Status": {"State": "CANCELLED"}}, "t")
+    with pytest.raises(HandoffFailed, match="unknown state PAUSED"):
+        athena.check_state({"QueryExecutionId": "q", "Status": {"State": "PAUSED"}}, "t")
 
 
 def test_ctas_asks_athena_for_parquet_under_the_task_output_and_checks_it_arrived(cloud: Side) -> None:
