@@ -18,9 +18,11 @@ is the same, so a script that trains locally trains on SageMaker unchanged::
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
@@ -213,7 +215,8 @@ def run(
             def kill() -> None:
                 nonlocal timed_out
                 timed_out = True
-                process.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)  # the script and anything it started
 
             timer = threading.Timer(timeout, kill)
             timer.start()

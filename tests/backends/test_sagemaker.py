@@ -152,6 +152,20 @@ def test_failing_script_shows_its_failure_file_and_log_tail_and_stores_no_model(
     assert not ctx.store.exists(ctx.store.uri_for(ctx.output_key("model.tar.gz")))
 
 
+def test_script_running_past_max_runtime_is_stopped_like_sagemaker_does(
+    tmp_path: Path, local_settings: Settings
+) -> None:
+    ctx = make_context(local_settings, task="train")
+    slow = "import time\nprint('started', flush=True)\ntime.sleep(60)\n"
+    started = time.monotonic()
+
+    with pytest.raises(HandoffFailed, match="MaxRuntimeExceeded") as raised:
+        train(ctx, "train.py", str(source_dir(tmp_path, slow)), training_data(ctx), max_runtime=1)
+
+    assert time.monotonic() - started < 30
+    assert "started" in str(raised.value)
+
+
 def test_relative_source_dir_resolves_against_the_working_folder(
     tmp_path: Path, local_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
