@@ -151,3 +151,19 @@ def test_canonical_schema_is_the_same_whatever_the_engine_widths() -> None:
             ("at", pa.timestamp("us")),
         ]
     )
+
+
+def test_results_stream_to_parquet_one_batch_at_a_time(tmp_path: Path) -> None:
+    source = tmp_path / "big.parquet"
+    pq.write_table(pa.table({"n": pa.array(range(5000), pa.int32())}), source)
+    target = tmp_path / "out.parquet"
+
+    rows, _ = LocalSql("athena", tables={"big": source}).run_to_parquet(
+        "SELECT n, n * 2 AS twice FROM big WHERE n >= :low", {"low": 0}, target, batch_rows=1000
+    )
+
+    assert rows == 5000
+    written = pq.ParquetFile(target)
+    assert written.metadata.num_rows == 5000
+    assert written.metadata.num_row_groups >= 5  # one per batch: never the whole result in memory
+    assert written.schema_arrow == pa.schema([("n", pa.int64()), ("twice", pa.int64())])
