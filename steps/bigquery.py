@@ -10,6 +10,8 @@
 * **local profile**: the same SQL, transpiled from the BigQuery dialect by sqlglot, on DuckDB over
   the Parquet/CSV tables of ``settings.local_tables`` (layout in :mod:`steps.sql_local`) and the
   upstream outputs given in ``tables=``; ``@name`` parameters become DuckDB prepared parameters.
+  ``tables=`` is local only: BigQuery can not read the S3 artifact store, so on the cloud side
+  upstream data must already be a BigQuery (or GCS external) table; passing it there is an error.
 
 Both sides stream the result a batch at a time (memory bounded by a page, not the result) into
 ``<pipeline>/<run_id>/<task>/result.parquet`` with rows counted, in one schema

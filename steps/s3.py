@@ -11,7 +11,8 @@ What callers may rely on:
 * **Checksums.** Every upload asks S3 for SHA-256 checksums (``ChecksumAlgorithm``), so S3 rejects
   a part corrupted in transit. S3's checksum of a multipart object is a checksum of part checksums,
   not of the file, so the whole file's hex SHA-256 is also kept as object metadata (``sha256``),
-  returned in :attr:`ArtifactRef.sha256` and verified by :meth:`get_file` after download.
+  returned in :attr:`ArtifactRef.sha256` and verified by :meth:`get_file` after download. A
+  folder's ``sha256`` is that of its manifest's ``path sha256`` lines (it changes with any file).
 * **Large files** go up in parallel parts above ``multipart_threshold`` (boto3 ``TransferConfig``).
 """
 
