@@ -378,3 +378,16 @@ def test_result_pages_become_one_batch_each_and_only_the_first_has_a_header() ->
         dt.datetime(2026, 1, 2, 0, 0, 0, 123000),
     ]
     assert table.schema == pa.schema([("word", pa.string()), ("at", pa.timestamp("us"))])
+
+
+def test_athena_output_setting_overrides_where_athena_writes_its_results(s3_root: str, aws_env: str) -> None:
+    settings = load_settings(
+        {"profile": "aws", "artifact_root": s3_root, "athena_output": "s3://headrace-test/athena/"}
+    )
+    side = Side("cloud", settings, aws_env)
+    side.answer([("n", "bigint")], [["5"]])
+
+    table, _, _ = run(side, "SELECT count(*) AS n FROM orders", database="sales")
+
+    assert table.to_pylist() == [{"n": 5}]
+    assert last_execution(side)["ResultConfiguration"]["OutputLocation"].startswith("s3://headrace-test/athena/")
