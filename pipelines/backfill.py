@@ -11,6 +11,7 @@ succeeded (or are running) for that pipeline and run date are skipped: on Argo t
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import zoneinfo
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -156,9 +157,16 @@ def backfill(
 
 
 class ArgoExecutor:
-    """Submits a compiled Workflow per run date; skips a date with a Succeeded or Running run."""
+    """Submits a compiled Workflow per run date; skips a date with a Succeeded or Running run.
+
+    Runs started by hand or by a backfill carry the ``headrace.dev/run-date`` label and are
+    found by label selector. Runs the CronWorkflow started carry Argo's
+    ``workflows.argoproj.io/scheduled-time`` annotation instead; they are listed once and matched
+    by their scheduled time, so a catch-up never repeats a day the schedule already ran.
+    """
 
     skip_reason = "a run for this date succeeded or is under way"
+    phases = ("Succeeded", "Running", "Pending")
 
     def __init__(
         self, transport: Any, pipeline: Pipeline, workflow: dict[str, Any], params: dict[str, str] | None = None
@@ -167,12 +175,33 @@ class ArgoExecutor:
         self.pipeline = pipeline
         self.workflow = workflow
         self.params = dict(params or {})
+        self._scheduled: list[tuple[dt.datetime, str]] | None = None
+        self._lock = threading.Lock()
+
+    def _scheduled_runs(self) -> list[tuple[dt.datetime, str]]:
+        from pipelines.argo.submit import scheduled_runs
+
+        with self._lock:
+            if self._scheduled is None:
+                self._scheduled = scheduled_runs(self.transport, self.pipeline.name, self.phases)
+            return self._scheduled
 
     def done(self, run: PlannedRun) -> str | None:
         from pipelines.argo.submit import list_runs_for
 
-        found = list_runs_for(self.transport, self.pipeline.name, run.run_date, ("Succeeded", "Running", "Pending"))
-        return found[0] if found else None
+        found = list_runs_for(self.transport, self.pipeline.name, run.run_date, self.phases)
+        if found:
+            return found[0]
+        tz = run.scheduled_at.tzinfo
+        for when, name in self._scheduled_runs():
+            same = (
+                when == run.scheduled_at
+                if "T" in run.run_date
+                else when.astimezone(tz).date().isoformat() == run.run_date
+            )
+            if same:
+                return name
+        return None
 
     def start(self, run: PlannedRun) -> BackfillResult:
         from pipelines.argo.submit import submit

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import string
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -582,8 +580,3 @@ def resubmission(old: dict[str, Any]) -> dict[str, Any]:
         "metadata": {"generateName": base, "labels": labels, "annotations": dict(meta.get("annotations") or {})},
         "spec": spec,
     }
-
-
-def random_suffix(length: int = 5) -> str:
-    """A name suffix like the API server's ``generateName`` uses."""
-    return "".join(random.choices(string.ascii_lowercase + string.digits, k=length))

@@ -24,6 +24,8 @@ from steps.settings import Settings
 PIPELINE_LABEL = "headrace.dev/pipeline"
 RUN_DATE_LABEL = "headrace.dev/run-date"
 PHASE_LABEL = "workflows.argoproj.io/phase"
+#: What Argo's cron controller puts on each workflow it starts (RFC 3339).
+SCHEDULED_TIME_ANNOTATION = "workflows.argoproj.io/scheduled-time"
 PHASES = ("Pending", "Running", "Succeeded", "Failed", "Error")
 COMPLETED = ("Succeeded", "Failed", "Error")
 
@@ -144,10 +146,11 @@ def run_status(obj: Mapping[str, Any]) -> RunStatus:
     tasks.sort(key=lambda t: (t.started_at or "~", t.name, t.attempt))
     started = {t.name for t in tasks}
     tasks += [TaskStatus(name=task, phase="Pending") for task in declared_tasks(obj) if task not in started]
+    scheduled = str((meta.get("annotations") or {}).get(SCHEDULED_TIME_ANNOTATION) or "")
     return RunStatus(
         name=name,
         pipeline=str(labels.get(PIPELINE_LABEL, "")),
-        run_date=str(labels.get(RUN_DATE_LABEL, "")),
+        run_date=str(labels.get(RUN_DATE_LABEL, "") or scheduled),
         phase=str(status.get("phase") or "Pending"),
         started_at=str(status.get("startedAt") or meta.get("creationTimestamp") or ""),
         finished_at=str(status.get("finishedAt") or ""),
@@ -266,6 +269,17 @@ def list_runs_for(transport: Transport, pipeline: str, run_date: str, phases: tu
     """Names of ``pipeline``'s runs for ``run_date`` in one of ``phases`` (backfill's duplicate check)."""
     found = transport.list("workflows", selector(pipeline=pipeline, run_date=run_date, phases=phases))
     return [str((obj.get("metadata") or {}).get("name", "")) for obj in found]
+
+
+def scheduled_runs(transport: Transport, pipeline: str, phases: tuple[str, ...]) -> list[tuple[dt.datetime, str]]:
+    """(scheduled time, name) of ``pipeline``'s runs started by its CronWorkflow, in ``phases``."""
+    found: list[tuple[dt.datetime, str]] = []
+    for obj in transport.list("workflows", selector(pipeline=pipeline, phases=phases)):
+        meta = obj.get("metadata") or {}
+        when = _parse_time(str((meta.get("annotations") or {}).get(SCHEDULED_TIME_ANNOTATION) or ""))
+        if when is not None:
+            found.append((when, str(meta.get("name", ""))))
+    return found
 
 
 def act(transport: Transport, name: str, action: str) -> RunStatus:

@@ -147,3 +147,18 @@ def test_local_backfill_runs_each_day_here_and_skips_succeeded_days(
     code, out = invoke(cli, "backfill", spec, "--from", "2026-11-01", "--to", "2026-11-03", "--local")
     assert code == 0, out
     assert "2 skipped, 1 succeeded" in out
+
+
+@pytest.mark.integration
+def test_catch_up_skips_days_the_schedule_already_ran(argo_env: Any, tmp_path: Path, cli: CliRunner) -> None:
+    spec = write_flow(tmp_path)
+    assert invoke(cli, "deploy", spec)[0] == 0
+    ran = argo_env.cluster.schedule_run("daily-scores", "2026-11-01T18:00:00Z")  # 03:00 on Nov 2 in Tokyo
+    argo_env.cluster.set_phase(ran, "Succeeded")
+    failed = argo_env.cluster.schedule_run("daily-scores", "2026-11-02T18:00:00Z")  # Nov 3: failed, runs again
+    argo_env.cluster.set_phase(failed, "Failed")
+    code, out = invoke(cli, "backfill", spec, "--from", "2026-11-01", "--to", "2026-11-03")
+    assert code == 0, out
+    assert f"2026-11-02: skipped {ran}" in out and "2 submitted, 1 skipped" in out
+    code, out = invoke(cli, "list", "--pipeline", "daily-scores", "--status", "succeeded")
+    assert ran in out and "2026-11-01T18:00:00Z" in out

@@ -170,6 +170,29 @@ class FakeCluster:
                     node["finishedAt"] = _now()
             self._bump(wf)
 
+    def schedule_run(self, cron: str, scheduled_time: str, *, namespace: str = "argo") -> str:
+        """Start a workflow from a CronWorkflow as Argo's cron controller does; returns its name."""
+        with self.lock:
+            spec = copy.deepcopy(self.objects[("cronworkflows", namespace, cron)]["spec"])
+        workflow_spec = spec["workflowSpec"]
+        for parameter in (workflow_spec.get("arguments") or {}).get("parameters") or []:
+            parameter["value"] = str(parameter.get("value", "")).replace("{{workflow.scheduledTime}}", scheduled_time)
+        labels = dict((spec.get("workflowMetadata") or {}).get("labels") or {})  # CronWorkflowSpec.workflowMetadata
+        labels["workflows.argoproj.io/cron-workflow"] = cron
+        created = self.create(
+            "workflows",
+            namespace,
+            {
+                "metadata": {
+                    "generateName": f"{cron}-",
+                    "labels": labels,
+                    "annotations": {"workflows.argoproj.io/scheduled-time": scheduled_time},
+                },
+                "spec": workflow_spec,
+            },
+        )
+        return str(created["metadata"]["name"])
+
     def add_log(self, name: str, task: str, line: str, namespace: str = "argo") -> None:
         """A line printed by ``task``'s pod (Argo's v2 pod name: ``<workflow>-<template>-<fnv32a(node)>``)."""
         with self.lock:
