@@ -254,3 +254,67 @@ def test_failed_run_surfaces_glues_error_message() -> None:
 
     assert raised.value.reason == "UserError: score output: column 'id' is missing in batch 0"
     assert "ended FAILED" in str(raised.value)
+
+
+PIPELINE = """
+import pandas as pd
+from pipelines import Pipeline, step
+from steps import glue, sagemaker
+
+
+@step
+def prep() -> pd.DataFrame:
+    return pd.DataFrame({"id": range(3000), "x": [i / 10 for i in range(3000)]})
+
+
+def score(batch: pd.DataFrame, model: dict) -> pd.DataFrame:
+    return pd.DataFrame({"id": batch["id"], "y": batch["x"] * model["w"]})
+
+
+train = step(sagemaker.train)
+infer = step(glue.batch_infer, name="score")
+
+with Pipeline("e2e") as pipeline:
+    data = prep()
+    model = train(entry_point="train.py", source_dir="src", data=data, hyperparameters={"w": 2.5})
+    infer(score=score, model=model, data=data, batch_size=1000)
+"""
+
+TRAIN = """
+import argparse, os, pickle
+parser = argparse.ArgumentParser()
+parser.add_argument("--w", type=float)
+with open(os.path.join(os.environ["SM_MODEL_DIR"], "model.pkl"), "wb") as handle:
+    pickle.dump({"w": parser.parse_args().w}, handle)
+"""
+
+
+@pytest.mark.slow
+def test_pipeline_trains_then_scores_through_the_in_pod_entrypoint(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "train.py").write_text(TRAIN)
+    (tmp_path / "flow.py").write_text(PIPELINE)
+    env = {**os.environ, "HEADRACE_STATE_DIR": str(tmp_path / ".headrace")}
+
+    def run(task: str, *inputs: str) -> dict[str, object]:
+        command = [sys.executable, "-m", "steps", "run", "flow:pipeline", task, "--run-id", "r1"]
+        command += ["--outputs-dir", str(tmp_path / "out" / task)]
+        for name in inputs:
+            command += ["--input", f"{name}.result=" + (tmp_path / "out" / name / "result").read_text()]
+        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads((tmp_path / "out" / task / "_result.json").read_text())  # type: ignore[no-any-return]
+
+    run("prep")
+    trained = run("train", "prep")
+    scored = run("score", "prep", "train")
+
+    assert trained["records"]["hyperparameters"] == {"w": 2.5}  # type: ignore[index]
+    output = scored["outputs"]["result"]  # type: ignore[index]
+    assert output["rows"] == 3000 and output["format"] == "parquet"
+    frame = pq.read_table(output["uri"].removeprefix("file://")).to_pandas()
+    assert frame["y"].tolist() == [i / 10 * 2.5 for i in range(3000)]
