@@ -217,3 +217,13 @@ def test_a_token_given_with_its_bearer_prefix_works_too(kind: str, argo: Any, tm
 def test_the_token_never_shows_in_the_connection_repr() -> None:
     connection = Connection(transport="argo", namespace="argo", server="http://x", token="s3cret")
     assert "s3cret" not in repr(connection)
+
+
+def test_the_local_kubernetes_api_answers_version_like_a_cluster(argo: Any, tmp_path: Path) -> None:
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=argo.kubeconfig(str(tmp_path / "kc")), client_configuration=configuration)
+    with client.ApiClient(configuration) as api:
+        version = client.VersionApi(api).get_code()
+    assert (version.major, version.minor) == ("1", "32")

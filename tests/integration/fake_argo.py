@@ -493,7 +493,20 @@ class _Handler(BaseHTTPRequestHandler):
         parts = [p for p in url.path.split("/") if p]
         api = "argo" if parts[:2] == ["api", "v1"] and len(parts) > 2 and parts[2] in ARGO_PATHS else "k8s"
         if parts in (["version"], ["api", "v1", "version"]):
-            self._send(200, {"major": "1", "minor": "32", "gitVersion": "v1.32.0", "platform": "linux/amd64"})
+            self._send(
+                200,
+                {
+                    "major": "1",
+                    "minor": "32",
+                    "gitVersion": "v1.32.0",
+                    "gitCommit": "70d3cc986aa8221cd1dfb1121852688902d3bf53",
+                    "gitTreeState": "clean",
+                    "buildDate": "2024-12-11T17:59:15Z",
+                    "goVersion": "go1.23.3",
+                    "compiler": "gc",
+                    "platform": "linux/amd64",
+                },
+            )
             return
         body = self._body() if method in ("POST", "PUT", "PATCH") else None
         cluster = self.server.cluster
