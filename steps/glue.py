@@ -166,37 +166,55 @@ def _run_local(
 def score_reference(score: ScoreFunction | str) -> tuple[str, Path | None]:
     """How a job script finds ``score``: (``module:function``, the file or package to ship).
 
-    A function defined in a script run as ``__main__`` is named by its file's stem, which is how
-    it imports once that file is shipped. A string is returned as is, with its module's source.
+    A function in a module that stands on its own (no relative imports, no import of its own
+    package) is shipped as that one file, a top-level module named by its stem: importing it on
+    Glue then never runs its package's ``__init__`` (which may read files or import what Glue
+    lacks). Otherwise the whole top-level package is shipped. A function defined in a script run
+    as ``__main__`` is named by the script's stem.
     """
     if isinstance(score, str):
-        module_name = score.partition(":")[0]
+        module_name, _, qualname = score.partition(":")
         if module_name.endswith(".py"):
-            path = Path(module_name)
-            return f"{path.stem}:{score.partition(':')[2]}", path
+            return f"{Path(module_name).stem}:{qualname}", Path(module_name).resolve()
         try:
-            spec = importlib.util.find_spec(module_name.split(".")[0])
+            spec = importlib.util.find_spec(module_name)
         except (ImportError, ValueError):
             spec = None
-        origin = Path(spec.origin) if spec and spec.origin else None
-        return score, (origin.parent if origin and origin.name == "__init__.py" else origin)
-    module_name = getattr(score, "__module__", "") or ""
-    qualname = getattr(score, "__qualname__", "")
-    if "<locals>" in qualname or "<lambda>" in qualname or not module_name:
-        raise UserError(f"score {qualname or score!r}: must be a module-level function, so Glue workers can import it")
-    try:
-        file = Path(inspect.getfile(score)).resolve()
-    except (TypeError, OSError):
-        file = None
-    if module_name == "__main__":
-        if file is None:
-            raise UserError("score: a function typed into an interactive session can not be shipped; put it in a file")
+        file = Path(spec.origin).resolve() if spec and spec.origin and spec.has_location else None
+    else:
+        module_name = getattr(score, "__module__", "") or ""
+        qualname = getattr(score, "__qualname__", "")
+        if "<locals>" in qualname or "<lambda>" in qualname or not module_name:
+            raise UserError(
+                f"score {qualname or score!r}: must be a module-level function, so Glue workers can import it"
+            )
+        try:
+            file = Path(inspect.getfile(score)).resolve()
+        except (TypeError, OSError):
+            file = None
+        if module_name == "__main__":
+            if file is None:
+                raise UserError("score: a function typed into an interactive session can not be shipped; use a file")
+            return f"{file.stem}:{qualname}", file
+    top = module_name.split(".")[0]
+    if "." not in module_name or file is None:
+        return f"{module_name}:{qualname}", file
+    if file.name != "__init__.py" and _stands_alone(file, top):
         return f"{file.stem}:{qualname}", file
-    top = sys.modules.get(module_name.split(".")[0])
-    top_file = getattr(top, "__file__", None)
-    if top_file and Path(top_file).name == "__init__.py":
-        return f"{module_name}:{qualname}", Path(top_file).resolve().parent
-    return f"{module_name}:{qualname}", file
+    package = file
+    while package.parent.joinpath("__init__.py").is_file() and package.parent.name != top:
+        package = package.parent
+    return f"{module_name}:{qualname}", package.parent if package.parent.name == top else file
+
+
+def _stands_alone(file: Path, package: str) -> bool:
+    """True when a module neither imports relatively nor imports its own package."""
+    import re
+
+    text = file.read_text(encoding="utf-8", errors="replace")
+    relative = re.search(r"^\s*from\s+\.", text, re.MULTILINE)
+    own = re.search(rf"^\s*(?:from|import)\s+{re.escape(package)}(?:[.\s]|$)", text, re.MULTILINE)
+    return relative is None and own is None
 
 
 def _python_path(shipped: Path | None) -> str:

@@ -318,3 +318,22 @@ def test_pipeline_trains_then_scores_through_the_in_pod_entrypoint(tmp_path: Pat
     assert output["rows"] == 3000 and output["format"] == "parquet"
     frame = pq.read_table(output["uri"].removeprefix("file://")).to_pandas()
     assert frame["y"].tolist() == [i / 10 * 2.5 for i in range(3000)]
+
+
+def test_scoring_module_that_stands_alone_ships_without_its_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from steps.glue import score_reference
+
+    package = tmp_path / "shop"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        "from pathlib import Path\nQUERY = (Path(__file__).parent / 'q.sql').read_text()\n"
+    )
+    (package / "q.sql").write_text("select 1")
+    (package / "scoring.py").write_text("def score(batch, model):\n    return batch\n")
+    (package / "tasks.py").write_text("from . import scoring\n\ndef score(batch, model):\n    return batch\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    assert score_reference("shop.scoring:score") == ("scoring:score", package / "scoring.py")
+    assert score_reference("shop.tasks:score") == ("shop.tasks:score", package)
