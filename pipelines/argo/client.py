@@ -104,7 +104,8 @@ def normalise_server(raw: str, environ: Mapping[str, str]) -> str:
 
 
 def _kubeconfig_context(path: str, context: str) -> tuple[str, str]:
-    """(namespace, context name) of the kubeconfig's chosen context; empty when there is none."""
+    """(namespace, context name) of the kubeconfig's chosen context; empty when there is none
+    (or the file is unreadable: with an Argo Server configured a broken kubeconfig must not matter)."""
     import yaml
 
     candidates = [p for p in path.split(os.pathsep) if p] if path else [os.path.expanduser("~/.kube/config")]
@@ -114,10 +115,8 @@ def _kubeconfig_context(path: str, context: str) -> tuple[str, str]:
         try:
             with open(candidate, encoding="utf-8") as handle:
                 data = yaml.safe_load(handle) or {}
-        except (OSError, yaml.YAMLError) as error:
-            raise ConfigError(
-                f"kubeconfig {candidate}: not readable YAML ({error}); fix it or set KUBECONFIG"
-            ) from error
+        except (OSError, yaml.YAMLError):
+            return "", ""  # only a namespace default is read here; the Kubernetes transport reports it
         chosen = context or str(data.get("current-context") or "")
         for entry in data.get("contexts") or []:
             if isinstance(entry, dict) and entry.get("name") == chosen:
@@ -461,6 +460,7 @@ class KubernetesTransport:
     """
 
     def __init__(self, connection: Connection, *, api_client: Any | None = None) -> None:
+        import yaml
         from kubernetes import client, config
 
         self.connection = connection
@@ -472,7 +472,7 @@ class KubernetesTransport:
                     context=connection.context or None,
                     client_configuration=configuration,
                 )
-            except (config.ConfigException, OSError, TypeError) as error:
+            except (config.ConfigException, OSError, TypeError, ValueError, yaml.YAMLError) as error:
                 raise ConfigError(
                     f"kubeconfig: {str(error).rstrip('.')}; set KUBECONFIG, or ARGO_SERVER to use the Argo Server instead"
                 ) from error

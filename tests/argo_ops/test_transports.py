@@ -227,3 +227,14 @@ def test_the_local_kubernetes_api_answers_version_like_a_cluster(argo: Any, tmp_
     with client.ApiClient(configuration) as api:
         version = client.VersionApi(api).get_code()
     assert (version.major, version.minor) == ("1", "32")
+
+
+def test_a_broken_kubeconfig_does_not_matter_with_an_argo_server(argo: Any, tmp_path: Path) -> None:
+    broken = tmp_path / "kubeconfig"
+    broken.write_text("clusters: [unclosed")
+    connection = resolve_connection(
+        Settings(), server=argo.url, token=argo.cluster.token, environ={"KUBECONFIG": str(broken)}
+    )
+    assert open_transport(connection).list("workflows") == []
+    with pytest.raises(ConfigError, match="kubeconfig"):
+        open_transport(resolve_connection(Settings(), environ={"KUBECONFIG": str(broken)}))
