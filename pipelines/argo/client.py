@@ -474,7 +474,7 @@ class KubernetesTransport:
                 )
             except (config.ConfigException, OSError, TypeError, ValueError, yaml.YAMLError) as error:
                 raise ConfigError(
-                    f"kubeconfig: {str(error).rstrip('.')}; set KUBECONFIG, or ARGO_SERVER to use the Argo Server instead"
+                    f"kubeconfig: {' '.join(str(error).split()).rstrip('.')}; fix KUBECONFIG, or set ARGO_SERVER to use the Argo Server instead"
                 ) from error
             if connection.token:
                 bare = connection.token.removeprefix("Bearer ").strip()
