@@ -106,3 +106,14 @@ def test_headrace_logs_of_an_argo_run_prints_its_lines(run: str, cli: CliRunner)
     code, out = invoke(cli, "logs", run, "train")
     assert code == 0, out
     assert out.splitlines() == ["epoch 1 loss=0.5"]
+
+
+def test_hera_71_cannot_read_argos_line_stream_which_is_why_we_read_it_ourselves(run: str, argo_env: Any) -> None:
+    """When Hera learns to read the stream, this fails: switch stream_logs to Hera then."""
+    import json as json_module
+
+    from hera.workflows.service import WorkflowsService
+
+    service = WorkflowsService(host=argo_env.url + "/", token=argo_env.cluster.token, namespace="argo")
+    with pytest.raises((json_module.JSONDecodeError, ValueError, TypeError)):
+        service.workflow_logs(run, log_options_container="main")
