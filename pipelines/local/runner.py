@@ -143,6 +143,18 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextmanager
+def _interrupts_ignored() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class Runner:
     """One invocation of a run (a fresh run or a resume)."""
 
@@ -187,8 +199,9 @@ class Runner:
                 with _sigterm_as_interrupt():
                     self._loop()
             except KeyboardInterrupt:
-                self._cancel()
-                return self._finish("cancelled")
+                with _interrupts_ignored():  # a second Ctrl-C must not leave the records half-written
+                    self._cancel()
+                    return self._finish("cancelled")
             except BaseException:
                 self._cancel()
                 self._finish("failed")
