@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,16 +94,34 @@ def test_the_image_layout_runs_a_rendered_step_command(tmp_path: Path) -> None:
     )
     dag = next(t for t in template["spec"]["templates"] if "dag" in t)
     first = next(t for t in dag["dag"]["tasks"] if not t.get("dependencies"))
-    container = next(t for t in template["spec"]["templates"] if t["name"] == first["template"])["container"]
+    task_template = next(t for t in template["spec"]["templates"] if t["name"] == first["template"])
+    container = task_template["container"]
     outputs = tmp_path / "outputs"
-    values = {p["name"]: p.get("value", "") for p in template["spec"]["arguments"]["parameters"]}
-    values["run_date"] = "2026-11-01"
+    workflow_values = {p["name"]: str(p.get("value", "")) for p in template["spec"]["arguments"]["parameters"]}
+    workflow_values["run_date"] = "2026-11-01"
+
+    def fill(text: str, scope: str, values: dict[str, str]) -> str:
+        for name, value in values.items():
+            text = text.replace(f"{{{{{scope}.parameters.{name}}}}}", value)
+        return text
+
+    def declared_inputs(tmpl: dict[str, Any], outer: dict[str, str]) -> dict[str, str]:
+        return {
+            p["name"]: fill(str(p.get("value", outer.get(p["name"], ""))), "workflow", workflow_values)
+            for p in (tmpl.get("inputs") or {}).get("parameters") or []
+        }
+
+    # Argo's substitution: workflow arguments feed the entrypoint DAG's inputs (by name), the DAG
+    # task's arguments read those, and the task template's inputs receive them.
+    dag_inputs = declared_inputs(dag, workflow_values)
+    inputs = declared_inputs(task_template, {})
+    for argument in (first.get("arguments") or {}).get("parameters") or []:
+        value = fill(str(argument.get("value", "")), "workflow", workflow_values)
+        inputs[argument["name"]] = fill(value, "inputs", dag_inputs)
     argv = []
     for arg in container["command"] + container["args"]:
         arg = arg.replace("{{workflow.name}}", "recipe-stream-abcde").replace("/tmp/headrace/outputs", str(outputs))
-        for name, value in values.items():
-            arg = arg.replace(f"{{{{workflow.parameters.{name}}}}}", str(value))
-        argv.append(arg)
+        argv.append(fill(fill(arg, "workflow", workflow_values), "inputs", inputs))
     assert argv[:3] == ["python", "-m", "steps"] and "{{" not in " ".join(argv)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEADRACE_")}
     env.update(HEADRACE_STATE_DIR=str(tmp_path / "state"), HEADRACE_PROFILE="local", PYTHONDONTWRITEBYTECODE="1")
