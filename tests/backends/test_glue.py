@@ -103,7 +103,11 @@ def test_generated_glue_script_on_local_spark_scores_the_same_as_the_arrow_engin
     model = model_archive(tmp_path)
     arrow = score_parquet(tmp_path / "in.parquet", tmp_path / "arrow", score, model, batch_size=400, workers=2)
 
-    spark = run_script_locally(tmp_path / "in.parquet", tmp_path / "spark", score, model, batch_size=400, timeout=240)
+    fast_start = {"spark.driver.extraJavaOptions": "-XX:+UseSerialGC -XX:TieredStopAtLevel=1"}
+
+    spark = run_script_locally(
+        tmp_path / "in.parquet", tmp_path / "spark", score, model, batch_size=400, conf=fast_start, timeout=240
+    )
 
     assert spark.rows == arrow.rows == 5_000
     by_spark = pq.read_table(tmp_path / "spark").to_pandas().sort_values("id").reset_index(drop=True)
