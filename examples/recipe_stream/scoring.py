@@ -15,6 +15,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # imported when scoring, not when the pipeline module is loaded for another task
     import pandas as pd
 
+#: Installed on the Glue workers (``--additional-python-modules``): the scikit-learn of the
+#: SageMaker training container (framework version 1.2-1), so the pickled model loads as trained.
+glue_python_modules = ["scikit-learn==1.2.1"]
+
 #: Columns of every scored batch, in order; the Athena SQL reads these names.
 OUTPUT_COLUMNS = ("snapshot_date", "recipe_id", "cuisine", "predicted_class", "confidence")
 

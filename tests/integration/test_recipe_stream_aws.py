@@ -348,12 +348,13 @@ def test_glue_gets_the_scoring_job_with_its_code_and_the_run_reads_back_every_sc
     script, code = job["Command"]["ScriptLocation"], job["DefaultArguments"]["--extra-py-files"]
     assert script.endswith("/glue_script.py") and script.removeprefix(f"s3://{BUCKET}/") in flow.s3_keys
     assert code.removeprefix(f"s3://{BUCKET}/") in flow.s3_keys
-    assert "examples/recipe_stream/scoring.py" in flow.glue_code_files, "the scoring module ships with the job"
     [run] = flow.glue_runs
+    module = run["Arguments"]["--score"].removesuffix(":score")
+    assert module.endswith("scoring")
+    assert module.replace(".", "/") + ".py" in flow.glue_code_files, "the scoring module ships with the job"
     assert run["JobRunState"] == "SUCCEEDED"
     assert run["Arguments"]["--model"] == flow.outputs["train"]["result"].uri
     assert run["Arguments"]["--input"] == flow.outputs["extract-items"]["result"].uri
-    assert run["Arguments"]["--score"] == "examples.recipe_stream.scoring:score"
     assert (run["WorkerType"], run["NumberOfWorkers"]) == ("G.1X", 2)
     scored = flow.outputs["score"]["result"]
     assert scored.rows == ITEMS and scored.uri == run["Arguments"]["--output"] + "/"
