@@ -17,7 +17,7 @@ files) with its size and row count.
   else that module imports at the top must exist on Glue (pandas, NumPy, pyarrow and scikit-learn
   do; anything else goes in ``glue_python_modules``).
 * **local profile**: the Arrow engine (:mod:`steps.batch_local`, parallel workers, one per CPU,
-  memory bounded by the batch size; ``worker_type``/``number_of_workers`` apply to Glue only). ``HEADRACE_GLUE_ENGINE=spark`` runs the generated Glue script
+  memory bounded by the batch size; ``worker_type``/``number_of_workers`` apply to Glue only). ``glue_engine = "spark"`` (``HEADRACE_GLUE_ENGINE=spark``) runs the generated Glue script
   itself on local Spark (the ``[spark]`` extra and Java 17) through :func:`run_script_locally`.
 """
 
@@ -43,6 +43,7 @@ from steps.contract import ArtifactRef
 from steps.errors import ConfigError, HandoffFailed, NotFoundError, StepFailed, UserError
 from steps.glue_script import ROWS_FILE
 from steps.handoff import Phase, phase_of, poll
+from steps.settings import Settings
 
 #: Every Glue JobRunState (API reference, JobRun.JobRunState) mapped to ours.
 GLUE_STATES: dict[str, Phase] = {
@@ -114,11 +115,13 @@ def _as_ref(value: Any, name: str, where: str) -> ArtifactRef:
 # ----------------------------------------------------------------------------- local side
 
 
-def engine() -> str:
-    """The local engine: ``HEADRACE_GLUE_ENGINE`` = ``arrow`` (default) or ``spark``."""
-    chosen = os.environ.get("HEADRACE_GLUE_ENGINE", "arrow").strip().lower() or "arrow"
+def engine(settings: Settings) -> str:
+    """The local engine, setting ``glue_engine`` (``HEADRACE_GLUE_ENGINE``): ``arrow`` or ``spark``."""
+    chosen = settings.glue_engine.strip().lower() or "arrow"
     if chosen not in ENGINES:
-        raise ConfigError(f"HEADRACE_GLUE_ENGINE: {chosen!r} is not an engine; use arrow or spark")
+        raise ConfigError(
+            f"glue_engine: {chosen!r} is not an engine; use arrow or spark (HEADRACE_GLUE_ENGINE or headrace.toml)"
+        )
     return chosen
 
 
@@ -139,7 +142,7 @@ def _run_local(
     local_store = isinstance(store, LocalStore)
     target = store.path / key if isinstance(store, LocalStore) else Path(tempfile.mkdtemp(prefix="headrace-")) / "out"
     target.parent.mkdir(parents=True, exist_ok=True)
-    chosen = engine()
+    chosen = engine(ctx.settings)
     if chosen == "spark":
         result = run_script_locally(
             data_path, target, score, model_path, batch_size=batch_size, output_schema=output_schema
@@ -152,6 +155,7 @@ def _run_local(
             model_path,
             batch_size=batch_size,
             output_schema=output_schema,
+            pool=ctx.settings.batch_pool or None,
             progress=ctx.progress,
         )
     ctx.record(batch_engine=chosen, batch_rows=result.rows, batch_size=batch_size)

@@ -33,6 +33,11 @@ class Settings:
     #: Folder of local tables (Parquet/CSV) that local BigQuery/Athena SQL reads by name
     #: (``load_settings`` fills in ``<state_dir>/tables`` on the local profile).
     local_tables: str = ""
+    #: Local batch scoring (steps.glue on the local profile): ``arrow`` (a worker pool over Arrow
+    #: batches) or ``spark`` (the generated Glue script on local Spark, the ``[spark]`` extra).
+    glue_engine: str = "arrow"
+    #: Workers of the local Arrow engine: ``thread`` (vectorized scorers) or ``process`` (GIL-bound ones).
+    batch_pool: str = "thread"
     control_room_url: str = ""
     control_room_token: str = ""
     #: File holding the control room's token (a mounted Kubernetes Secret); read when the token is unset.

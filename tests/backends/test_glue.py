@@ -87,14 +87,13 @@ def test_local_batch_inference_names_the_missing_column(tmp_path: Path, local_se
     assert not Path(ctx.store.uri_for(ctx.output_key("scores")).removeprefix("file://")).exists()
 
 
-def test_unknown_engine_is_a_config_error(
-    tmp_path: Path, local_settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_unknown_engine_is_a_config_error_naming_the_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HEADRACE_GLUE_ENGINE", "dask")
+    settings = load_settings({"artifact_root": str(tmp_path / "artifacts")})
     write_input(tmp_path / "in.parquet", 10, row_group_size=10)
 
-    with pytest.raises(ConfigError, match="use arrow or spark"):
-        batch_infer(make_context(local_settings), score, model_archive(tmp_path), tmp_path / "in.parquet")
+    with pytest.raises(ConfigError, match="glue_engine: 'dask' is not an engine; use arrow or spark"):
+        batch_infer(make_context(settings), score, model_archive(tmp_path), tmp_path / "in.parquet")
 
 
 @pytest.mark.spark
