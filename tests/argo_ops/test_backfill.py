@@ -162,3 +162,15 @@ def test_catch_up_skips_days_the_schedule_already_ran(argo_env: Any, tmp_path: P
     assert f"2026-11-02: skipped {ran}" in out and "2 submitted, 1 skipped" in out
     code, out = invoke(cli, "list", "--pipeline", "daily-scores", "--status", "succeeded")
     assert ran in out and "2026-11-01T18:00:00Z" in out
+
+
+def test_run_dates_with_a_time_of_day_make_valid_distinct_labels() -> None:
+    from pipelines.argo.submit import run_date_label
+    from pipelines.graph import LABEL_VALUE
+
+    runs = plan(
+        pipeline(Schedule("0 */6 * * *", timezone="America/New_York")), dt.date(2026, 11, 1), dt.date(2026, 11, 1)
+    )
+    labels = [run_date_label(r.run_date) for r in runs]
+    assert len(set(labels)) == len(runs) == 4
+    assert all(LABEL_VALUE.match(label) and len(label) <= 63 for label in labels), labels
