@@ -42,7 +42,7 @@ from steps.context import StepContext
 from steps.contract import ArtifactRef
 from steps.errors import ConfigError, HandoffFailed, NotFoundError, StepFailed, UserError
 from steps.glue_script import ROWS_FILE
-from steps.handoff import Phase, phase_of, poll
+from steps.handoff import Phase, phase_of, poll, terminate_as_interrupt
 from steps.settings import Settings
 
 #: Every Glue JobRunState (API reference, JobRun.JobRunState) mapped to ours.
@@ -373,7 +373,14 @@ def _run_glue(
     ctx.record(
         glue_job=name, glue_run_id=run_id, worker_type=chosen_type, number_of_workers=workers, batch_size=batch_size
     )
-    check_run(where, wait_for_run(ctx, glue, name, run_id))
+    try:
+        with terminate_as_interrupt():
+            final = wait_for_run(ctx, glue, name, run_id)
+    except KeyboardInterrupt:
+        ctx.log.warning("interrupted: stopping Glue run %s of job %s", run_id, name)
+        glue.batch_stop_job_run(JobName=name, JobRunIds=[run_id])
+        raise
+    check_run(where, final)
     rows, size = output_size(ctx, output_uri)
     return ArtifactRef(output_uri + "/", size, rows, "parquet")
 

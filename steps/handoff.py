@@ -8,9 +8,12 @@ the loop testable without a provider, and the provider calls testable against mo
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import signal
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -80,3 +83,25 @@ def poll(
         if phase(answer).terminal:
             return answer
         sleep(next_delay())
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into :class:`KeyboardInterrupt` while waiting on a provider's job.
+
+    Argo stops a pod with SIGTERM; without this the pod would die and leave its SageMaker or Glue
+    job running (and billing). Callers catch the interrupt, stop the job, and re-raise. Outside
+    the main thread (where signals can not be handled) this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

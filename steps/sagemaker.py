@@ -42,7 +42,7 @@ from typing import Any
 from steps.context import StepContext
 from steps.contract import ArtifactRef
 from steps.errors import ConfigError, HandoffFailed, NotFoundError, UserError
-from steps.handoff import Phase, phase_of, poll
+from steps.handoff import Phase, phase_of, poll, terminate_as_interrupt
 from steps.model_io import pack_dir, tree_sha256
 from steps.quantities import parse_duration
 
@@ -416,7 +416,8 @@ def _train_cloud(
             raise
         raise translate(error, f"{where}: sagemaker training job {name}") from error
     try:
-        final = wait(ctx, sagemaker, client("logs", ctx.settings), name)
+        with terminate_as_interrupt():
+            final = wait(ctx, sagemaker, client("logs", ctx.settings), name)
     except KeyboardInterrupt:
         ctx.log.warning("interrupted: stopping training job %s", name)
         sagemaker.stop_training_job(TrainingJobName=name)

@@ -366,3 +366,17 @@ def test_image_uri_by_region_and_passthrough() -> None:
     )
     custom = "123456789012.dkr.ecr.us-east-1.amazonaws.com/my-trainer:7"
     assert image_uri(custom, None, "us-east-1", "ml.m5.large") == custom
+
+
+def test_sigterm_while_waiting_on_a_job_becomes_an_interrupt_and_the_handler_is_restored() -> None:
+    import os
+    import signal
+
+    from steps.handoff import terminate_as_interrupt
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt), terminate_as_interrupt():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the signal interrupts this sleep
+
+    assert signal.getsignal(signal.SIGTERM) is before
