@@ -38,6 +38,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import urllib.request
@@ -91,6 +92,7 @@ class Flow:
     model_uri: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
     glue_code_files: list[str] = field(default_factory=list)
+    training_source_files: list[str] = field(default_factory=list)
 
 
 class Providers:
@@ -231,6 +233,10 @@ def _run_flow(settings: Settings, moto: str, bigquery: BigQueryServer, slack: Sl
     flow.bigquery_requests = list(bigquery.requests)
     flow.training_job = providers.sagemaker.describe_training_job(TrainingJobName=flow.records["train"]["training_job"])
     flow.glue_job = providers.glue.get_job(JobName=flow.records["score"]["glue_job"])["Job"]
+    submit = json.loads(flow.training_job["HyperParameters"]["sagemaker_submit_directory"])
+    source = providers.s3.get_object(Bucket=BUCKET, Key=providers.key(submit))["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(source), mode="r:gz") as archive:
+        flow.training_source_files = sorted(archive.getnames())
     code_key = providers.key(flow.glue_job["DefaultArguments"]["--extra-py-files"])
     code = providers.s3.get_object(Bucket=BUCKET, Key=code_key)["Body"].read()
     flow.glue_code_files = zipfile.ZipFile(io.BytesIO(code)).namelist()
@@ -314,6 +320,10 @@ def test_bigquery_receives_both_extracts_with_their_sql_and_a_typed_run_date(flo
         assert job["configuration"]["query"].get("useLegacySql") is False
     # Each extract makes a dry run (its byte estimate is recorded), then the query job.
     assert flow.bigquery_requests.count(("POST", "/projects/recipes-prod/jobs")) == 4
+    # ...and every other call pages the results of those two query jobs (jobs.getQueryResults).
+    reads = [path for method, path in flow.bigquery_requests if method != "POST"]
+    assert all(path.startswith("/projects/recipes-prod/queries/") for path in reads), reads
+    assert {path.rsplit("/", 1)[-1] for path in reads} == {job["jobReference"]["jobId"] for job in flow.bigquery_jobs}
     for name in ("extract-events", "extract-items"):
         assert flow.records[name]["bigquery_bytes_estimate"] > 0
     yesterday = DAY - dt.timedelta(days=1)
@@ -335,6 +345,7 @@ def test_sagemaker_gets_the_training_job_and_its_model_is_what_the_task_returns(
     assert hps["sagemaker_program"] == '"train.py"'
     assert (hps["max_iter"], hps["label"]) == ("15", '"outcome"')
     assert json.loads(hps["sagemaker_submit_directory"]).startswith(f"{ROOT}/recipe-stream/{RUN_ID}/train/")
+    assert flow.training_source_files == ["train.py"], "the entry script's folder is the job's source"
     model = flow.outputs["train"]["result"]
     assert model.uri == flow.model_uri and model.format == "model" and model.bytes > 0
     assert flow.records["train"]["trained"] is True
