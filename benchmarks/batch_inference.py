@@ -15,7 +15,7 @@ Parquet:
 * ``spark``: the generated Glue script on local Spark (``local[2]``) via ``run_script_locally``.
 
 Each engine runs in its own process; peak memory is the highest summed RSS of that process and
-all its children (workers, the JVM), sampled every 20 ms. The model is loaded before the clock
+all its children (workers, the JVM), sampled every 50 ms. The model is loaded before the clock
 starts; everything after (worker start-up included) is timed. Targets (issue 4): the Arrow engine
 reaches >= 80% of the in-memory rate at 1M rows, keeps memory bounded at 10M, and is >= 3x faster
 than local Spark at 1M.
@@ -130,26 +130,23 @@ def run_engine(engine: str, source: Path, model: Path, output: Path) -> dict[str
 
 
 def _tree_rss(root: int) -> int:
-    """Summed RSS in bytes of ``root`` and all its descendants, from /proc."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
+    """Summed RSS in bytes of ``root`` and all its descendants.
+
+    Walks ``/proc/<pid>/task/<tid>/children`` from the root, touching only the measured tree, so
+    the sampler itself stays cheap (scanning all of /proc would steal CPU from the engines).
+    """
     page = os.sysconf("SC_PAGE_SIZE")
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        pid, parent = int(entry), int(fields[1])
-        children.setdefault(parent, []).append(pid)
-        rss[pid] = int(fields[21]) * page
     total, stack = 0, [root]
     while stack:
         pid = stack.pop()
-        total += rss.get(pid, 0)
-        stack.extend(children.get(pid, []))
+        try:
+            with open(f"/proc/{pid}/statm", encoding="ascii") as handle:
+                total += int(handle.read().split()[1]) * page
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{tid}/children", encoding="ascii") as handle:
+                    stack.extend(int(child) for child in handle.read().split())
+        except (OSError, ValueError):
+            continue
     return total
 
 
@@ -164,7 +161,7 @@ def measure(engine: str, source: Path, model: Path, output: Path) -> dict[str, A
         def sample() -> None:
             while not done.is_set():
                 peak[0] = max(peak[0], _tree_rss(child.pid))
-                done.wait(0.02)
+                done.wait(0.05)
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
