@@ -16,12 +16,14 @@ header from its address bar.
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import math
 import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
 from control_room.sizing import Policy
 from control_room.store import Store
-from steps.contract import Observation, Outcome, RunEvent, SizingRequest, to_dict
+from steps.contract import Observation, Outcome, RunEvent, SizingDecision, SizingRequest, to_dict
 
 log = logging.getLogger("headrace.control_room")
 
@@ -295,8 +297,8 @@ def create_app(
             raise HTTPException(status_code=503, detail=f"database unreachable: {type(error).__name__}") from error
         return {"status": "ok", "schema_version": store.version}
 
-    @app.post(f"/{API_VERSION}/observations", dependencies=[Depends(authorize)], tags=["api"])
-    def post_observation(observation: Observation) -> dict[str, Any]:
+    @app.post(f"/{API_VERSION}/observations", dependencies=[Depends(authorize)], tags=["api"], response_model=Recorded)
+    def post_observation(observation: Observation) -> Response:
         """Record what a task attempt did; sending the same (run, task, attempt) again is harmless."""
         validate_observation(observation)
         store.add_observation(observation)
@@ -311,23 +313,23 @@ def create_app(
                 observe(observation)
             except Exception as error:
                 log.warning("notifier failed on an observation of %s: %s", observation.run_id, error)
-        return {"status": "recorded", "run_id": observation.run_id, "task": observation.task}
+        return _json({"status": "recorded", "run_id": observation.run_id, "task": observation.task})
 
-    @app.post(f"/{API_VERSION}/sizing", dependencies=[Depends(authorize)], tags=["api"])
-    def post_sizing(request: SizingRequest) -> dict[str, Any]:
+    @app.post(f"/{API_VERSION}/sizing", dependencies=[Depends(authorize)], tags=["api"], response_model=SizingDecision)
+    def post_sizing(request: SizingRequest) -> Response:
         """Choose the size of the next task attempt; the decision is stored with the run."""
         validate_request(request)
-        decision = policy.decide(request, store.history(request.pipeline, request.task))
+        decision = policy.decide(request, store.recent_history(request.pipeline, request.task))
         store.add_decision(request, decision)
         metrics.add(
             "headrace_control_room_decisions_total",
             help_text="Sizing decisions, by source and target",
             labels={"source": decision.source, "target": str(decision.target)},
         )
-        return to_dict(decision)
+        return _json(to_dict(decision))
 
-    @app.post(f"/{API_VERSION}/events", dependencies=[Depends(authorize)], tags=["api"])
-    def post_event(event: RunEvent) -> dict[str, Any]:
+    @app.post(f"/{API_VERSION}/events", dependencies=[Depends(authorize)], tags=["api"], response_model=Recorded)
+    def post_event(event: RunEvent) -> Response:
         """Store a run event and hand it to the notifier (Slack, Datadog)."""
         validate_event(event)
         event_id = store.add_event(event)
@@ -340,7 +342,7 @@ def create_app(
             except Exception as error:
                 metrics.add("headrace_control_room_notifier_failures_total", help_text="Notifier errors")
                 log.warning("notifier failed on %s of %s: %s", event.kind, event.run_id, error)
-        return {"status": "recorded", "id": event_id}
+        return _json({"status": "recorded", "id": event_id, "run_id": event.run_id, "task": event.task})
 
     @app.get(f"/{API_VERSION}/runs", dependencies=[Depends(authorize)], tags=["api"])
     def get_runs(pipeline: str | None = None, limit: int = Query(50, ge=1, le=1000)) -> dict[str, list[dict[str, Any]]]:
@@ -409,6 +411,21 @@ def create_app(
     return app
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """What a write answers: it is stored (and committed) under this run and task."""
+
+    status: str
+    run_id: str
+    task: str | None = None
+    id: int | None = None
+
+
+def _json(content: dict[str, Any]) -> Response:
+    """A JSON response built directly: FastAPI's response validation costs more than the work."""
+    return Response(json.dumps(content, separators=(",", ":")), media_type="application/json")
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
@@ -417,3 +434,25 @@ def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, str | int | float | bool):
         return value
     return str(value)
+
+
+def app_from_environment() -> FastAPI:
+    """The app as ``headrace control-room serve`` configures it, from settings alone.
+
+    The factory uvicorn calls in each worker process (``--workers N``): every worker opens its own
+    store and notifier from ``HEADRACE_*`` settings.
+    """
+    from control_room.catalog import load_catalog, load_rules
+    from steps.settings import load_settings
+
+    settings = load_settings()
+    catalog = load_catalog(settings.control_room_catalog or None)
+    policy = Policy(catalog, load_rules(settings.control_room_rules or None, catalog))
+    store = Store.open(settings.control_room_db or None, settings.state_dir)
+    tokens = Tokens(settings.control_room_token.split(","), settings.control_room_token_file or None)
+    notifier: Notifier | None = None
+    if os.environ.get("HEADRACE_CONTROL_ROOM_NOTIFY", "1") != "0":
+        from control_room.notify import build_notifier
+
+        notifier = build_notifier(settings, engine=store.engine, start=True)
+    return create_app(store, policy, tokens=tokens, notifier=notifier)

@@ -73,18 +73,32 @@ class Catalog:
     defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str = "built-in"
 
+    def __post_init__(self) -> None:
+        # Indexes: the policy looks options up for every observation of every decision.
+        by_target: dict[str, list[Option]] = {}
+        by_name: dict[tuple[str, str], list[Option]] = {}
+        for option in self.options:
+            by_target.setdefault(option.target.value, []).append(option)
+            by_name.setdefault((option.target.value, option.instance_type), []).append(option)
+        object.__setattr__(self, "_by_target", by_target)
+        object.__setattr__(self, "_by_name", by_name)
+
     def for_target(self, target: SizingTarget | str) -> list[Option]:
-        return [o for o in self.options if o.target == SizingTarget(target)]
+        by_target: dict[str, list[Option]] = self.__dict__["_by_target"]
+        return list(by_target.get(str(target), ()))
 
     def find(self, target: SizingTarget | str, instance_type: str | None, count: int = 1) -> Option | None:
         """The option named ``instance_type`` (with ``count`` for Glue) or None."""
         if not instance_type:
             return None
-        same = [o for o in self.for_target(target) if o.instance_type == instance_type]
+        by_name: dict[tuple[str, str], list[Option]] = self.__dict__["_by_name"]
+        same = by_name.get((str(target), instance_type))
         if not same:
             return None
-        exact = [o for o in same if o.count == count]
-        return exact[0] if exact else same[0].with_count(max(1, count))
+        for option in same:
+            if option.count == count:
+                return option
+        return same[0].with_count(max(1, count))
 
     def default(self, target: SizingTarget | str) -> Option:
         """The safe default for ``target``: the catalog's ``defaults`` entry or its middle option."""

@@ -35,7 +35,7 @@ class EmbeddedControlRoom:
         return cls(store, Policy(catalog, rules), notifier)
 
     def size(self, request: SizingRequest) -> SizingDecision:
-        decision = self.policy.decide(request, self.store.history(request.pipeline, request.task))
+        decision = self.policy.decide(request, self.store.recent_history(request.pipeline, request.task))
         self.store.add_decision(request, decision)
         return decision
 

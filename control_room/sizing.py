@@ -29,6 +29,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 from control_room.catalog import Catalog, Option, Rules
 from steps.contract import Observation, Outcome, SizingDecision, SizingRequest, SizingTarget
@@ -82,17 +85,21 @@ def _quantile(values: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
+def _pairwise_slopes(xs: Sequence[float], ys: Sequence[float], min_dx: float) -> Any:
+    x = np.asarray(xs, dtype=float)
+    y = np.asarray(ys, dtype=float)
+    i, j = np.triu_indices(len(x), k=1)
+    dx = x[j] - x[i]
+    keep = np.abs(dx) > min_dx
+    return (y[j] - y[i])[keep] / dx[keep]
+
+
 def theil_sen(xs: Sequence[float], ys: Sequence[float], prior_slope: float = 1.0) -> tuple[float, float]:
     """Intercept and slope of the Theil-Sen line; ``prior_slope`` when all x are (nearly) equal."""
-    slopes = [
-        (ys[j] - ys[i]) / (xs[j] - xs[i])
-        for i in range(len(xs))
-        for j in range(i + 1, len(xs))
-        if abs(xs[j] - xs[i]) > 1e-3
-    ]
-    slope = _median(slopes) if slopes else prior_slope
+    slopes = _pairwise_slopes(xs, ys, 1e-3)
+    slope = float(np.median(slopes)) if slopes.size else prior_slope
     slope = min(max(slope, 0.0), 2.0)
-    intercept = _median([y - slope * x for x, y in zip(xs, ys, strict=True)])
+    intercept = float(np.median(np.asarray(ys, dtype=float) - slope * np.asarray(xs, dtype=float)))
     return intercept, slope
 
 
@@ -134,10 +141,7 @@ def fit_affine(sizes: Sequence[float], values: Sequence[float], quantile: float 
         return None
     xs = [p[0] for p in points]
     ys = [p[1] for p in points]
-    slopes = [
-        (ys[j] - ys[i]) / (xs[j] - xs[i]) for i in range(len(xs)) for j in range(i + 1, len(xs)) if xs[j] != xs[i]
-    ]
-    per_unit = max(_median(slopes), 0.0)
+    per_unit = max(float(np.median(_pairwise_slopes(xs, ys, 0.0))), 0.0)
     base = max(_median([y - per_unit * x for x, y in points]), 0.0)
     ratios = [math.log(y / max(base + per_unit * x, 1.0)) for x, y in points]
     upper = max(ratios) if len(points) < 10 else _quantile(ratios, quantile)

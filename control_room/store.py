@@ -21,6 +21,7 @@ the earlier answer). Writes commit before returning, so a 2xx from the API means
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -64,6 +65,9 @@ from steps.contract import (
 from steps.errors import ConfigError
 
 DB_FILE = "control-room.db"
+#: Observations a sizing decision reads: the policy's fits use the newest 60 successful runs;
+#: the rest is for OOM floors.
+HISTORY_LIMIT = 200
 
 
 class Base(DeclarativeBase):
@@ -251,7 +255,8 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # No pre-ping (a round trip per checkout); recycle instead, and reconnect on the next call.
+    return create_engine(url, pool_recycle=1800, pool_size=10, max_overflow=20)
 
 
 def _dialect_insert(conn: Connection, table: Table) -> Any:
@@ -322,6 +327,11 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._cache_lock = threading.Lock()
+        # SQLite allows one writer; queueing writers here beats SQLite's busy handler, which
+        # sleeps up to 100 ms between retries and turns contention into long tails.
+        self._write_lock: threading.Lock | None = threading.Lock() if engine.dialect.name == "sqlite" else None
+        self._history_cache: dict[tuple[str, str, int], tuple[tuple[Any, ...], list[Observation]]] = {}
         self.version = migrate(engine)
 
     @classmethod
@@ -338,7 +348,12 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
+        """A write transaction (serialised in-process on SQLite), committed on exit."""
+        if self._write_lock is None:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with self._write_lock, self.engine.begin() as conn:
             yield conn
 
     # ------------------------------------------------------------------ writes
@@ -348,7 +363,7 @@ class Store:
         now = time.time()
         values = to_dict(observation)
         values["recorded_at"] = now
-        with self.engine.begin() as conn:
+        with self.transaction() as conn:
             _upsert(conn, observations, values, ("pipeline", "run_id", "task", "attempt"))
             self._touch_run(conn, observation.pipeline, observation.run_id, now)
 
@@ -374,7 +389,7 @@ class Store:
             "request": to_dict(request),
             "decided_at": now,
         }
-        with self.engine.begin() as conn:
+        with self.transaction() as conn:
             _upsert(conn, decisions, values, ("pipeline", "run_id", "task", "attempt"))
             self._touch_run(conn, request.pipeline, request.run_id, now)
 
@@ -382,7 +397,7 @@ class Store:
         """Append a run event and fold it into the run and task summaries; returns its id."""
         now = time.time()
         at = run_event.at or now
-        with self.engine.begin() as conn:
+        with self.transaction() as conn:
             result = conn.execute(
                 insert(events).values(
                     pipeline=run_event.pipeline,
@@ -453,6 +468,32 @@ class Store:
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         return [observation_from_row(r) for r in reversed(rows)]
+
+    def recent_history(self, pipeline: str, task: str, limit: int = HISTORY_LIMIT) -> list[Observation]:
+        """:meth:`history`, served from memory while the task's observations are unchanged.
+
+        Checked with one indexed query (count and newest ``recorded_at``) on every call, so a
+        replica never sizes from stale history; the full read happens only after a change.
+        """
+        key = (pipeline, task, limit)
+        with self.engine.connect() as conn:
+            stamp = tuple(
+                conn.execute(
+                    select(func.count(), func.max(observations.c.recorded_at)).where(
+                        observations.c.pipeline == pipeline, observations.c.task == task
+                    )
+                ).one()
+            )
+        with self._cache_lock:
+            cached = self._history_cache.get(key)
+            if cached is not None and cached[0] == stamp:
+                return cached[1]
+        history = self.history(pipeline, task, limit)
+        with self._cache_lock:
+            if len(self._history_cache) > 1000:
+                self._history_cache.clear()
+            self._history_cache[key] = (stamp, history)
+        return history
 
     def observations_of_run(self, pipeline: str, run_id: str) -> list[dict[str, Any]]:
         query = (

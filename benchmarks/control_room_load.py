@@ -1,0 +1,245 @@
+"""Latency and throughput of the control room under load: POST /v1/sizing and /v1/observations.
+
+Starts ``headrace control-room serve`` (uvicorn, one process) on SQLite and on PostgreSQL, seeds
+one task with 60 runs of history (so every sizing call fits real models), then drives it with
+httpx from this process:
+
+- **open loop at a fixed rate** (default 200 requests/s): requests start on schedule whether or
+  not earlier ones finished; latency counts from the scheduled start, so a stall shows up instead
+  of hiding (no coordinated omission);
+- **closed loop** with 16 concurrent clients: the most the service answers per second.
+
+Client and server share this machine (2 cores here), so the figures are conservative.
+Run: ``.venv/bin/python benchmarks/control_room_load.py [--seconds 10] [--rate 200] [--postgres URL]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "bench-token"
+HEADERS = {"Authorization": f"Bearer {TOKEN}"}
+counter = itertools.count()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start(db: str, state: Path, workers: int = 1) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEADRACE_")}
+    env.update(
+        HEADRACE_STATE_DIR=str(state), HEADRACE_CONTROL_ROOM_TOKEN=TOKEN, HEADRACE_CONFIG=str(state / "none.toml")
+    )
+    command = [sys.executable, "-c", "from pipelines.cli import main; main()", "control-room", "serve"]
+    command += ["--port", str(port), "--db", db, "--no-notify", "--workers", str(workers)]
+    process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit(f"control room did not start on {db}")
+
+
+def sizing_body() -> dict[str, Any]:
+    return {
+        "pipeline": "bench",
+        "task": "train",
+        "run_id": f"s{next(counter)}",
+        "target": "sagemaker",
+        "input_bytes": 3_000_000_000 + next(counter) % 1000 * 1_000_000,
+    }
+
+
+def observation_body() -> dict[str, Any]:
+    index = next(counter)
+    return {
+        "pipeline": "bench",
+        "task": "train",
+        "run_id": f"o{index}",
+        "attempt": 1,
+        "outcome": "succeeded",
+        "target": "sagemaker",
+        "instance_type": "ml.m5.xlarge",
+        "input_bytes": 1_000_000_000 + index % 500 * 10_000_000,
+        "duration_seconds": 200.0 + index % 50,
+        "peak_memory_bytes": 3_000_000_000 + index % 500 * 25_000_000,
+    }
+
+
+def seed(url: str) -> None:
+    with httpx.Client(headers=HEADERS) as client:
+        for _ in range(60):
+            client.post(f"{url}/v1/observations", json=observation_body()).raise_for_status()
+
+
+async def open_loop(
+    url: str, path: str, body: Callable[[], dict[str, Any]], rate: float, seconds: float, connections: int = 64
+) -> dict[str, float]:
+    """Requests start on a fixed schedule; latency counts from the scheduled start."""
+    latencies: list[float] = []
+    errors = 0
+    total = int(rate * seconds)
+    slots = iter(range(total))
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    async with httpx.AsyncClient(headers=HEADERS, limits=limits, timeout=10) as client:
+        begin = time.perf_counter()
+
+        async def sender() -> None:
+            nonlocal errors
+            for index in slots:
+                scheduled = begin + index / rate
+                delay = scheduled - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                try:
+                    response = await client.post(url + path, json=body())
+                    errors += response.status_code >= 300
+                except httpx.HTTPError:
+                    errors += 1
+                latencies.append(time.perf_counter() - scheduled)
+
+        await asyncio.gather(*(sender() for _ in range(connections)))
+        elapsed = time.perf_counter() - begin
+    return summarize(latencies, errors, elapsed)
+
+
+async def closed_loop(
+    url: str, path: str, body: Callable[[], dict[str, Any]], clients: int, seconds: float
+) -> dict[str, float]:
+    latencies: list[float] = []
+    errors = 0
+    async with httpx.AsyncClient(headers=HEADERS, timeout=10) as client:
+        begin = time.perf_counter()
+        stop = begin + seconds
+
+        async def worker() -> None:
+            nonlocal errors
+            while time.perf_counter() < stop:
+                sent = time.perf_counter()
+                try:
+                    response = await client.post(url + path, json=body())
+                    errors += response.status_code >= 300
+                except httpx.HTTPError:
+                    errors += 1
+                latencies.append(time.perf_counter() - sent)
+
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        elapsed = time.perf_counter() - begin
+    return summarize(latencies, errors, elapsed)
+
+
+def summarize(latencies: list[float], errors: int, elapsed: float) -> dict[str, float]:
+    ordered = sorted(latencies)
+    return {
+        "requests": len(ordered),
+        "errors": errors,
+        "throughput": len(ordered) / elapsed,
+        "p50_ms": statistics.median(ordered) * 1000,
+        "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+        "max_ms": ordered[-1] * 1000,
+    }
+
+
+def postgres_database(base: str) -> str:
+    import psycopg
+
+    name = f"headrace_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"{base.rstrip('/')}/{name}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432")
+    parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    args = parser.parse_args(argv)
+    console = Console(width=140)
+    table = Table(
+        title=f"Control room under load (uvicorn, {args.workers} worker(s); {os.cpu_count()} cores shared with the client)"
+    )
+    for column in (
+        "database",
+        "endpoint",
+        "load",
+        "requests",
+        "errors",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "p99 <= 25 ms",
+    ):
+        table.add_column(column, justify="left" if column in ("database", "endpoint", "load") else "right")
+    databases: list[tuple[str, str | None]] = [] if args.skip_sqlite else [("SQLite (WAL)", None)]
+    if not args.skip_postgres:
+        databases.append(("PostgreSQL", args.postgres))
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, base in databases:
+            state = Path(tmp) / label.split()[0]
+            state.mkdir()
+            db = f"sqlite:///{state / 'control-room.db'}" if base is None else postgres_database(base)
+            process, url = start(db, state, args.workers)
+            try:
+                seed(url)
+                for path, body in (("/v1/sizing", sizing_body), ("/v1/observations", observation_body)):
+                    asyncio.run(open_loop(url, path, body, 20, 1.0))  # warm up
+                    console.print(f"{label} {path}: open loop at {args.rate:g}/s for {args.seconds:g}s ...")
+                    fixed = asyncio.run(open_loop(url, path, body, args.rate, args.seconds))
+                    console.print(f"{label} {path}: closed loop, {args.clients} clients ...")
+                    most = asyncio.run(closed_loop(url, path, body, args.clients, args.seconds / 2))
+                    for load, result in ((f"open {args.rate:g}/s", fixed), (f"closed x{args.clients}", most)):
+                        table.add_row(
+                            label,
+                            f"POST {path}",
+                            load,
+                            f"{result['requests']:.0f}",
+                            f"{result['errors']:.0f}",
+                            f"{result['throughput']:.0f}",
+                            f"{result['p50_ms']:.1f}",
+                            f"{result['p99_ms']:.1f}",
+                            f"{result['max_ms']:.1f}",
+                            ("[green]yes[/]" if result["p99_ms"] <= 25 else "[red]no[/]")
+                            if load.startswith("open")
+                            else "",
+                        )
+            finally:
+                process.terminate()
+                process.wait(10)
+    console.print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
