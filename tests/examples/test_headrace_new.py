@@ -49,6 +49,18 @@ def test_scaffolded_pipeline_compiles_to_a_valid_cron_workflow(tmp_path: Path, m
     assert_valid_argo(cron)
 
 
+def test_scaffolded_package_is_lint_and_format_clean(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert CliRunner().invoke(app, ["new", "daily-churn"]).exit_code == 0
+    ruff = str(Path(sys.executable).parent / "ruff")
+    for command in (
+        [ruff, "check", "--select", "E,F,W,I,B,UP", "daily_churn"],
+        [ruff, "format", "--check", "daily_churn"],
+    ):
+        done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
 @pytest.mark.parametrize(
     ("name", "fragment"),
     [("1st-flow", "must start with a letter"), ("my.flow", "must start with a letter"), ("steps", "shadow")],
