@@ -124,11 +124,11 @@ def output_schema_for(
         return arrow_schema(output_schema)
     import pyarrow.parquet as pq
 
-    if units:
-        first = next(pq.ParquetFile(units[0].path).iter_batches(batch_size=SAMPLE_ROWS, row_groups=[0]))
-        sample = first.to_pandas()
-    else:
+    first = next((unit for unit in units if unit.rows), None)
+    if first is None:
         raise UserError("batch input has no rows, so the output schema can not be inferred; declare output_schema")
+    batches = pq.ParquetFile(first.path).iter_batches(batch_size=SAMPLE_ROWS, row_groups=[first.row_group])
+    sample = next(batches).to_pandas()
     return infer_schema(_resolve(score)(sample, load_model(model_path)))
 
 

@@ -177,3 +177,25 @@ def test_unknown_pool_kind_is_named_with_the_choices(
 
     with pytest.raises(UserError, match="'gpu' is not a pool; use process or thread"):
         score_parquet(tmp_path / "in.parquet", tmp_path / "scores", score, model_file)
+
+
+def test_empty_input_with_a_declared_schema_gives_an_empty_complete_output(tmp_path: Path, model_file: Path) -> None:
+    write_input(tmp_path / "in.parquet", 0, row_group_size=100)
+
+    result = score_parquet(
+        tmp_path / "in.parquet",
+        tmp_path / "scores",
+        score,
+        model_file,
+        output_schema={"id": "int64", "score": "double"},
+    )
+
+    assert result.rows == 0 and (tmp_path / "scores" / "_rows").read_text() == "0"
+    assert pq.read_table(tmp_path / "scores").schema.names == ["id", "score"]
+
+
+def test_empty_input_without_a_schema_asks_for_one(tmp_path: Path, model_file: Path) -> None:
+    write_input(tmp_path / "in.parquet", 0, row_group_size=100)
+
+    with pytest.raises(UserError, match="no rows, so the output schema can not be inferred; declare output_schema"):
+        score_parquet(tmp_path / "in.parquet", tmp_path / "scores", score, model_file)
