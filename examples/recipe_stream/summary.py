@@ -20,8 +20,10 @@ DEFAULT_CHANNEL = "#ml-recipes"
 
 
 def _size_text(size: Mapping[str, Any]) -> str:
-    parts = [str(size[key]) for key in ("instance_type", "cpu", "memory") if size.get(key)]
-    return " ".join(parts) if parts else "declared size"
+    if size.get("instance_type"):
+        return str(size["instance_type"])
+    parts = [f"{key} {size[key]}" for key in ("cpu", "memory") if size.get(key)]
+    return ", ".join(parts) if parts else "declared size"
 
 
 def render(run_date: str, pipeline: str, mix: list[dict[str, Any]], reports: Mapping[str, Mapping[str, Any]]) -> str:

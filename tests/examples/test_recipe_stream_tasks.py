@@ -115,7 +115,7 @@ def test_summary_text_has_a_line_per_class_with_rows_share_size_reason_and_outpu
     text = summary.render("2026-12-01", "recipe-stream", mix, reports)
     lines = text.splitlines()
     assert lines[0] == "recipe-stream 2026-12-01: 10,000 items scored"
-    assert "8,000" in lines[1] and "80.0%" in lines[1] and "pod-500m-4Gi 4Gi: 2.2 GiB needed" in lines[1]
+    assert "8,000" in lines[1] and "80.0%" in lines[1] and "on pod-500m-4Gi: 2.2 GiB needed" in lines[1]
     assert lines[2].strip() == "-> file:///a.parquet"
     assert "500" in lines[4] and "no follow-up task" in lines[4]
 
