@@ -34,20 +34,25 @@ PARAM_OPTION: Any = typer.Option(
 
 
 def _control_room(settings: Settings) -> ControlRoom | None:
-    """The control room the run reports to: H5's ``connect`` (HTTP or embedded) when installed."""
+    """The control room the run reports to: H5's ``connect`` (HTTP or embedded) when installed,
+    connected in the background on first use so its imports overlap the first tasks."""
     try:
         from control_room.client import connect  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         return None
-    try:
+    from pipelines.local.control import LazyRoom
+
+    def connected() -> ControlRoom:
         room: ControlRoom = connect(settings)
         return room
-    except Exception as error:  # a control room problem never stops a run
-        err_console.print(f"[yellow]control room unavailable ({error}); running with declared resources[/]")
-        return None
+
+    return LazyRoom(connected)
 
 
 def _close(room: ControlRoom | None) -> None:
+    error = getattr(room, "error", None)
+    if error:
+        err_console.print(f"[yellow]control room unavailable ({error}); tasks ran with their declared resources[/]")
     close = getattr(room, "close", None)
     if close is not None:
         try:

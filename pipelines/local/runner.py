@@ -181,7 +181,8 @@ class Runner:
         self.summary = summary
         self.parallel = max(1, parallel)
         self.in_process = in_process
-        self.room = control_room
+        self.worker = control.RoomWorker(control_room) if control_room is not None else None
+        self.room: ControlRoom | None = self.worker
         self.first_attempts = first_attempts
         self.order = pipeline.topological_order()
         self.events: queue.Queue[tuple[str, AttemptResult]] = queue.Queue()
@@ -211,6 +212,8 @@ class Runner:
         finally:
             if self.fork_server is not None:
                 self.fork_server.close()
+            if self.worker is not None:
+                self.worker.drain()
 
     def _server(self) -> ForkServer | None:
         """The run's fork server, started with the first subprocess attempt; None to exec."""

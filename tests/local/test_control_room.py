@@ -168,3 +168,54 @@ def test_headrace_run_sizes_with_the_embedded_control_room_by_default(
 
     history = Store.open(None, str(tmp_path / ".headrace")).history("sized", "train")
     assert history, "the embedded control room kept no observation of the run"
+
+
+class SlowRoom(RecordingRoom):
+    def emit(self, event: RunEvent) -> None:
+        import time
+
+        time.sleep(0.3)
+        super().emit(event)
+
+
+LINEAR3 = """
+@step
+def one():
+    return 1
+
+@step
+def two(x):
+    return x.read_json() + 1
+
+@step
+def three(x):
+    return x.read_json() + 1
+
+with Pipeline("three") as pipeline:
+    three(x=two(x=one()))
+"""
+
+
+def test_a_slow_control_room_does_not_slow_the_run_and_still_gets_every_event(
+    flow: Callable[[str], str], run: Callable[..., Any]
+) -> None:
+    room = SlowRoom()
+    summary = run(flow(LINEAR3), control_room=room, in_process=True)
+    assert summary.status == "succeeded"
+    assert summary.duration is not None and summary.duration < 8 * 0.3  # not waiting on each event
+    kinds = [e.kind for e in room.events]  # all delivered, in order, by the time run_pipeline returned
+    assert kinds[0] == EventKind.RUN_STARTED and kinds[-1] == EventKind.RUN_SUCCEEDED and len(kinds) == 8
+
+
+def test_headrace_run_with_an_unreachable_control_room_succeeds_on_declared_resources(
+    flow: Callable[[str], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: RunStore
+) -> None:
+    from tests.conftest import free_port
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HEADRACE_CONTROL_ROOM_URL", f"http://127.0.0.1:{free_port()}")
+    result = CliRunner().invoke(app, ["run", flow(SIZED), "--in-process"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    (record,) = store.list_runs(pipeline="sized")
+    sizing = store.attempts(record.id, "train")[0].sizing
+    assert sizing is not None and sizing["source"] == "declared" and sizing["memory"] == "1Gi"
