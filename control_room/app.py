@@ -22,11 +22,13 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
@@ -255,6 +257,7 @@ def create_app(
     *,
     tokens: Tokens | None = None,
     notifier: Notifier | None = None,
+    threads: int = 8,
 ) -> FastAPI:
     """The control room's ASGI app over ``store`` and ``policy``.
 
@@ -264,10 +267,20 @@ def create_app(
     accepted = tokens if tokens is not None else Tokens.from_environment()
     metrics = Metrics()
     started = time.time()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Endpoints are sync and run in AnyIO's thread pool. Its default 40 threads fight over
+        # the GIL under load (a convoy that multiplies tail latency); a few threads keep the
+        # database busy without that. More capacity comes from --workers, not from threads.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+        yield
+
     app = FastAPI(
         title="headrace control room",
         version="1",
         description="Watches every task's result size and chooses the next task's instance size.",
+        lifespan=lifespan,
     )
     app.state.store = store
     app.state.policy = policy
