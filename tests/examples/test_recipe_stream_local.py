@@ -155,3 +155,29 @@ def test_the_model_is_trained_once_and_reused_on_a_non_training_day(runs: dict[d
     model = first.summary.tasks["train"].outputs["result"]
     assert model.uri.endswith("model.tar.gz")
     assert second.summary.tasks["train"].outputs["result"] == model
+
+
+def test_the_readme_command_runs_the_pipeline_and_prints_every_task_and_size(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    root = Path(data.__file__).parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", "from pipelines.cli import main; main()", "run", SPEC, "-p", "run_date=2026-12-01"],
+        cwd=root,
+        env={**os.environ, "HEADRACE_STATE_DIR": str(tmp_path / ".headrace"), "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = {line.split("│")[1].strip(): line for line in done.stdout.splitlines() if line.count("│") > 6}
+    assert set(rows) >= set(pipeline.tasks)
+    for name in pipeline.tasks:
+        assert "succeeded" in rows[name], rows[name]
+    # On an 80/15/5 day the three follow-ups get three different sizes, largest for the largest class.
+    memory = [rows[action].partition("mem ")[2].split()[0] for action in FOLLOW_UPS.values()]
+    assert len(set(memory)) == 3, memory
+    assert "recipe-stream" in done.stdout and "succeeded in" in done.stdout
+    assert (tmp_path / ".headrace" / "tables" / "recipes" / "items" / "2026-12-01.parquet").is_file()
