@@ -4,6 +4,8 @@ Every morning at 03:00 Tokyo time, for ``run_date``:
 
 1. ``sample-data``: on the embedded default only, write the day's tables into the local
    warehouse folder (deterministic, with a class mix that drifts by day; see :mod:`.data`).
+   A task rather than a set-up step of ``headrace run``: the first run shows where its data
+   comes from, any ``run_date`` gets its day, and on the aws profile the task does nothing.
 2. ``extract-events`` / ``extract-items`` (BigQuery SQL, ``@run_date``): yesterday's events, the
    training data, and today's catalogue snapshot.
 3. ``train`` (SageMaker, scikit-learn): learn each recipe's likely outcome (cook, save, skip) from
