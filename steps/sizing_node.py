@@ -78,29 +78,33 @@ def build_request(
     )
 
 
-def pod_spec_patch(decision: SizingDecision) -> dict[str, Any]:
+def pod_spec_patch(decision: SizingDecision, declared: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``podSpecPatch`` for the task's ``main`` container: requests, and a memory limit equal to
-    the request (a predictable OOM beats a noisy neighbour); no CPU limit (throttling hurts more)."""
+    the request (a predictable OOM beats a noisy neighbour); no CPU limit (throttling hurts more).
+    A fallback to the declared resources keeps their own ``memory_limit``/``cpu_limit``."""
     if decision.target != SizingTarget.POD or not (decision.cpu or decision.memory):
         return {}
+    own = (declared or {}) if decision.source == "declared" else {}
     requests: dict[str, str] = {}
     limits: dict[str, str] = {}
     if decision.cpu:
         requests["cpu"] = decision.cpu
+    if own.get("cpu_limit"):
+        limits["cpu"] = str(own["cpu_limit"])
     if decision.memory:
         requests["memory"] = decision.memory
-        limits["memory"] = decision.memory
+        limits["memory"] = str(own.get("memory_limit") or decision.memory)
     resources: dict[str, Any] = {"requests": requests}
     if limits:
         resources["limits"] = limits
     return {"containers": [{"name": "main", "resources": resources}]}
 
 
-def write_files(directory: Path, decision: SizingDecision | None) -> None:
+def write_files(directory: Path, decision: SizingDecision | None, declared: dict[str, Any] | None = None) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     files = {
         "decision": json.dumps(decision.to_dict(), sort_keys=True) if decision else "",
-        "pod-spec-patch": json.dumps(pod_spec_patch(decision) if decision else {}, sort_keys=True),
+        "pod-spec-patch": json.dumps(pod_spec_patch(decision, declared) if decision else {}, sort_keys=True),
         "instance-type": decision.instance_type if decision else "",
         "instance-count": str(decision.instance_count if decision else 1),
         "cpu": (decision.cpu or "") if decision else "",
@@ -137,10 +141,10 @@ def main(args: argparse.Namespace) -> int:
     except Exception as error:
         decision = declared_decision(request, f"control room not configured correctly ({error})")
         _log(f"sizing {request.pipeline}/{request.task}: {decision.reason}")
-        write_files(outputs_dir, decision)
+        write_files(outputs_dir, decision, request.declared)
         return 0
     decision = size_with_fallback(room, request, _log)
-    write_files(outputs_dir, decision)
+    write_files(outputs_dir, decision, request.declared)
     if decision.source != "declared":
         try:
             room.emit(

@@ -123,3 +123,22 @@ def test_sizing_node_passes_an_oom_retry_one_size_up(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert json.loads((out / "pod-spec-patch").read_text())["containers"][0]["resources"]["limits"]["memory"] == "16Gi"
+
+
+def test_fallback_patch_keeps_a_declared_memory_limit(tmp_path: Path) -> None:
+    from steps.contract import SizingDecision, SizingTarget
+    from steps.sizing_node import pod_spec_patch
+
+    declared = {"cpu": "1", "memory": "2Gi", "memory_limit": "3Gi", "cpu_limit": "2"}
+    fallback = SizingDecision(SizingTarget.POD, "pod-1-2Gi", cpu="1", memory="2Gi", source="declared")
+    assert pod_spec_patch(fallback, declared) == {
+        "containers": [
+            {
+                "name": "main",
+                "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "2", "memory": "3Gi"}},
+            }
+        ]
+    }
+    sized = SizingDecision(SizingTarget.POD, "pod-2-8Gi", cpu="2", memory="8Gi", source="policy")
+    assert pod_spec_patch(sized, declared)["containers"][0]["resources"]["limits"] == {"memory": "8Gi"}
+    assert pod_spec_patch(SizingDecision(SizingTarget.GLUE, "G.1X", 5)) == {}
