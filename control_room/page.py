@@ -24,7 +24,7 @@ h1{font-size:22px;margin:0 0 4px} h2{font-size:16px;margin:28px 0 6px} .muted{co
 .card{background:#fff;border:1px solid #e5e7eb;border-radius:8px;padding:12px 16px;margin:12px 0}
 table{border-collapse:collapse;width:100%;font-size:13px} th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #eee;vertical-align:top}
 th{color:#6b7280;font-weight:600} .input-bar{fill:#93c5fd} .cost-line{fill:none;stroke:#b45309;stroke-width:2}
-.cost-point{fill:#b45309} .oom{fill:#dc2626} .axis{stroke:#9ca3af} .label{font-size:11px;fill:#4b5563}
+.cost-point{fill:#b45309} .oom{fill:#dc2626} .chosen-bar{fill:#a7f3d0} .peak-point{fill:#065f46} .axis{stroke:#9ca3af} .label{font-size:11px;fill:#4b5563}
 .legend span{display:inline-block;margin-right:16px;font-size:12px} .swatch{display:inline-block;width:10px;height:10px;margin-right:4px}
 code{font-size:12px}
 """
@@ -106,6 +106,49 @@ def chart(pipeline: str, task: str, items: list[dict[str, Any]], catalog: Catalo
     return "".join(parts)
 
 
+def size_chart(pipeline: str, task: str, items: list[dict[str, Any]], catalog: Catalog) -> str:
+    """The chosen sizes: memory of each run's size as bars, the peak it really used as a dot."""
+    height = 120
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, height - TOP - 24
+    capacities = [_capacity(catalog, i) or 0 for i in items]
+    peaks = [int(i.get("peak_memory_bytes") or 0) for i in items]
+    top = max([*capacities, *peaks, 1])
+    step = plot_w / max(len(items), 1)
+    bar_w = max(2.0, step * 0.6)
+    parts = [
+        f'<svg class="size-chart" data-pipeline="{_e(pipeline)}" data-task="{_e(task)}" width="{WIDTH}" '
+        f'height="{height}" viewBox="0 0 {WIDTH} {height}" role="img" '
+        f'aria-label="chosen memory and observed peak per run of {_e(pipeline)}/{_e(task)}">',
+        f'<line class="axis" x1="{LEFT}" y1="{TOP + plot_h}" x2="{LEFT + plot_w}" y2="{TOP + plot_h}"/>',
+        f'<text class="label" x="{LEFT - 6}" y="{TOP + 10}" text-anchor="end">{_e(human_memory(top))}</text>',
+        f'<text class="label" x="{LEFT - 6}" y="{TOP + plot_h}" text-anchor="end">0</text>',
+    ]
+    for index, (item, capacity, peak) in enumerate(zip(items, capacities, peaks, strict=True)):
+        x = LEFT + step * index + (step - bar_w) / 2
+        bar_h = plot_h * capacity / top
+        run_id = item["run_id"]
+        holds = f"run {run_id}: {item['instance_type']} holds {human_memory(capacity)}"
+        used = f"run {run_id}: peak {human_memory(peak)}"
+        parts.append(
+            f'<rect class="chosen-bar" x="{x:.1f}" y="{TOP + plot_h - bar_h:.1f}" width="{bar_w:.1f}" '
+            f'height="{bar_h:.1f}" data-run-id="{_e(item["run_id"])}" data-capacity-bytes="{capacity}">'
+            f"<title>{_e(holds)}</title></rect>"
+            if capacity
+            else ""
+        )
+        if peak:
+            cy = TOP + plot_h - plot_h * peak / top
+            parts.append(
+                f'<circle class="peak-point" cx="{x + bar_w / 2:.1f}" cy="{cy:.1f}" r="3.5" '
+                f'data-run-id="{_e(item["run_id"])}" data-peak-bytes="{peak}">'
+                f"<title>{_e(used)}</title></circle>"
+            )
+    parts.append(
+        f'<text class="label" x="{LEFT}" y="{height - 4}">memory chosen (bars) and peak used (dots)</text></svg>'
+    )
+    return "".join(parts)
+
+
 def _when(timestamp: float) -> str:
     return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%d %H:%M")
 
@@ -121,7 +164,7 @@ def render_page(store: Store, catalog: Catalog, decisions_shown: int = 25) -> st
             f"<h2>{_e(pipeline)} / {_e(task)}</h2>"
             f'<div class="muted">{len(items)} sized runs, ${total:.2f} in total; last: '
             f"{_e(items[-1]['reason'])}</div>"
-            f"{chart(pipeline, task, items, catalog)}</div>"
+            f"{chart(pipeline, task, items, catalog)}{size_chart(pipeline, task, items, catalog)}</div>"
         )
     rows = []
     for item in store.decisions(limit=decisions_shown):
@@ -151,6 +194,8 @@ def render_page(store: Store, catalog: Catalog, decisions_shown: int = 25) -> st
         "<h1>headrace control room</h1>"
         '<div class="legend muted"><span><i class="swatch" style="background:#93c5fd"></i>input size</span>'
         '<span><i class="swatch" style="background:#b45309"></i>cost per run (observed, else predicted)</span>'
-        '<span><i class="swatch" style="background:#dc2626"></i>ran out of memory</span></div>'
+        '<span><i class="swatch" style="background:#dc2626"></i>ran out of memory</span>'
+        '<span><i class="swatch" style="background:#a7f3d0"></i>memory chosen</span>'
+        '<span><i class="swatch" style="background:#065f46"></i>peak memory used</span></div>'
         f'{body}<h2>Last decisions</h2><div class="card">{table}</div></body></html>'
     )

@@ -103,6 +103,14 @@ def test_the_page_charts_each_tasks_input_sizes_and_chosen_sizes_with_real_value
     # the largest day has the tallest bar
     heights = {run: float(h) for h, run in re.findall(r'height="([0-9.]+)" data-run-id="([^"]+)"', dom)}
     assert max(heights, key=heights.__getitem__) == "day-2"
+    # the chosen sizes' memory and the peak each run really used
+    chosen = re.findall(r'<rect class="chosen-bar"[^>]*data-run-id="([^"]+)" data-capacity-bytes="(\d+)"', dom)
+    expected = {"pod-2-16Gi": 16 * 2**30, "pod-8-64Gi": 64 * 2**30}
+    assert [(run, int(b)) for run, b in chosen] == [
+        (run, expected[decisions[run]["instance_type"]]) for run, _, _ in DAYS
+    ]
+    peaks = re.findall(r'<circle class="peak-point"[^>]*data-run-id="([^"]+)" data-peak-bytes="(\d+)"', dom)
+    assert [(run, int(b)) for run, b in peaks] == [(run, int(p * 2**30)) for run, _, p in DAYS]
     # the last decisions, with their reasons, newest first
     rows = re.findall(r'<tr class="decision" data-run-id="([^"]+)">.*?<td class="reason">([^<]+)</td>', dom)
     assert [run for run, _ in rows] == ["day-4", "day-3", "day-2", "day-1"]
