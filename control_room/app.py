@@ -1,7 +1,7 @@
-"""The control room service: a versioned JSON API (OpenAPI at ``/docs``), metrics and a page.
+"""The control room service: a versioned JSON API (OpenAPI at ``/openapi.json``), metrics, a page.
 
 ``create_app(store, policy, tokens=..., notifier=...)`` builds the FastAPI app; ``headrace
-control-room serve`` runs it under uvicorn. Endpoints are plain ``def`` functions: the store does
+control-room serve`` runs it under uvicorn. The OpenAPI description is at ``/openapi.json``. Endpoints are plain ``def`` functions: the store does
 blocking database I/O, which FastAPI runs in its thread pool.
 
 Bodies are the contract dataclasses of :mod:`steps.contract`, validated by FastAPI; range checks
@@ -281,6 +281,11 @@ def create_app(
         version="1",
         description="Watches every task's result size and chooses the next task's instance size.",
         lifespan=lifespan,
+        # The spec is served below behind the token; Swagger/ReDoc pages load their scripts from
+        # a CDN, which a closed cluster network cannot reach, so they are not offered.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.store = store
     app.state.policy = policy
@@ -379,6 +384,11 @@ def create_app(
             "observations": [to_dict(o) for o in store.history(pipeline, task, limit)],
             "decisions": store.decisions(pipeline, task, limit=limit),
         }
+
+    @app.get("/openapi.json", dependencies=[Depends(authorize)], include_in_schema=False)
+    def openapi_spec() -> JSONResponse:
+        """The OpenAPI description of this API (behind the token like everything but health)."""
+        return JSONResponse(app.openapi())
 
     @app.get("/metrics", dependencies=[Depends(authorize)], tags=["operations"])
     def get_metrics() -> PlainTextResponse:

@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
         workers: int = typer.Option(1, min=1, help="Worker processes (PostgreSQL: one per core)."),
         notify: bool = typer.Option(True, help="Send run events to Slack/Datadog/console as configured."),
     ) -> None:
-        """Serve the API (/v1, OpenAPI at /docs), /metrics and the page at /."""
+        """Serve the API (/v1, OpenAPI at /openapi.json), /metrics and the page at /."""
         import uvicorn
 
         from control_room.app import Tokens

@@ -71,6 +71,7 @@ def test_every_route_but_health_needs_the_bearer_token(client: TestClient) -> No
         ("get", "/v1/runs/r1"),
         ("get", "/v1/tasks/recipes/train"),
         ("get", "/metrics"),
+        ("get", "/openapi.json"),
     ]:
         response = client.request(method, path, json={})
         assert response.status_code == 401, path
@@ -225,7 +226,8 @@ def test_metrics_are_prometheus_text_with_counters(client: TestClient) -> None:
 
 
 def test_openapi_describes_the_versioned_api(client: TestClient) -> None:
-    spec = client.get("/openapi.json").json()
+    assert client.get("/openapi.json").status_code == 401
+    spec = client.get("/openapi.json", headers=AUTH).json()
     for path in (
         "/v1/sizing",
         "/v1/observations",
