@@ -387,12 +387,12 @@ def _run_glue(
 
 def _existing_run(glue: Any, name: str, token: str) -> str | None:
     """The run this attempt already started (a retried pod attaches instead of starting twice)."""
-    from botocore.exceptions import ClientError
+    from steps.aws import error_code
 
     try:
         runs = glue.get_job_runs(JobName=name, MaxResults=50).get("JobRuns", [])
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "EntityNotFoundException":
+    except Exception as error:
+        if error_code(error) == "EntityNotFoundException":
             return None
         raise
     for run in runs:
@@ -461,7 +461,7 @@ def _python_modules(spec: str) -> list[str]:
 def _create_or_update_job(
     glue: Any, name: str, role: str, script_uri: str, zip_uri: str, modules: list[str], worker_type: str, workers: int
 ) -> None:
-    from botocore.exceptions import ClientError
+    from steps.aws import error_code
 
     default_arguments = {
         "--extra-py-files": zip_uri,
@@ -483,8 +483,8 @@ def _create_or_update_job(
     }
     try:
         current = glue.get_job(JobName=name)["Job"]
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") != "EntityNotFoundException":
+    except Exception as error:
+        if error_code(error) != "EntityNotFoundException":
             raise
         glue.create_job(Name=name, Description="headrace batch scoring", Tags={"headrace": "batch_infer"}, **definition)
         return

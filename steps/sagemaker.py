@@ -427,14 +427,14 @@ def _train_cloud(
 
 def describe(sagemaker: Any, name: str) -> dict[str, Any] | None:
     """The job's description, or ``None`` when no job has this name."""
-    from botocore.exceptions import ClientError
+    from steps.aws import error_code, error_message
 
     try:
         answer: dict[str, Any] = sagemaker.describe_training_job(TrainingJobName=name)
-    except ClientError as error:
-        message = str(error.response.get("Error", {}).get("Message", ""))
-        if error.response.get("Error", {}).get("Code") in ("ValidationException", "ResourceNotFound") and (
-            "not find" in message.lower() or "not found" in message.lower()
+    except Exception as error:
+        message = error_message(error).lower()
+        if error_code(error) in ("ValidationException", "ResourceNotFound") and (
+            "not find" in message or "not found" in message
         ):
             return None
         raise
@@ -458,7 +458,7 @@ class LogFollower:
         self.tokens: dict[str, str | None] = {}
 
     def lines(self) -> list[str]:
-        from botocore.exceptions import ClientError
+        from steps.aws import error_code
 
         found: list[str] = []
         try:
@@ -477,8 +477,8 @@ class LogFollower:
                     self.tokens[name] = token
                     if not events or unchanged:
                         break
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+        except Exception as error:
+            if error_code(error) != "ResourceNotFoundException":
                 raise
         return found
 
