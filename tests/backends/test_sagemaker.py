@@ -178,6 +178,29 @@ def test_relative_source_dir_resolves_against_the_working_folder(
     assert load_model(ref.uri)["rows"] == 3
 
 
+def test_relative_source_dir_falls_back_to_the_pipeline_modules_folder(
+    tmp_path: Path, local_settings: Settings, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    import importlib
+    import sys
+
+    project = tmp_path / "project"
+    project.mkdir()
+    source_dir(project)
+    (project / "demo_flow_for_source_dir.py").write_text(
+        "from pipelines import Pipeline\npipeline = Pipeline('demo')\n"
+    )
+    monkeypatch.syspath_prepend(str(project))
+    importlib.import_module("demo_flow_for_source_dir")
+    request.addfinalizer(lambda: sys.modules.pop("demo_flow_for_source_dir", None))
+    ctx = make_context(local_settings, task="train")
+    ctx.work_dir = tmp_path / "elsewhere"
+
+    ref = train(ctx, "train.py", "src", training_data(ctx))
+
+    assert load_model(ref.uri)["rows"] == 3
+
+
 def test_missing_entry_point_names_the_folder(tmp_path: Path, local_settings: Settings) -> None:
     ctx = make_context(local_settings, task="train")
 
