@@ -340,3 +340,24 @@ def test_scoring_module_that_stands_alone_ships_without_its_package(
 
     assert score_reference("shop.scoring:score") == ("scoring:score", package / "scoring.py")
     assert score_reference("shop.tasks:score") == ("shop.tasks:score", package)
+
+
+@pytest.mark.integration
+def test_scoring_module_requirements_become_glue_additional_python_modules(
+    tmp_path: Path, aws_settings: Settings, stepped_runs: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from steps.aws import client
+
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "needs_lightgbm.py").write_text(
+        "glue_python_modules = ['lightgbm==4.6.0']\n\ndef score(batch, model):\n    return batch\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path / "code"))
+    ctx = make_context(aws_settings, task="score")
+    model, data = cloud_inputs(ctx, tmp_path)
+    write_output_where_the_job_would(aws_settings, 100)
+
+    batch_infer(ctx, "needs_lightgbm:score", model, data)
+
+    job = client("glue", aws_settings).get_job(JobName="headrace-demo-score")["Job"]
+    assert job["DefaultArguments"]["--additional-python-modules"] == "lightgbm==4.6.0"
