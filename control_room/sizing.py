@@ -27,6 +27,7 @@ cheapest predicted cost wins (hourly price when no duration can be predicted).
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -178,6 +179,16 @@ def human_duration(seconds: float) -> str:
 
 
 @dataclass(frozen=True)
+class MemoryModel:
+    """Peak memory learned from a task's successful runs: a power law and an affine line."""
+
+    runs: int
+    fit: LogFit | None
+    affine: AffineFit | None
+    types: str  # the instance type the runs used, or "N types"
+
+
+@dataclass(frozen=True)
 class DurationModel:
     """Per-instance-type duration fits, and a pooled vCPU-seconds fit for the types never tried."""
 
@@ -214,6 +225,42 @@ class Policy:
     def __init__(self, catalog: Catalog, rules: Rules) -> None:
         self.catalog = catalog
         self.rules = rules
+        # Fits depend on the history alone. The store hands out the same list object while a
+        # task's history is unchanged, so fits are memoised on that object's identity (the memo
+        # keeps the list alive, so an id is never reused while cached). A transparent cache.
+        self._memo: dict[tuple[int, int, int], tuple[Sequence[Observation], MemoryModel, DurationModel]] = {}
+        self._memo_lock = threading.Lock()
+
+    def _learned(self, history: Sequence[Observation]) -> tuple[MemoryModel, DurationModel]:
+        if not isinstance(history, list):
+            return self.memory_model(history), self.duration_model(history)
+        key = (id(history), len(history), id(history[-1]) if history else 0)  # an append is a miss
+        with self._memo_lock:
+            hit = self._memo.get(key)
+        if hit is not None and hit[0] is history:
+            return hit[1], hit[2]
+        models = (self.memory_model(history), self.duration_model(history))
+        with self._memo_lock:
+            if len(self._memo) >= 256:
+                self._memo.pop(next(iter(self._memo)))
+            self._memo[key] = (history, *models)
+        return models
+
+    def memory_model(self, history: Sequence[Observation]) -> MemoryModel:
+        """The memory fits of ``history``'s newest successful runs (None below ``min_history``)."""
+        succeeded = [
+            o
+            for o in history
+            if o.outcome == Outcome.SUCCEEDED and (o.peak_memory_bytes or 0) > 0 and o.input_bytes > 0
+        ][-self.rules.history_window :]
+        if len(succeeded) < self.rules.min_history:
+            return MemoryModel(len(succeeded), None, None, "")
+        sizes = [o.input_bytes for o in succeeded]
+        peaks = [float(o.peak_memory_bytes or 0) for o in succeeded]
+        fit = fit_log(sizes, peaks, self.rules.memory_quantile)
+        affine = fit_affine(sizes, peaks, self.rules.memory_quantile)
+        types = sorted({o.instance_type or "?" for o in succeeded})
+        return MemoryModel(len(succeeded), fit, affine, types[0] if len(types) == 1 else f"{len(types)} types")
 
     # -- capacities
 
@@ -261,35 +308,19 @@ class Policy:
         return floor, note
 
     def predict_memory(self, request: SizingRequest, history: Sequence[Observation]) -> Prediction:
-        succeeded = [
-            o
-            for o in history
-            if o.outcome == Outcome.SUCCEEDED and (o.peak_memory_bytes or 0) > 0 and o.input_bytes > 0
-        ][-self.rules.history_window :]
+        model = self._learned(history)[0]
         where = f"{request.pipeline}/{request.task}"
-        if len(succeeded) >= self.rules.min_history and request.input_bytes > 0:
-            fit = fit_log(
-                [o.input_bytes for o in succeeded],
-                [float(o.peak_memory_bytes or 0) for o in succeeded],
-                self.rules.memory_quantile,
-            )
-            affine = fit_affine(
-                [o.input_bytes for o in succeeded],
-                [float(o.peak_memory_bytes or 0) for o in succeeded],
-                self.rules.memory_quantile,
-            )
-            if fit is not None:
-                # Two robust laws, a power law and an overhead-plus-per-byte line: where they
-                # disagree (typically on a spike beyond most history), the larger one is trusted.
-                peak = fit.predict(request.input_bytes, quantile=True, cautious=True)
-                typical = fit.predict(request.input_bytes, cautious=True)
-                if affine is not None:
-                    peak = max(peak, affine.predict(request.input_bytes, quantile=True))
-                    typical = max(typical, affine.predict(request.input_bytes))
-                types = sorted({o.instance_type or "?" for o in succeeded[-fit.n :]})
-                on = types[0] if len(types) == 1 else f"{len(types)} types"
-                basis = f"learned peak {human_memory(peak)} from {fit.n} runs on {on} (R² {fit.r2:.2f})"
-                return Prediction(peak, basis, "policy", fit, typical)
+        fit, affine = model.fit, model.affine
+        if fit is not None and request.input_bytes > 0:
+            # Two robust laws, a power law and an overhead-plus-per-byte line: where they
+            # disagree (typically on a spike beyond most history), the larger one is trusted.
+            peak = fit.predict(request.input_bytes, quantile=True, cautious=True)
+            typical = fit.predict(request.input_bytes, cautious=True)
+            if affine is not None:
+                peak = max(peak, affine.predict(request.input_bytes, quantile=True))
+                typical = max(typical, affine.predict(request.input_bytes))
+            basis = f"learned peak {human_memory(peak)} from {fit.n} runs on {model.types} (R² {fit.r2:.2f})"
+            return Prediction(peak, basis, "policy", fit, typical)
         if request.bytes_per_row and request.input_rows > 0:
             peak = request.bytes_per_row * request.input_rows + self.rules.process_overhead_bytes
             basis = (
@@ -297,7 +328,7 @@ class Policy:
                 f"(no history of {where} yet)"
             )
             return Prediction(peak, basis, "policy")
-        history_note = "no history" if not succeeded else f"only {len(succeeded)} run(s) of history"
+        history_note = "no history" if not model.runs else f"only {model.runs} run(s) of history"
         factor_note = "no bytes_per_row" if not request.bytes_per_row else "no row count"
         return Prediction(None, f"{history_note} and {factor_note} for {where}", "rules")
 
@@ -425,7 +456,7 @@ class Policy:
     ) -> SizingDecision:
         headroom_pct = round((self.rules.headroom - 1) * 100)
         scored: list[tuple[float, Option, float | None, bool, bool]] = []
-        durations = self.duration_model(history)
+        durations = self._learned(history)[1]
         for option in candidates:
             duration = durations.predict(request.input_bytes, option)
             fits = option.total_memory >= need and option.total_memory > failed_capacity
