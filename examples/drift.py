@@ -7,7 +7,7 @@ the next, and a few days bring several times the usual volume. The sizing simula
 recomputed from ``(day, seed)`` alone.
 
 - :func:`class_mix`: moves between an even mix (33/33/33) and a skewed one (80/15/5) on a slow
-  cycle, the dominant class changing from one skewed period to the next;
+  cycle, the dominant class drawn anew for each skewed period;
 - :func:`daily_rows`: rows per day around ``base_rows``: a weekly rhythm, log-normal day-to-day
   noise and a heavy (Pareto) tail of spike days.
 
@@ -52,8 +52,8 @@ def skew(day: dt.date, seed: int = 0) -> float:
 def class_mix(day: dt.date, seed: int = 0, classes: Sequence[str] = CLASSES) -> dict[str, float]:
     """The share of each class on ``day`` (sums to 1): between 33/33/33 and 80/15/5.
 
-    The dominant class of the skewed mix changes with each cycle, so each class takes its turn at
-    being most of the data.
+    The order of the classes in the skewed mix is drawn anew each cycle (seeded), so over a few
+    months each class takes its turn at being most of the data.
     """
     names = tuple(classes)
     if len(names) != 3:
