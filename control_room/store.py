@@ -273,11 +273,31 @@ def _dialect_insert(conn: Connection, table: Table) -> Any:
     raise ConfigError(f"control room database {dialect!r} is not supported; use SQLite or PostgreSQL")
 
 
+_STATEMENTS: dict[tuple[Any, ...], Any] = {}
+_STATEMENTS_LOCK = threading.Lock()
+
+
+def _cached(key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
+    """Statements built once and executed with parameters: building an ON CONFLICT statement
+    (its ``excluded`` alias) costs more than running it."""
+    statement = _STATEMENTS.get(key)
+    if statement is None:
+        statement = build()
+        with _STATEMENTS_LOCK:
+            _STATEMENTS[key] = statement
+    return statement
+
+
 def _upsert(conn: Connection, table: Table, values: dict[str, Any], keys: Sequence[str]) -> None:
     """Insert ``values`` or, when a row with the same ``keys`` exists, update it (one statement)."""
-    statement = _dialect_insert(conn, table).values(**values)
-    updates = {k: statement.excluded[k] for k in values if k not in keys}
-    conn.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=updates))
+    columns = tuple(sorted(values))
+
+    def build() -> Any:
+        statement = _dialect_insert(conn, table)
+        updates = {k: statement.excluded[k] for k in columns if k not in keys}
+        return statement.on_conflict_do_update(index_elements=list(keys), set_=updates)
+
+    conn.execute(_cached((conn.dialect.name, table.name, columns, tuple(keys)), build), values)
 
 
 _RUN_STATUS = {
@@ -448,12 +468,17 @@ class Store:
             "updated_at": at,
             "url": url,
         }
-        statement = _dialect_insert(conn, runs).values(**values)
-        newest = func.greatest if conn.dialect.name == "postgresql" else func.max
-        set_: dict[str, Any] = {"updated_at": newest(runs.c.updated_at, statement.excluded.updated_at)}
-        if url:
-            set_["url"] = statement.excluded.url
-        conn.execute(statement.on_conflict_do_update(index_elements=["pipeline", "run_id"], set_=set_))
+        dialect = conn.dialect.name
+
+        def build() -> Any:
+            statement = _dialect_insert(conn, runs)
+            newest = func.greatest if dialect == "postgresql" else func.max
+            set_: dict[str, Any] = {"updated_at": newest(runs.c.updated_at, statement.excluded.updated_at)}
+            if url:
+                set_["url"] = statement.excluded.url
+            return statement.on_conflict_do_update(index_elements=["pipeline", "run_id"], set_=set_)
+
+        conn.execute(_cached((dialect, "runs-touch", bool(url)), build), values)
 
     # ------------------------------------------------------------------ reads
 
