@@ -287,6 +287,50 @@ def main() -> None:
             tasks = METAFLOW_TASKS[flow] if engine.startswith("metaflow") else TASKS[flow]
             results.append(Measure(engine, flow, tasks, min(r[0] for r in runs), min(r[1] for r in runs)))
     render(console, results)
+    api_table(console, folder, env, args.repeat)
+
+
+def api_table(console: Console, folder: Path, env: dict[str, str], repeat: int) -> None:
+    """Per-task cost of ``run_pipeline`` itself, called from an already started process (what
+    backfill does): no interpreter start, no CLI, no control room; the runner and its records."""
+    from pipelines.local import run_pipeline
+    from steps.loader import load_object
+    from steps.settings import load_settings
+
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    os.environ["HEADRACE_STATE_DIR"] = env["HEADRACE_STATE_DIR"]
+    os.chdir(folder)
+    settings = load_settings()
+    modes: dict[str, dict[str, bool]] = {
+        "subprocess": {},
+        "exec": {"fork_server": False},
+        "in-process": {"in_process": True},
+    }
+    table = Table(title="run_pipeline() per task, process already started (best of repeats)", title_justify="left")
+    for column in ("flow", "mode", "tasks", "wall/task", "CPU/task (runner + tasks)"):
+        table.add_column(column, justify="left" if column in ("flow", "mode") else "right", no_wrap=True)
+    for flow in ("linear-10", "fan-20"):
+        spec = f"hr_{flow.replace('-', '_')}.py:pipeline"
+        pipeline = load_object(spec)
+        for mode, options in modes.items():
+            best_wall = best_cpu = float("inf")
+            for _ in range(repeat + 1):
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu0, wall0 = time.process_time(), time.perf_counter()
+                summary = run_pipeline(pipeline, spec=spec, settings=settings, live=False, **options)  # type: ignore[arg-type]
+                wall = time.perf_counter() - wall0
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                children = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+                cpu = time.process_time() - cpu0 + children
+                if summary.status != "succeeded":
+                    raise SystemExit(f"run_pipeline {spec} ({mode}) {summary.status}")
+                best_wall, best_cpu = min(best_wall, wall), min(best_cpu, cpu)
+            tasks = TASKS[flow]
+            table.add_row(
+                flow, mode, str(tasks), f"{best_wall / tasks * 1000:.1f} ms", f"{best_cpu / tasks * 1000:.1f} ms"
+            )
+        table.add_section()
+    console.print(table)
 
 
 def render(console: Console, results: list[Measure]) -> None:
