@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -287,7 +288,11 @@ def main() -> None:
             tasks = METAFLOW_TASKS[flow] if engine.startswith("metaflow") else TASKS[flow]
             results.append(Measure(engine, flow, tasks, min(r[0] for r in runs), min(r[1] for r in runs)))
     render(console, results)
-    api_table(console, folder, env, args.repeat)
+    try:
+        api_table(console, folder, env, args.repeat)
+    finally:
+        os.chdir(tempfile.gettempdir())
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def api_table(console: Console, folder: Path, env: dict[str, str], repeat: int) -> None:
