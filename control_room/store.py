@@ -410,6 +410,10 @@ class Store:
             "decided_at": now,
         }
         with self.transaction() as conn:
+            if conn.dialect.name == "postgresql":
+                # A decision is a record of an answer already given, not data a client resends:
+                # it need not wait for the WAL flush (observations and events still do).
+                conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
             _upsert(conn, decisions, values, ("pipeline", "run_id", "task", "attempt"))
             self._touch_run(conn, request.pipeline, request.run_id, now)
 
