@@ -352,7 +352,8 @@ class Policy:
                 ran_on.total_vcpu if ran_on is not None else _cpu_of(obs)
             )
         target = usable[-1].target if usable else SizingTarget.POD
-        alpha = self._learned_scaling(per_type, cores_of, usable) or self.rules.scaling_for(target)
+        measured = self._learned_scaling(per_type, cores_of, usable)
+        alpha = measured if measured is not None else self.rules.scaling_for(target)
         sizes: list[float] = []
         work: list[float] = []
         for obs in usable:
@@ -402,12 +403,13 @@ class Policy:
         floor, floor_note = self._oom_floor(history, request.input_bytes, slope)
         failed_capacity = 0
         if (request.previous_outcome or "").lower() == Outcome.OOM:
-            previous = self.catalog.find(request.target, request.previous_instance_type)
+            declared_count = int((request.declared or {}).get("instance_count") or 1)
+            count = request.previous_instance_count or declared_count
+            previous = self.catalog.find(request.target, request.previous_instance_type, count)
             if previous is None and request.previous_instance_type is None:
                 previous = self._declared_option(request)
             if previous is not None:
-                if request.target == SizingTarget.SAGEMAKER:
-                    previous = previous.with_count(max(1, int((request.declared or {}).get("instance_count") or 1)))
+                previous = previous.with_count(max(1, count)) if request.target != SizingTarget.POD else previous
                 failed_capacity = previous.total_memory
                 if failed_capacity * OOM_STEP > floor:
                     floor = failed_capacity * OOM_STEP

@@ -94,6 +94,8 @@ class SizingRequest:
     previous_outcome: str | None = None
     #: Instance type the previous attempt ran on (the size an OOM escalates from).
     previous_instance_type: str | None = None
+    #: Instances (Glue workers) the previous attempt had, when more than one.
+    previous_instance_count: int | None = None
 
 
 @dataclass(frozen=True)

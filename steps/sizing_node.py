@@ -43,6 +43,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", action="append", default=[], help="TASK.OUTPUT=<reference JSON>")
     parser.add_argument("--previous-outcome", default="", help="how the previous attempt ended (e.g. oom)")
     parser.add_argument("--previous-instance-type", default="", help="the size the previous attempt ran on")
+    parser.add_argument("--previous-instance-count", type=int, default=0, help="its instance/worker count")
     parser.add_argument("--outputs-dir", required=True, help="write Argo output parameter files here")
 
 
@@ -58,6 +59,7 @@ def build_request(
     inputs: dict[tuple[str, str], ArtifactRef],
     previous_outcome: str | None = None,
     previous_instance_type: str | None = None,
+    previous_instance_count: int | None = None,
 ) -> SizingRequest:
     """The request for ``task_name`` of ``pipeline``: its declaration plus the summed input sizes."""
     task = pipeline.task(task_name)
@@ -75,6 +77,7 @@ def build_request(
         bytes_per_row=getattr(task, "bytes_per_row", None),
         previous_outcome=previous_outcome or None,
         previous_instance_type=previous_instance_type or None,
+        previous_instance_count=previous_instance_count or None,
     )
 
 
@@ -131,6 +134,7 @@ def main(args: argparse.Namespace) -> int:
             parse_inputs(args.input),
             args.previous_outcome,
             args.previous_instance_type,
+            args.previous_instance_count,
         )
     except Exception as error:  # the task itself will report a broken pipeline; sizing never fails
         _log(f"sizing {args.task}: cannot build the request ({error}); the task runs with its declared resources")

@@ -238,3 +238,21 @@ def test_unknown_input_size_falls_back_to_default_even_with_rules(policy: Policy
     decision = policy.decide(SizingRequest("recipes", "extract", "r1"))
     assert decision.source == "default"
     assert decision.reason.startswith("input size unknown;")
+
+
+def test_a_glue_oom_retry_gets_more_memory_than_all_the_workers_that_failed(policy: Policy, catalog: Catalog) -> None:
+    request = SizingRequest(
+        "recipes",
+        "score",
+        "r1",
+        target=SizingTarget.GLUE,
+        input_bytes=5_000_000_000,
+        attempt=2,
+        previous_outcome="oom",
+        previous_instance_type="G.1X",
+        previous_instance_count=10,
+    )
+    decision = policy.decide(request)
+    chosen = catalog.find(SizingTarget.GLUE, decision.instance_type, decision.instance_count)
+    assert chosen is not None and chosen.total_memory > 10 * 16 * GIB
+    assert "attempt 1 ran out of memory on 10x G.1X" in decision.reason
