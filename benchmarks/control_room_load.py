@@ -179,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=200.0)
-    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--clients", type=int, default=16, help="closed loop: concurrent clients")
+    parser.add_argument("--connections", type=int, default=64, help="open loop: connections in flight at most")
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432")
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--skip-sqlite", action="store_true")
@@ -216,10 +217,11 @@ def main(argv: list[str] | None = None) -> int:
                 for path, body in (("/v1/sizing", sizing_body), ("/v1/observations", observation_body)):
                     asyncio.run(open_loop(url, path, body, 20, 1.0))  # warm up
                     console.print(f"{label} {path}: open loop at {args.rate:g}/s for {args.seconds:g}s ...")
-                    fixed = asyncio.run(open_loop(url, path, body, args.rate, args.seconds))
+                    fixed = asyncio.run(open_loop(url, path, body, args.rate, args.seconds, args.connections))
                     console.print(f"{label} {path}: closed loop, {args.clients} clients ...")
                     most = asyncio.run(closed_loop(url, path, body, args.clients, args.seconds / 2))
-                    for load, result in ((f"open {args.rate:g}/s", fixed), (f"closed x{args.clients}", most)):
+                    opened = f"open {args.rate:g}/s, {args.connections} conns"
+                    for load, result in ((opened, fixed), (f"closed x{args.clients}", most)):
                         table.add_row(
                             label,
                             f"POST {path}",
