@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
-from argo.checks import assert_valid_argo
+from tests.argo.checks import assert_valid_argo
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from argo.helpers import ROOT, compiled
+from tests.argo.helpers import ROOT, compiled
 from pipelines.argo import to_yaml
 from pipelines.cli import app
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from argo.helpers import ROOT, args, arguments, compiled, dag_task, load, template
+from tests.argo.helpers import ROOT, args, arguments, compiled, dag_task, load, template
 from pipelines import Pipeline, step
 from pipelines.argo import build, compile_pipeline, image_spec
 from pipelines.graph import DEFAULT_IMAGE, PipelineInvalid

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from argo.helpers import ROOT, compiled
+from tests.argo.helpers import ROOT, compiled
 from steps.contract import SizingDecision
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

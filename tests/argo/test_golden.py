@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from argo.checks import assert_valid_argo, hera_round_trip, reference_errors, schema_errors
-from argo.helpers import ROOT, compiled
+from tests.argo.checks import assert_valid_argo, hera_round_trip, reference_errors, schema_errors
+from tests.argo.helpers import ROOT, compiled
 from pipelines.argo import KINDS, compile_pipeline, to_yaml
 from pipelines.graph import Pipeline
 from steps.loader import load_object

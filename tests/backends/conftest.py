@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,9 +10,6 @@ from steps.context import StepContext
 from steps.settings import Settings, load_settings
 
 BUCKET = "headrace-test"
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-
 
 @pytest.fixture
 def s3_root(aws_env: str) -> str:

@@ -27,7 +27,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import make_context
+from tests.backends.conftest import make_context
 
 from steps import athena
 from steps.aws import client_for

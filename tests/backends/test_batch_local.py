@@ -8,7 +8,7 @@ import joblib
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from scoring_examples import (
+from tests.backends.scoring_examples import (
     LinearModel,
     score,
     score_as_text,
@@ -65,7 +65,7 @@ def test_each_worker_process_loads_the_model_once(tmp_path: Path, model_file: Pa
 def test_scoring_function_named_as_module_and_function_string(tmp_path: Path, model_file: Path) -> None:
     frame = write_input(tmp_path / "in.parquet", 3_000, row_group_size=1_000)
 
-    score_parquet(tmp_path / "in.parquet", tmp_path / "scores", "scoring_examples:score", model_file, workers=2)
+    score_parquet(tmp_path / "in.parquet", tmp_path / "scores", "tests.backends.scoring_examples:score", model_file, workers=2)
 
     scored = pq.read_table(tmp_path / "scores").to_pandas()
     pd.testing.assert_frame_equal(scored, expected_scores(frame), check_exact=False)

@@ -23,8 +23,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-from bigquery_server import BigQueryServer
-from conftest import make_context
+from tests.integration.bigquery_server import BigQueryServer
+from tests.backends.conftest import make_context
 
 from steps import bigquery
 from steps.context import StepContext

@@ -27,8 +27,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import BUCKET, make_context
-from scoring_examples import LinearModel, score, score_without_id, write_input
+from tests.backends.conftest import BUCKET, make_context
+from tests.backends.scoring_examples import LinearModel, score, score_without_id, write_input
 
 from steps import handoff
 from steps.batch_local import score_parquet

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import botocore.session
 import pytest
-from conftest import BUCKET, make_context
+from tests.backends.conftest import BUCKET, make_context
 
 from steps.context import StepContext
 from steps.contract import ArtifactRef, SizingDecision, SizingTarget

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from argo.checks import assert_valid_argo
+from tests.argo.checks import assert_valid_argo
 from typer.testing import CliRunner
 
 from pipelines.cli import app

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from argo.checks import assert_valid_argo
+from tests.argo.checks import assert_valid_argo
 from typer.testing import CliRunner
 
 from pipelines.cli import app

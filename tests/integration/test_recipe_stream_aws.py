@@ -52,9 +52,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from bigquery_server import BigQueryServer
-from conftest import free_port
-from notify.slack_server import VALID_TOKEN, SlackServer
+from tests.integration.bigquery_server import BigQueryServer
+from tests.conftest import free_port
+from tests.notify.slack_server import VALID_TOKEN, SlackServer
 
 from examples.recipe_stream import data, pipeline, scoring, sql
 from steps.contract import ArtifactRef, SizingDecision

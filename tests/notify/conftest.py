@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import free_port
+from tests.conftest import free_port
 from sqlalchemy import Engine
 
 from .slack_server import SlackServer

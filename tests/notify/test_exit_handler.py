@@ -101,7 +101,7 @@ def pipeline_file(tmp_path: Path) -> Path:
 def control_room(tmp_path: Path, slack_server: SlackServer) -> Iterator[ControlRoom]:
     """H5's control room app, served by uvicorn on a free port, notifying a local Slack server."""
     import uvicorn
-    from conftest import free_port
+    from tests.conftest import free_port
 
     from control_room.app import Tokens, create_app
     from control_room.catalog import load_catalog, load_rules
@@ -187,7 +187,7 @@ def test_failed_workflow_is_closed_in_the_control_room_and_posted_to_slack(
 
 @pytest.mark.integration
 def test_unreachable_control_room_never_fails_the_workflow(pipeline_file: Path) -> None:
-    from conftest import free_port
+    from tests.conftest import free_port
 
     result = run_exit_handler(
         f"{pipeline_file}:pipeline",

@@ -233,7 +233,7 @@ def test_engine_forgets_a_deleted_workflow_and_what_it_reported() -> None:
 
 @pytest.fixture
 def kube() -> Iterator[KubeServer]:
-    from conftest import free_port
+    from tests.conftest import free_port
 
     server = KubeServer(free_port()).start()
     try:

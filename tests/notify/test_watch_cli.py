@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def kube() -> Iterator[KubeServer]:
-    from conftest import free_port
+    from tests.conftest import free_port
 
     server = KubeServer(free_port()).start()
     try:
