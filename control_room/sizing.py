@@ -323,9 +323,14 @@ class Policy:
             return Prediction(peak, basis, "policy", fit, typical)
         if request.bytes_per_row and request.input_rows > 0:
             peak = request.bytes_per_row * request.input_rows + self.rules.process_overhead_bytes
+            learned_from = (
+                f"no history of {where} yet"
+                if not model.runs
+                else f"{model.runs} of the {self.rules.min_history} runs of {where} needed to learn"
+            )
             basis = (
                 f"declared {request.bytes_per_row:g} bytes/row x {request.input_rows:,} rows = {human_memory(peak)} "
-                f"(no history of {where} yet)"
+                f"({learned_from})"
             )
             return Prediction(peak, basis, "policy")
         history_note = "no history" if not model.runs else f"only {model.runs} run(s) of history"

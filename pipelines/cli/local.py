@@ -33,23 +33,34 @@ PARAM_OPTION: Any = typer.Option(
 )
 
 
-def _control_room(settings: Settings) -> ControlRoom | None:
-    """The control room the run reports to: H5's ``connect`` (HTTP or embedded) when installed,
-    connected in the background on first use so its imports overlap the first tasks."""
-    try:
-        from control_room.client import connect  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return None
+def _notifier(settings: Settings, pipeline: Any) -> Any:
+    """Slack and/or Datadog for this run as configured (nothing when neither is: the live view is
+    the local console). Built now, so an invalid Slack token fails at start-up in one line rather
+    than silently at the first event."""
+    from control_room.notify import build_notifier
+
+    notifier = build_notifier(settings, quiet=True)
+    notifier.register(pipeline)
+    return notifier
+
+
+def _control_room(settings: Settings, notifier: Any = None) -> ControlRoom | None:
+    """The control room the run reports to (HTTP or embedded, see ``control_room.client.connect``),
+    connected in the background on first use so its imports overlap the first tasks. Events
+    reach ``notifier`` through the embedded control room (a service has its own notifier)."""
+    from control_room.client import connect
     from pipelines.local.control import LazyRoom
 
     def connected() -> ControlRoom:
-        room: ControlRoom = connect(settings)
+        room: ControlRoom = connect(settings, notifier)
         return room
 
     return LazyRoom(connected)
 
 
-def _close(room: ControlRoom | None) -> None:
+def _close(room: ControlRoom | None, notifier: Any = None) -> None:
+    if notifier is not None:
+        notifier.close()  # sends what is still queued
     error = getattr(room, "error", None)
     if error:
         err_console.print(f"[yellow]control room unavailable ({error}); tasks ran with their declared resources[/]")
@@ -109,7 +120,8 @@ def register(app: typer.Typer) -> None:
         pipeline = load_pipeline(spec)
         params = params_from(param)
         settings = settings_from()
-        room = _control_room(settings)
+        notifier = _notifier(settings, pipeline)
+        room = _control_room(settings, notifier)
         try:
             summary = run_pipeline(
                 pipeline,
@@ -123,7 +135,7 @@ def register(app: typer.Typer) -> None:
                 fork_server=fork_server,
             )
         finally:
-            _close(room)
+            _close(room, notifier)
         _exit_for(summary)
 
     @app.command("resume")
@@ -150,7 +162,8 @@ def register(app: typer.Typer) -> None:
         if record.runner_alive:
             fail(f"run {run_id}: still running (runner pid {record.pid}); wait for it or stop it before resuming")
         pipeline = _load_recorded(record)
-        room = _control_room(settings)
+        notifier = _notifier(settings, pipeline)
+        room = _control_room(settings, notifier)
         try:
             summary = run_pipeline(
                 pipeline,
@@ -166,7 +179,7 @@ def register(app: typer.Typer) -> None:
                 fork_server=fork_server,
             )
         finally:
-            _close(room)
+            _close(room, notifier)
         _exit_for(summary)
 
     @runs_app.command("list")

@@ -57,6 +57,8 @@ class TaskSummary:
     log_path: str | None = None
     reused: bool = False
     log_tail: list[str] = field(default_factory=list)
+    #: What the succeeded attempt kept with the run (``ctx.record``): a ``summary`` is shown at the end.
+    records: dict[str, Any] = field(default_factory=dict)
     #: Set while an attempt runs (monotonic start, the live attempt for its progress).
     started_at: float | None = None
     attempt: Attempt | None = field(default=None, repr=False)
@@ -91,6 +93,8 @@ class RunSummary:
     params: dict[str, str] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     duration: float | None = None
+    #: Where this run's outputs live: ``<artifact root>/<pipeline>/<run_id>/``.
+    outputs_root: str = ""
 
     @property
     def succeeded(self) -> bool:
@@ -380,6 +384,7 @@ class Runner:
         self._observe(task, state, result)
         if result.succeeded:
             state.outputs = dict(result.outputs)
+            state.records = dict(result.records)
             state.status = "succeeded"
             self.store.set_task(run_id, name, "succeeded", attempts=state.attempts)
             self._emit(
@@ -609,6 +614,7 @@ def run_pipeline(
             cwd=workdir,
             mode="in-process" if in_process else "subprocess",
         )
+    summary.outputs_root = f"{settings.artifact_root.rstrip('/')}/{pipeline.name}/{summary.run_id}/"
     runner = Runner(
         pipeline,
         spec=spec,

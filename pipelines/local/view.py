@@ -96,9 +96,41 @@ def task_table(summary: RunSummary) -> Table:
     return table
 
 
+def _sizing_lines(summary: RunSummary) -> list[RenderableType]:
+    """Why each sized task got its size: the control room's one-line reasons (those a task's own
+    summary does not already give)."""
+    told = " ".join(str(t.records.get("summary", "")) for t in summary.tasks.values())
+    sized = [
+        t
+        for t in summary.tasks.values()
+        if t.sizing is not None and not t.reused and (not t.sizing.reason or t.sizing.reason not in told)
+    ]
+    if not sized:
+        return []
+    lines: list[RenderableType] = [Text("sizes chosen by the control room:", style="bold")]
+    for task in sized:
+        assert task.sizing is not None
+        lines.append(Text(f"  {task.name}: {_size(task)} — {task.sizing.reason}", overflow="fold"))
+    return lines
+
+
+def _recorded_summaries(summary: RunSummary) -> list[RenderableType]:
+    """Text a task kept as its ``summary`` record (``ctx.record(summary=...)``), shown as is."""
+    return [
+        Text(str(task.records["summary"]).rstrip())
+        for task in summary.tasks.values()
+        if task.status == "succeeded" and task.records.get("summary")
+    ]
+
+
 def render_summary(summary: RunSummary) -> RenderableType:
-    """The final table, then for each failed task its reason and the tail of its log."""
+    """The final table; the tasks' own summaries, the sizing reasons and where outputs are; then
+    for each failed task its reason and the tail of its log."""
     parts: list[RenderableType] = [task_table(summary)]
+    parts += _recorded_summaries(summary)
+    parts += _sizing_lines(summary)
+    if summary.outputs_root and any(t.outputs for t in summary.tasks.values()):
+        parts.append(Text(f"outputs: {summary.outputs_root}", style="dim"))
     for task in summary.failed_tasks:
         parts.append(Text(f"task {task.name} failed: {task.reason}", style="bold red"))
         if task.log_path:
