@@ -68,6 +68,8 @@ DB_FILE = "control-room.db"
 #: Observations a sizing decision reads: the policy's fits use the newest 60 successful runs;
 #: the rest is for OOM floors.
 HISTORY_LIMIT = 200
+#: How long a replica trusts its cached history of a task before checking for others' writes.
+HISTORY_RECHECK_SECONDS = 1.0
 
 
 class Base(DeclarativeBase):
@@ -351,7 +353,7 @@ class Store:
         # SQLite allows one writer; queueing writers here beats SQLite's busy handler, which
         # sleeps up to 100 ms between retries and turns contention into long tails.
         self._write_lock: threading.Lock | None = threading.Lock() if engine.dialect.name == "sqlite" else None
-        self._history_cache: dict[tuple[str, str, int], tuple[tuple[Any, ...], list[Observation]]] = {}
+        self._history_cache: dict[tuple[str, str, int], tuple[float, tuple[Any, ...], list[Observation]]] = {}
         self.version = migrate(engine)
 
     @classmethod
@@ -386,6 +388,7 @@ class Store:
         with self.transaction() as conn:
             _upsert(conn, observations, values, ("pipeline", "run_id", "task", "attempt"))
             self._touch_run(conn, observation.pipeline, observation.run_id, now)
+        self._forget_history(observation.pipeline, observation.task)
 
     def add_decision(self, request: SizingRequest, decision: SizingDecision) -> None:
         """Store a sizing decision with the request it answered, under the run it belongs to."""
@@ -501,10 +504,17 @@ class Store:
     def recent_history(self, pipeline: str, task: str, limit: int = HISTORY_LIMIT) -> list[Observation]:
         """:meth:`history`, served from memory while the task's observations are unchanged.
 
-        Checked with one indexed query (count and newest ``recorded_at``) on every call, so a
-        replica never sizes from stale history; the full read happens only after a change.
+        This process's own writes drop the task's entry at once. Other replicas' writes are seen
+        within :data:`HISTORY_RECHECK_SECONDS`: after that, one indexed query (count and newest
+        ``recorded_at``) decides whether the full read is needed. Sizing a task from history a
+        second old changes nothing (its next run is minutes away); a query per decision did.
         """
         key = (pipeline, task, limit)
+        now = time.monotonic()
+        with self._cache_lock:
+            cached = self._history_cache.get(key)
+        if cached is not None and now - cached[0] < HISTORY_RECHECK_SECONDS:
+            return cached[2]
         with self.engine.connect() as conn:
             stamp = tuple(
                 conn.execute(
@@ -513,16 +523,17 @@ class Store:
                     )
                 ).one()
             )
-        with self._cache_lock:
-            cached = self._history_cache.get(key)
-            if cached is not None and cached[0] == stamp:
-                return cached[1]
-        history = self.history(pipeline, task, limit)
+        history = cached[2] if cached is not None and cached[1] == stamp else self.history(pipeline, task, limit)
         with self._cache_lock:
             if len(self._history_cache) > 1000:
                 self._history_cache.clear()
-            self._history_cache[key] = (stamp, history)
+            self._history_cache[key] = (now, stamp, history)
         return history
+
+    def _forget_history(self, pipeline: str, task: str) -> None:
+        with self._cache_lock:
+            for key in [k for k in self._history_cache if k[0] == pipeline and k[1] == task]:
+                del self._history_cache[key]
 
     def observations_of_run(self, pipeline: str, run_id: str) -> list[dict[str, Any]]:
         query = (

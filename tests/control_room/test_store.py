@@ -126,3 +126,18 @@ def test_the_default_database_is_a_wal_sqlite_file_in_the_state_folder(tmp_path:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
     opened.close()
     assert (tmp_path / "state" / "control-room.db").exists()
+
+
+def test_cached_history_sees_its_own_writes_at_once_and_other_replicas_after_the_recheck(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    replica_a, replica_b = Store.open(database_url), Store.open(database_url)
+    replica_a.add_observation(observation("r1"))
+    assert [o.run_id for o in replica_b.recent_history("recipes", "train")] == ["r1"]
+    replica_b.add_observation(observation("r2"))
+    assert [o.run_id for o in replica_b.recent_history("recipes", "train")] == ["r1", "r2"]
+    replica_a.add_observation(observation("r3"))
+    monkeypatch.setattr(store_module, "HISTORY_RECHECK_SECONDS", 0.0)
+    assert [o.run_id for o in replica_b.recent_history("recipes", "train")] == ["r1", "r2", "r3"]
+    replica_a.close()
+    replica_b.close()
