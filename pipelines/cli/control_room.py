@@ -64,3 +64,33 @@ def register(app: typer.Typer) -> None:
             log_level="warning",
             access_log=False,
         )
+
+    @group.command("watch")
+    @guard
+    def watch(
+        namespace: str | None = typer.Option(None, help="Namespace of the workflows (default: argo_namespace)."),
+        db: str | None = typer.Option(None, help="Database URL; default: SQLite in the state folder."),
+        notify: bool = typer.Option(True, help="Send the events to Slack/Datadog/console as configured."),
+    ) -> None:
+        """Watch Argo workflows and their pods: phase changes, OOMKilled, ImagePullBackOff, evictions
+        and never-started runs become run events (stored, and sent to Slack and Datadog)."""
+        from control_room.store import Store
+        from control_room.watch import recorder, run_watcher
+
+        settings = settings_from(control_room_db=db)
+        store = Store.open(settings.control_room_db or None, settings.state_dir)
+        notifier = None
+        if notify:
+            from control_room.notify import build_notifier
+
+            notifier = build_notifier(settings, engine=store.engine, start=True)
+        chosen = namespace or settings.argo_namespace
+        console.print(f"watching workflows and pods in namespace {chosen} (database {store.url})", highlight=False)
+        try:
+            run_watcher(settings, chosen, recorder(store, notifier))
+        except KeyboardInterrupt:
+            pass
+        finally:
+            if notifier is not None:
+                notifier.close()
+            store.close()
