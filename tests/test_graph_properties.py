@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
-from tests.argo.checks import assert_valid_argo
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -14,6 +13,7 @@ from pipelines.argo import KINDS, compile_pipeline, to_yaml
 from pipelines.graph import Backoff as BackoffSpec
 from pipelines.graph import OutputRef, ParamRef, Pipeline, PipelineInvalid, Resources, Retry, Schedule, Task
 from steps.settings import Settings
+from tests.argo.checks import assert_valid_argo
 
 VALID_NAMES = ["extract", "train", "score", "b-2", "size-train", "x" * 63]
 INVALID_NAMES = ["Train", "with_underscore", "-dash", "dash-", "", "headrace-dag", "y" * 64, "名前"]

@@ -10,9 +10,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from tests.argo.helpers import ROOT, compiled
 from pipelines.argo import to_yaml
 from pipelines.cli import app
+from tests.argo.helpers import ROOT, compiled
 
 BROKEN = """
 from pipelines import Pipeline, Resources, Retry, step

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.argo.helpers import ROOT, args, arguments, compiled, dag_task, load, template
 from pipelines import Pipeline, step
 from pipelines.argo import build, compile_pipeline, image_spec
 from pipelines.graph import DEFAULT_IMAGE, PipelineInvalid
 from steps.errors import UserError
 from steps.settings import Settings
+from tests.argo.helpers import ROOT, args, arguments, compiled, dag_task, load, template
 
 
 @pytest.fixture(autouse=True)

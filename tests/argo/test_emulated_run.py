@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from tests.argo.helpers import ROOT, compiled
 from steps.contract import SizingDecision
+from tests.argo.helpers import ROOT, compiled
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

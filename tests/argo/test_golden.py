@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from tests.argo.checks import assert_valid_argo, hera_round_trip, reference_errors, schema_errors
-from tests.argo.helpers import ROOT, compiled
 from pipelines.argo import KINDS, compile_pipeline, to_yaml
 from pipelines.graph import Pipeline
 from steps.loader import load_object
 from steps.settings import Settings
+from tests.argo.checks import assert_valid_argo, hera_round_trip, reference_errors, schema_errors
+from tests.argo.helpers import ROOT, compiled
 
 GOLDEN = ROOT / "tests" / "golden"
 UPDATE = os.environ.get("HEADRACE_UPDATE_GOLDEN") == "1"

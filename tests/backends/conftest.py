@@ -11,6 +11,7 @@ from steps.settings import Settings, load_settings
 
 BUCKET = "headrace-test"
 
+
 @pytest.fixture
 def s3_root(aws_env: str) -> str:
     """``s3://headrace-test/artifacts`` on a freshly reset moto server."""

@@ -27,7 +27,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from tests.backends.conftest import make_context
 
 from steps import athena
 from steps.aws import client_for
@@ -37,6 +36,7 @@ from steps.errors import HandoffFailed, NotFoundError, UserError
 from steps.settings import Settings, load_settings
 from steps.sql_local import SqlError
 from steps.values import write_value
+from tests.backends.conftest import make_context
 
 pytestmark = pytest.mark.integration
 

@@ -8,6 +8,10 @@ import joblib
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+
+from steps.batch_local import score_parquet
+from steps.errors import NotFoundError, UserError
+from steps.model_io import clear_cache, pack_dir
 from tests.backends.scoring_examples import (
     LinearModel,
     score,
@@ -16,10 +20,6 @@ from tests.backends.scoring_examples import (
     score_without_id,
     write_input,
 )
-
-from steps.batch_local import score_parquet
-from steps.errors import NotFoundError, UserError
-from steps.model_io import clear_cache, pack_dir
 
 
 @pytest.fixture
@@ -65,7 +65,9 @@ def test_each_worker_process_loads_the_model_once(tmp_path: Path, model_file: Pa
 def test_scoring_function_named_as_module_and_function_string(tmp_path: Path, model_file: Path) -> None:
     frame = write_input(tmp_path / "in.parquet", 3_000, row_group_size=1_000)
 
-    score_parquet(tmp_path / "in.parquet", tmp_path / "scores", "tests.backends.scoring_examples:score", model_file, workers=2)
+    score_parquet(
+        tmp_path / "in.parquet", tmp_path / "scores", "tests.backends.scoring_examples:score", model_file, workers=2
+    )
 
     scored = pq.read_table(tmp_path / "scores").to_pandas()
     pd.testing.assert_frame_equal(scored, expected_scores(frame), check_exact=False)

@@ -23,8 +23,6 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-from tests.integration.bigquery_server import BigQueryServer
-from tests.backends.conftest import make_context
 
 from steps import bigquery
 from steps.context import StepContext
@@ -33,6 +31,8 @@ from steps.errors import ConfigError, NotFoundError, UserError
 from steps.settings import Settings, load_settings
 from steps.sql_local import SqlError
 from steps.values import write_value
+from tests.backends.conftest import make_context
+from tests.integration.bigquery_server import BigQueryServer
 
 pytestmark = pytest.mark.integration
 

@@ -27,8 +27,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from tests.backends.conftest import BUCKET, make_context
-from tests.backends.scoring_examples import LinearModel, score, score_without_id, write_input
 
 from steps import handoff
 from steps.batch_local import score_parquet
@@ -37,6 +35,8 @@ from steps.errors import ConfigError, HandoffFailed, UserError
 from steps.glue import GLUE_STATES, batch_infer, check_run, run_script_locally
 from steps.model_io import clear_cache, pack_dir
 from steps.settings import Settings, load_settings
+from tests.backends.conftest import BUCKET, make_context
+from tests.backends.scoring_examples import LinearModel, score, score_without_id, write_input
 
 
 def model_archive(tmp_path: Path) -> Path:

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import botocore.session
 import pytest
-from tests.backends.conftest import BUCKET, make_context
 
 from steps.context import StepContext
 from steps.contract import ArtifactRef, SizingDecision, SizingTarget
@@ -35,6 +34,7 @@ from steps.sagemaker import (
     training_job_name,
 )
 from steps.settings import Settings, load_settings
+from tests.backends.conftest import BUCKET, make_context
 
 TRAIN_SCRIPT = textwrap.dedent(
     """

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests.argo.checks import assert_valid_argo
 from typer.testing import CliRunner
 
 from pipelines.cli import app
+from tests.argo.checks import assert_valid_argo
 
 CLI = [sys.executable, "-c", "from pipelines.cli import main; main()"]
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.argo.checks import assert_valid_argo
 from typer.testing import CliRunner
 
 from pipelines.cli import app
+from tests.argo.checks import assert_valid_argo
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = "examples/recipe_stream:pipeline"

@@ -52,13 +52,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from tests.integration.bigquery_server import BigQueryServer
-from tests.conftest import free_port
-from tests.notify.slack_server import VALID_TOKEN, SlackServer
 
 from examples.recipe_stream import data, pipeline, scoring, sql
 from steps.contract import ArtifactRef, SizingDecision
 from steps.settings import Settings, load_settings
+from tests.conftest import free_port
+from tests.integration.bigquery_server import BigQueryServer
+from tests.notify.slack_server import VALID_TOKEN, SlackServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -6,8 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import free_port
 from sqlalchemy import Engine
+
+from tests.conftest import free_port
 
 from .slack_server import SlackServer
 

@@ -101,13 +101,13 @@ def pipeline_file(tmp_path: Path) -> Path:
 def control_room(tmp_path: Path, slack_server: SlackServer) -> Iterator[ControlRoom]:
     """H5's control room app, served by uvicorn on a free port, notifying a local Slack server."""
     import uvicorn
-    from tests.conftest import free_port
 
     from control_room.app import Tokens, create_app
     from control_room.catalog import load_catalog, load_rules
     from control_room.notify import build_notifier
     from control_room.sizing import Policy
     from steps.settings import Settings
+    from tests.conftest import free_port
 
     store = Store.open(f"sqlite:///{tmp_path / 'control-room.db'}")
     catalog = load_catalog()
