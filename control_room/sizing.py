@@ -419,6 +419,13 @@ class Policy:
                 if failed_capacity * OOM_STEP > floor:
                     floor = failed_capacity * OOM_STEP
                     floor_note = f"attempt {request.attempt - 1} ran out of memory on {previous.label}"
+        elif not request.previous_outcome:
+            earlier = self.earlier_oom(request, history)
+            if earlier is not None:
+                failed_capacity, label, attempt = earlier
+                if failed_capacity * OOM_STEP >= floor:  # on a tie, say it is this run's retry
+                    floor = failed_capacity * OOM_STEP
+                    floor_note = f"attempt {attempt} of run {request.run_id} ran out of memory on {label}"
 
         size_text = human_bytes(request.input_bytes) + " input" if request.input_bytes else "input size unknown"
         if prediction.memory is not None or floor > 0:
@@ -436,6 +443,27 @@ class Policy:
                 request, history, candidates, memory, need, f"{size_text}; {basis}", source, failed_capacity
             )
         return self._fallback(request, candidates, f"{size_text}; {prediction.basis}", failed_capacity)
+
+    def earlier_oom(self, request: SizingRequest, history: Sequence[Observation]) -> tuple[int, str, int] | None:
+        """The memory, label and attempt of this run's latest attempt of the task when it ran out
+        of memory (None otherwise), read from ``history`` rather than from attempt numbers.
+
+        Argo retries a sized task without telling the sizing node how the last try ended; the
+        watcher records an OOM-killed pod as an observation of the run, so the newest
+        observation of the same run says whether this request is a retry after an OOM.
+        """
+        latest = None
+        for obs in history:  # oldest first: the last one of this run is its latest attempt
+            if obs.run_id == request.run_id and obs.pipeline == request.pipeline and obs.task == request.task:
+                latest = obs
+        if latest is None or latest.outcome != Outcome.OOM:
+            return None
+        capacity = self.capacity_of(latest)
+        if capacity is None:
+            return None
+        option = self.catalog.find(latest.target, latest.instance_type, latest.instance_count)
+        label = option.label if option is not None else human_memory(capacity)
+        return capacity, label, latest.attempt
 
     def _declared_option(self, request: SizingRequest) -> Option | None:
         declared = request.declared or {}

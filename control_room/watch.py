@@ -20,6 +20,7 @@ In the cluster it runs in the control room Deployment with a Role allowing only 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -29,7 +30,7 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
-from steps.contract import EventKind, RunEvent
+from steps.contract import EventKind, Observation, Outcome, RunEvent, SizingTarget
 from steps.slack import argo_url
 
 log = logging.getLogger("headrace.watch")
@@ -93,6 +94,20 @@ def task_and_attempt(display_name: str) -> tuple[str, int]:
     if match:
         return match["task"], int(match["n"]) + 1
     return display_name, 1
+
+
+def attempt_in_path(path: str) -> int | None:
+    """The attempt a node belongs to from its full Argo name, e.g. ``wf.train(1).train`` → 2.
+
+    A sized task is retried as a whole (its sizing node and its pod, in a nested DAG), so the
+    retry index sits on the DAG node, not on the pod's own display name: the innermost
+    ``name(N)`` segment of the path tells the attempt. None when no segment carries one.
+    """
+    for segment in reversed(path.split(".")):
+        match = _ATTEMPT.match(segment)
+        if match:
+            return int(match["n"]) + 1
+    return None
 
 
 def _is_infrastructure(task: str) -> bool:
@@ -183,9 +198,12 @@ def _node_transitions(
     for node_id, node in ordered:
         if node.get("type") != "Pod":
             continue
-        task, attempt = task_and_attempt(str(node.get("displayName", "")))
+        display = str(node.get("displayName", ""))
+        task, attempt = task_and_attempt(display)
         if _is_infrastructure(task):
             continue
+        if not _ATTEMPT.match(display):
+            attempt = attempt_in_path(str(node.get("name") or "")) or attempt
         phase = str(node.get("phase") or "")
         before = str((old_nodes.get(node_id) or {}).get("phase") or "")
         if phase == before:
@@ -208,7 +226,7 @@ def _node_transitions(
             )
         elif phase in ("Failed", "Error"):
             reason = str(node.get("message") or phase.lower())
-            parent = _retry_parent(nodes, node_id)
+            parent = _retry_parent(nodes, node_id) or _retry_parent(nodes, str(node.get("boundaryID") or ""))
             if parent is not None and str(parent.get("phase") or "") not in TERMINAL:
                 events.append(event(EventKind.TASK_RETRYING, task=task, attempt=attempt + 1, at=at, reason=reason))
             else:
@@ -226,6 +244,9 @@ def _node_transitions(
 
 
 def _retry_parent(nodes: Mapping[str, Any], node_id: str) -> Mapping[str, Any] | None:
+    """The Retry node retrying ``node_id`` (a pod, or the nested DAG a sized task runs in)."""
+    if not node_id:
+        return None
     for candidate in nodes.values():
         if candidate.get("type") == "Retry" and node_id in (candidate.get("children") or []):
             return dict(candidate)
@@ -267,7 +288,62 @@ def pod_task(pod: Obj) -> tuple[str, str, int]:
     node_name = str(annotations.get(NODE_NAME_ANNOTATION) or "")
     display = node_name.split(".", 1)[1] if run_id and node_name.startswith(run_id + ".") else node_name
     task, attempt = task_and_attempt(display) if display else ("", 1)
+    if display and not _ATTEMPT.match(display):
+        attempt = attempt_in_path(display) or attempt
     return run_id, str(labels.get(TASK_LABEL) or task), attempt
+
+
+def _main_container(pod: Obj) -> Mapping[str, Any]:
+    containers = ((pod.get("spec") or {}).get("containers")) or []
+    for item in containers:
+        if item.get("name") == "main":
+            return dict(item)
+    return dict(containers[0]) if containers else {}
+
+
+def _terminated(pod: Obj) -> Mapping[str, Any]:
+    for item in _status(pod).get("containerStatuses") or []:
+        if item.get("name") == "main":
+            for state_key in ("state", "lastState"):
+                terminated = (item.get(state_key) or {}).get("terminated")
+                if terminated:
+                    return dict(terminated)
+    return {}
+
+
+def oom_observation(pod: Obj, *, pipeline: str = "") -> Observation | None:
+    """The control room's record of a headrace task pod the OOM killer stopped, else None.
+
+    An OOM-killed process cannot report itself, and on Argo the sizing node of the retry is not
+    told how the last attempt ended: this observation (the pod's memory limit as the size that
+    was too small, outcome ``oom``) is what makes the policy size the retry one step up and
+    raise the task's memory floor. Sizing nodes and the exit handler are not tasks.
+    """
+    if not pod_problem(pod).startswith("OOMKilled"):
+        return None
+    run_id, task, attempt = pod_task(pod)
+    labels = _meta(pod).get("labels") or {}
+    pipeline = str(labels.get(PIPELINE_LABEL) or pipeline)
+    if not run_id or not task or not pipeline or _is_infrastructure(task):
+        return None
+    resources = _main_container(pod).get("resources") or {}
+    limits, requests = resources.get("limits") or {}, resources.get("requests") or {}
+    memory = limits.get("memory") or requests.get("memory")
+    cpu = requests.get("cpu") or limits.get("cpu")
+    terminated = _terminated(pod)
+    start, end = parse_time(terminated.get("startedAt")), parse_time(terminated.get("finishedAt"))
+    return Observation(
+        pipeline=pipeline,
+        task=task,
+        run_id=run_id,
+        attempt=attempt,
+        outcome=Outcome.OOM,
+        target=SizingTarget.POD,
+        cpu=str(cpu) if cpu else None,
+        memory=str(memory) if memory else None,
+        duration_seconds=max(0.0, end - start) if start is not None and end is not None else 0.0,
+        reason=f"{pod_problem(pod)} in pod {_meta(pod).get('name', '')}",
+    )
 
 
 def pod_transitions(
@@ -351,6 +427,17 @@ class WatchEngine:
 
     def apply(self, kind: str, event_type: str, obj: Obj) -> list[RunEvent]:
         """The events one watch event (or relisted object) means; ``DELETED`` forgets the object."""
+        return self.apply_all(kind, event_type, obj)[0]
+
+    def apply_all(self, kind: str, event_type: str, obj: Obj) -> tuple[list[RunEvent], list[Observation]]:
+        """:meth:`apply`, plus the OOM observation of a pod whose OOM kill is reported now."""
+        events = self._apply(kind, event_type, obj)
+        if kind != "pod" or not any(e.reason.startswith("OOMKilled") for e in events):
+            return events, []
+        found = oom_observation(obj, pipeline=events[0].pipeline)
+        return events, [found] if found is not None else []
+
+    def _apply(self, kind: str, event_type: str, obj: Obj) -> list[RunEvent]:
         name = str(_meta(obj).get("name"))
         with self._lock:
             cache = self.workflows if kind == "workflow" else self.pods
@@ -403,8 +490,10 @@ class Watcher:
         pending_seconds: float = 600.0,
         watch_timeout_seconds: int = 300,
         retry_delay: float = 1.0,
+        observer: Callable[[Observation], None] | None = None,
     ) -> None:
         self.notifier = notifier
+        self.observer = observer if observer is not None else getattr(notifier, "observe", None)
         self.namespace = namespace
         self.api_client = api_client if api_client is not None else _default_api_client()
         self.engine = WatchEngine(ui_url=ui_url, namespace=namespace, pending_seconds=pending_seconds)
@@ -475,6 +564,17 @@ class Watcher:
             except Exception as error:  # a notifier problem must not stop the watch
                 log.warning("watch: notifier failed on %s of %s: %s", event.kind.value, event.run_id, error)
 
+    def _apply(self, kind: str, event_type: str, obj: Obj) -> None:
+        events, found = self.engine.apply_all(kind, event_type, obj)
+        self._emit(events)
+        for observation in found:
+            if self.observer is None:
+                break
+            try:
+                self.observer(observation)
+            except Exception as error:
+                log.warning("watch: could not record the OOM of %s/%s: %s", observation.run_id, observation.task, error)
+
     def _relist(self, kind: str, first: bool) -> str:
         items, resource_version = self._list(kind)
         names = {str(_meta(item).get("name")) for item in items}
@@ -483,7 +583,7 @@ class Watcher:
             if first:
                 self.engine.seed(kind, item)
             else:
-                self._emit(self.engine.apply(kind, "MODIFIED", item))
+                self._apply(kind, "MODIFIED", item)
         log.info("watch: listed %d %ss in %s at resourceVersion %s", len(items), kind, self.namespace, resource_version)
         return resource_version
 
@@ -509,7 +609,7 @@ class Watcher:
                     if event.get("type") == "BOOKMARK":
                         continue
                     try:
-                        self._emit(self.engine.apply(kind, str(event.get("type") or ""), obj))
+                        self._apply(kind, str(event.get("type") or ""), obj)
                     except Exception as error:  # one odd object must not stop the watch
                         log.warning("watch: skipped a %s event (%s)", kind, error)
             except ApiException as error:
@@ -606,16 +706,64 @@ def run_watcher(
         watcher.stop()
 
 
-def recorder(store: Any, notifier: Callable[[RunEvent], None] | None) -> Callable[[RunEvent], None]:
-    """What the watcher does with an event in the control room: store it (closing runs whose exit
-    handler never reported), then notify. Errors are logged; the watch goes on."""
+class Recorder:
+    """What the watcher does in the control room: store each event (closing runs whose exit handler
+    never reported), then notify; store each OOM observation (enriched with the input size and
+    instance the sizing decision of that attempt recorded) so the retry is sized one step up.
+    Errors are logged; the watch goes on."""
 
-    def record(event: RunEvent) -> None:
+    def __init__(self, store: Any, notifier: Callable[[RunEvent], None] | None) -> None:
+        self.store = store
+        self.notifier = notifier
+
+    def __call__(self, event: RunEvent) -> None:
         try:
-            store.add_event(event)
+            self.store.add_event(event)
         except Exception as error:
             log.warning("watch: could not store %s of %s: %s", event.kind.value, event.run_id, error)
-        if notifier is not None:
-            notifier(event)
+        if self.notifier is not None:
+            self.notifier(event)
 
-    return record
+    def observe(self, observation: Observation) -> None:
+        try:
+            self.store.add_observation(with_decision(observation, self._decisions(observation)))
+        except Exception as error:
+            log.warning("watch: could not store the OOM of %s/%s: %s", observation.run_id, observation.task, error)
+
+    def _decisions(self, observation: Observation) -> list[dict[str, Any]]:
+        try:
+            found: list[dict[str, Any]] = self.store.decisions(
+                pipeline=observation.pipeline, task=observation.task, run_id=observation.run_id
+            )
+            return found
+        except Exception as error:
+            log.info("watch: no decisions for %s/%s (%s)", observation.run_id, observation.task, error)
+            return []
+
+
+def with_decision(observation: Observation, decisions: list[dict[str, Any]]) -> Observation:
+    """``observation`` with the input size (and instance type) of the sizing decision behind the
+    attempt, so the OOM also teaches a floor at that input size; unchanged without decisions.
+
+    The decision behind it is the newest one of the run with the pod's memory, else of the same
+    attempt, else the newest; its instance type is kept only when its memory is the pod's (the
+    pod's own limit is what was too small).
+    """
+    if not decisions:
+        return observation
+    matching = [d for d in decisions if observation.memory and d.get("memory") == observation.memory]
+    same = [d for d in decisions if d.get("attempt") == observation.attempt]
+    chosen = (matching or same or decisions)[0]  # newest first
+    trusted = bool(matching) or not observation.memory
+    return dataclasses.replace(
+        observation,
+        input_bytes=int(chosen.get("input_bytes") or 0),
+        instance_type=(str(chosen.get("instance_type") or "") or None) if trusted else None,
+        memory=observation.memory or chosen.get("memory"),
+        cpu=observation.cpu or chosen.get("cpu"),
+    )
+
+
+def recorder(store: Any, notifier: Callable[[RunEvent], None] | None) -> Recorder:
+    """The watcher's notifier for the control room (see :class:`Recorder`)."""
+    return Recorder(store, notifier)

@@ -1,0 +1,171 @@
+"""The watcher records an OOM-killed task pod as an OOM observation, so the retry is sized one step up.
+
+Pure parts first (the observation a pod means, attempts of nested retries), then the official
+kubernetes client against a local API server, recording into a real SQLite control-room store.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from control_room.catalog import load_catalog, load_rules
+from control_room.embedded import EmbeddedControlRoom
+from control_room.sizing import Policy
+from control_room.store import Store
+from control_room.watch import WatchEngine, Watcher, oom_observation, pod_task, recorder, workflow_transitions
+from steps.contract import Outcome, SizingRequest, SizingTarget
+
+from .k8s_server import KubeServer
+
+RUN = "recipes-abc12"
+
+
+def task_pod(node: str, task: str, *, memory: str = "2Gi", oom: bool = True, name: str = "p-1") -> dict[str, Any]:
+    state: dict[str, Any] = (
+        {
+            "terminated": {
+                "reason": "OOMKilled",
+                "exitCode": 137,
+                "startedAt": "2026-01-01T00:00:10Z",
+                "finishedAt": "2026-01-01T00:01:40Z",
+            }
+        }
+        if oom
+        else {"running": {}}
+    )
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": "ml",
+            "labels": {
+                "workflows.argoproj.io/workflow": RUN,
+                "headrace.dev/pipeline": "recipes",
+                "headrace.dev/task": task,
+            },
+            "annotations": {"workflows.argoproj.io/node-name": f"{RUN}.{node}"},
+        },
+        "spec": {
+            "containers": [
+                {"name": "wait", "resources": {}},
+                {
+                    "name": "main",
+                    "resources": {"requests": {"cpu": "500m", "memory": memory}, "limits": {"memory": memory}},
+                },
+            ]
+        },
+        "status": {"phase": "Failed" if oom else "Running", "containerStatuses": [{"name": "main", "state": state}]},
+    }
+
+
+def test_an_oom_killed_task_pod_is_an_oom_observation_with_its_memory_limit() -> None:
+    found = oom_observation(task_pod("train(1).train", "train"))
+    assert found is not None
+    assert (found.pipeline, found.run_id, found.task, found.attempt) == ("recipes", RUN, "train", 2)
+    assert (found.outcome, found.target, found.memory, found.cpu) == (Outcome.OOM, SizingTarget.POD, "2Gi", "500m")
+    assert found.duration_seconds == 90.0
+    assert found.reason == "OOMKilled (exit code 137) in pod p-1"
+
+
+def test_sizing_nodes_running_pods_and_other_failures_are_not_oom_observations() -> None:
+    assert oom_observation(task_pod("train(0).size-train", "size-train")) is None
+    assert oom_observation(task_pod("train(0).train", "train", oom=False)) is None
+
+
+def test_the_attempt_of_a_nested_retry_comes_from_the_dag_node_in_the_pod_name() -> None:
+    assert pod_task(task_pod("train(0).train", "train"))[2] == 1
+    assert pod_task(task_pod("train(2).train", "train"))[2] == 3
+    assert pod_task(task_pod("train(1)", "train"))[2] == 2  # a plain retried pod, as before
+
+
+def test_a_failed_pod_inside_a_retried_sized_task_is_reported_as_retrying_with_its_attempt() -> None:
+    retry = {"id": "r", "name": f"{RUN}.train", "displayName": "train", "type": "Retry", "phase": "Running"}
+    dag0 = {"id": "d0", "name": f"{RUN}.train(0)", "displayName": "train(0)", "type": "DAG", "phase": "Failed"}
+    retry["children"] = ["d0"]
+    pod = {
+        "id": "p0",
+        "name": f"{RUN}.train(0).train",
+        "displayName": "train",
+        "type": "Pod",
+        "phase": "Failed",
+        "boundaryID": "d0",
+        "message": "OOMKilled (exit code 137)",
+    }
+    old = {"metadata": {"name": RUN, "labels": {"headrace.dev/pipeline": "recipes"}}, "status": {"phase": "Running"}}
+    new = {**old, "status": {"phase": "Running", "nodes": {n["id"]: n for n in (retry, dag0, pod)}}}
+    events = workflow_transitions(old, new)
+    assert [(e.kind.value, e.task, e.attempt, e.reason) for e in events] == [
+        ("task.retrying", "train", 2, "OOMKilled (exit code 137)")
+    ]
+
+
+def test_the_engine_gives_the_observation_once_with_the_oom_event() -> None:
+    engine = WatchEngine()
+    running = task_pod("train(0).train", "train", oom=False)
+    assert engine.apply_all("pod", "ADDED", running) == ([], [])
+    events, found = engine.apply_all("pod", "MODIFIED", task_pod("train(0).train", "train"))
+    assert [e.reason for e in events] == ["OOMKilled (exit code 137)"]
+    assert [(o.task, o.attempt, o.memory) for o in found] == [("train", 1, "2Gi")]
+    assert engine.apply_all("pod", "MODIFIED", task_pod("train(0).train", "train")) == ([], [])
+
+
+@pytest.fixture
+def room(tmp_path: Path) -> Iterator[EmbeddedControlRoom]:
+    catalog = load_catalog()
+    opened = EmbeddedControlRoom(
+        Store.open(f"sqlite:///{tmp_path / 'cr.db'}"), Policy(catalog, load_rules(None, catalog))
+    )
+    yield opened
+    opened.close()
+
+
+def sizing_request(attempt: int) -> SizingRequest:
+    return SizingRequest(
+        "recipes", "train", RUN, input_bytes=200_000_000, input_rows=1_000_000, attempt=attempt, bytes_per_row=1000.0
+    )
+
+
+@pytest.mark.integration
+def test_a_watched_oom_kill_makes_the_retry_of_the_run_one_size_up(room: EmbeddedControlRoom) -> None:
+    from kubernetes import client
+
+    from tests.conftest import free_port
+
+    first = room.size(sizing_request(1))
+    assert first.memory is not None
+    server = KubeServer(free_port()).start()
+    configuration = client.Configuration()
+    configuration.host = server.url
+    api = client.ApiClient(configuration)
+    watcher = Watcher(recorder(room.store, None), "ml", api_client=api, watch_timeout_seconds=30, retry_delay=0.5)
+    try:
+        watcher.start(pending_interval=3600)
+        assert watcher.synced["pod"].wait(10)
+        server.put("pods", task_pod("train(0).train", "train", memory=first.memory))
+        deadline = time.monotonic() + 10
+        while not room.store.observations_of_run("recipes", RUN) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        watcher.stop()
+        api.close()
+        server.stop()
+
+    (stored,) = room.store.observations_of_run("recipes", RUN)
+    assert (stored["outcome"], stored["attempt"], stored["memory"]) == ("oom", 1, first.memory)
+    assert (stored["input_bytes"], stored["instance_type"]) == (200_000_000, first.instance_type)
+    assert [e["kind"] for e in room.store.run(RUN)["events"]] == ["task.failed"]
+
+    retry = room.size(sizing_request(2))
+    catalog = load_catalog()
+    bigger, failed = (
+        catalog.find(SizingTarget.POD, retry.instance_type),
+        catalog.find(SizingTarget.POD, first.instance_type),
+    )
+    assert bigger is not None and failed is not None and bigger.total_memory > failed.total_memory
+    assert f"attempt 1 of run {RUN} ran out of memory on {first.instance_type}" in retry.reason
