@@ -91,13 +91,7 @@ def _run_local(
         named_sql = name_positional_parameters(sql, "athena", list(params))
         rows, prepared = engine.run_to_parquet(named_sql, params, path)
     except SqlError as error:
-        raise type(error)(
-            f"pipeline {ctx.pipeline}, task {ctx.task}: {error}",
-            kind=error.kind,
-            line=error.line,
-            name=error.name,
-            detail=error.detail,
-        ) from error
+        raise error.in_task(ctx.pipeline, ctx.task) from error
     ctx.record(data_scanned_bytes=prepared.source_bytes, athena_engine="duckdb")
     return rows
 

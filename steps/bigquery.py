@@ -64,13 +64,7 @@ def _run_local(ctx: StepContext, sql: str, params: Mapping[str, Any], tables: Ma
     try:
         rows, prepared = engine.run_to_parquet(sql, params, path)
     except SqlError as error:
-        raise type(error)(
-            f"pipeline {ctx.pipeline}, task {ctx.task}: {error}",
-            kind=error.kind,
-            line=error.line,
-            name=error.name,
-            detail=error.detail,
-        ) from error
+        raise error.in_task(ctx.pipeline, ctx.task) from error
     ctx.log.info("BigQuery (local DuckDB): read %s bytes of tables", prepared.source_bytes)
     ctx.record(bigquery_bytes_estimate=prepared.source_bytes, bigquery_engine="duckdb")
     return rows

@@ -57,6 +57,16 @@ class SqlError(UserError):
         self.name = name
         self.detail = detail
 
+    def in_task(self, pipeline: str, task: str) -> SqlError:
+        """The same error (same class and details) with the pipeline and task named first."""
+        return type(self)(
+            f"pipeline {pipeline}, task {task}: {self}",
+            kind=self.kind,
+            line=self.line,
+            name=self.name,
+            detail=self.detail,
+        )
+
 
 class MissingTable(SqlError, NotFoundError):
     """A table named by the query exists neither in ``tables=`` nor under the tables folder."""
