@@ -59,16 +59,26 @@ def _input_flags(task: Task) -> list[str]:
     return flags
 
 
-def run_args(pipeline: Pipeline, task: Task, spec: str, *, sized: bool) -> list[str]:
-    """Arguments of ``python -m steps`` for one attempt of ``task``.
+#: Argo's attempt number, 1-based, where a retryStrategy defines ``retries``.
+ATTEMPT = "{{=asInt(retries) + 1}}"
+#: The input parameter a sized task's pods get their attempt through (from the nested DAG).
+ATTEMPT_PARAMETER = "attempt"
 
-    ``--attempt`` is Argo's retry number plus one, and only where Argo defines ``retries`` (a
-    template with a retryStrategy); elsewhere the entrypoint's default (1) is right. Parameters
-    come as input parameters (see :mod:`pipelines.argo.dag` for why not ``workflow.parameters``).
-    """
-    args = ["run", spec, task.name, "--run-id", "{{workflow.name}}"]
-    if task.retry.limit > 0:
-        args += ["--attempt", "{{=asInt(retries) + 1}}"]
+
+def attempt_flags(task: Task, *, sized: bool) -> list[str]:
+    """``--attempt``: Argo's retry number plus one, only where Argo defines ``retries`` (a template
+    with a retryStrategy); elsewhere the entrypoint's default (1) is right. A sized task is
+    retried as a whole nested DAG (see :mod:`pipelines.argo.sizing`), which hands its pods the
+    number as the ``attempt`` input parameter."""
+    if task.retry.limit <= 0:
+        return []
+    return ["--attempt", f"{{{{inputs.parameters.{ATTEMPT_PARAMETER}}}}}" if sized else ATTEMPT]
+
+
+def run_args(pipeline: Pipeline, task: Task, spec: str, *, sized: bool) -> list[str]:
+    """Arguments of ``python -m steps`` for one attempt of ``task``. Parameters come as input
+    parameters (see :mod:`pipelines.argo.dag` for why not ``workflow.parameters``)."""
+    args = ["run", spec, task.name, "--run-id", "{{workflow.name}}", *attempt_flags(task, sized=sized)]
     for name in pipeline.params:
         args += ["-p", f"{name}={{{{inputs.parameters.{name}}}}}"]
     args += _input_flags(task)
@@ -80,7 +90,17 @@ def run_args(pipeline: Pipeline, task: Task, spec: str, *, sized: bool) -> list[
 
 def size_args(task: Task, spec: str) -> list[str]:
     """Arguments of the sizing node before a ``sizing="auto"`` task (``python -m steps size``)."""
-    return ["size", spec, task.name, "--run-id", "{{workflow.name}}", *_input_flags(task), "--outputs-dir", OUTPUTS_DIR]
+    return [
+        "size",
+        spec,
+        task.name,
+        "--run-id",
+        "{{workflow.name}}",
+        *attempt_flags(task, sized=True),
+        *_input_flags(task),
+        "--outputs-dir",
+        OUTPUTS_DIR,
+    ]
 
 
 def exit_handler_args(spec: str) -> list[str]:

@@ -1,4 +1,5 @@
-"""The DAG template: tasks wired by the outputs they read, sizing nodes in front of sized tasks.
+"""The DAG template: tasks wired by the outputs they read; a sized task runs as a nested DAG of
+its sizing node and itself (:mod:`pipelines.argo.sizing`) under the task's own name.
 
 Each downstream task receives an upstream output as an input parameter set from
 ``{{tasks.<upstream>.outputs.parameters.<output>}}``; Argo derives nothing from names, so the
@@ -42,30 +43,13 @@ def dag_tasks(pipeline: Pipeline) -> list[DAGTask]:
     params = _param_arguments(pipeline)
     for task in pipeline.tasks.values():
         upstream = list(task.upstream)
-        arguments = _input_arguments(task)
-        if task.sizing == "auto":
-            node = sizing.node_name(task)
-            tasks.append(
-                DAGTask(
-                    name=node,
-                    template=node,
-                    dependencies=upstream or None,
-                    arguments=Arguments(parameters=arguments) if arguments else None,
-                )
-            )
-            upstream = [*upstream, node]
-            arguments = [
-                *params,
-                *arguments,
-                Parameter(name="sizing", value=_task_output(node, "decision")),
-                Parameter(name="pod-spec-patch", value=_task_output(node, "pod-spec-patch")),
-            ]
-        else:
-            arguments = [*params, *arguments]
+        arguments = [*params, *_input_arguments(task)]
+        # A sized task runs as the nested DAG of its sizing node and itself (see pipelines.argo.sizing).
+        template = sizing.attempt_template_name(task) if task.sizing == "auto" else task.name
         tasks.append(
             DAGTask(
                 name=task.name,
-                template=task.name,
+                template=template,
                 dependencies=upstream or None,
                 arguments=Arguments(parameters=arguments) if arguments else None,
             )

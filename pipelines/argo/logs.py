@@ -96,8 +96,9 @@ def stream_logs(
 
 
 def _task_of(node_name: str, run: str) -> str:
-    """``run.train(1)`` -> ``train``: the task a pod's node belongs to."""
-    name = node_name.removeprefix(f"{run}.")
+    """``run.train(1)`` -> ``train``, ``run.train(1).train`` (a sized task's pod) -> ``train``:
+    the task a pod's node belongs to."""
+    name = node_name.removeprefix(f"{run}.").rsplit(".", 1)[-1]
     head, sep, tail = name.rpartition("(")
     return head if sep and tail.rstrip(")").isdigit() else name
 

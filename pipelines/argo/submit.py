@@ -131,6 +131,12 @@ def run_status(obj: Mapping[str, Any]) -> RunStatus:
         match = _ATTEMPT.match(display)
         if match:
             display, attempt = match["name"], int(match["attempt"])
+        else:  # a sized task retries as a nested DAG: ``<run>.train(1).train``
+            for segment in reversed(str(node.get("name") or "").split(".")[:-1]):
+                found = _ATTEMPT.match(segment)
+                if found:
+                    attempt = int(found["attempt"])
+                    break
         tasks.append(
             TaskStatus(
                 name=display,

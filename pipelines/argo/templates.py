@@ -69,6 +69,11 @@ def input_names(task: Task) -> list[str]:
     return [commands.input_parameter(ref.task, ref.output) for ref in task.input_refs()]
 
 
+def retried_inputs(task: Task) -> list[str]:
+    """The ``attempt`` input of a sized task's pods, where the task has retries to count."""
+    return [commands.ATTEMPT_PARAMETER] if task.retry.limit > 0 else []
+
+
 def _file_outputs(names: list[str], defaults: dict[str, str] | None = None) -> Outputs:
     defaults = defaults or {}
     return Outputs(
@@ -118,11 +123,12 @@ def retry_strategy(retry: Retry) -> RetryStrategy | None:
 
 def task_template(pipeline: Pipeline, task: Task, spec: str, env: PodEnvironment) -> Template:
     """The container template of ``task``; a sized task reads its podSpecPatch and decision from
-    the sizing node through the ``pod-spec-patch`` and ``sizing`` input parameters."""
+    the sizing node through the ``pod-spec-patch`` and ``sizing`` input parameters, and leaves
+    its retryStrategy to the nested DAG it runs in."""
     sized = task.sizing == "auto"
     inputs = [*pipeline.params, *input_names(task)]
     if sized:
-        inputs += ["sizing", "pod-spec-patch"]
+        inputs += ["sizing", "pod-spec-patch", *retried_inputs(task)]
     timeout = task.timeout_seconds
     return Template(
         name=task.name,
@@ -130,7 +136,8 @@ def task_template(pipeline: Pipeline, task: Task, spec: str, env: PodEnvironment
         inputs=Inputs(parameters=[Parameter(name=name) for name in inputs]) if inputs else None,
         outputs=_file_outputs(output_names(task)),
         container=env.container(commands.run_args(pipeline, task, spec, sized=sized), requirements(task.resources)),
-        retry_strategy=retry_strategy(task.retry),
+        # A sized task is retried by its nested DAG, so that each attempt is sized again.
+        retry_strategy=None if sized else retry_strategy(task.retry),
         active_deadline_seconds=IntOrString(math.ceil(timeout)) if timeout is not None else None,
         pod_spec_patch="{{inputs.parameters.pod-spec-patch}}" if sized else None,
     )

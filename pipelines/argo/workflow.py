@@ -62,10 +62,12 @@ def labels(pipeline: Pipeline) -> dict[str, str]:
 
 
 def templates(pipeline: Pipeline, spec: str, env: PodEnvironment) -> list[Template]:
-    """The DAG, then each task's template (its sizing node first), then the exit handler."""
+    """The DAG, then each task's template (a sized task's nested DAG and sizing node first), then
+    the exit handler."""
     found: list[Template] = [dag.dag_template(pipeline)]
     for task in pipeline.tasks.values():
         if task.sizing == "auto":
+            found.append(sizing.attempt_template(pipeline, task))
             found.append(sizing.sizing_template(task, spec, env))
         found.append(task_template(pipeline, task, spec, env))
     found.append(exit_handler.exit_template(spec, env))

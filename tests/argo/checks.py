@@ -97,11 +97,27 @@ def reference_errors(obj: dict[str, Any]) -> list[str]:
             elif tag not in ("workflow.name", "workflow.duration", "retries"):
                 errors.append(f"template {name}: unknown variable {{{{{tag}}}}}")
         if "dag" in template:
-            errors += _dag_errors(name, template["dag"]["tasks"], templates, inputs)
+            errors += _dag_errors(name, template["dag"]["tasks"], templates, inputs, "retryStrategy" in template)
+            errors += _dag_output_errors(name, template)
     return errors
 
 
-def _dag_errors(dag: str, tasks: list[dict[str, Any]], templates: dict[str, Any], dag_inputs: set[str]) -> list[str]:
+def _dag_output_errors(dag: str, template: dict[str, Any]) -> list[str]:
+    """A DAG template's output parameters must read an output of one of its own tasks."""
+    errors: list[str] = []
+    tasks = {t["name"] for t in template["dag"]["tasks"]}
+    for param in template.get("outputs", {}).get("parameters", []):
+        source = param.get("valueFrom", {}).get("parameter", "")
+        tags = _tags(source)
+        parts = tags[0][1].split(".") if len(tags) == 1 and not tags[0][0] else []
+        if len(parts) != 5 or parts[0] != "tasks" or parts[1] not in tasks or parts[2:4] != ["outputs", "parameters"]:
+            errors.append(f"dag {dag}: output {param.get('name')} reads {source!r}, no output of its tasks")
+    return errors
+
+
+def _dag_errors(
+    dag: str, tasks: list[dict[str, Any]], templates: dict[str, Any], dag_inputs: set[str], retried: bool = False
+) -> list[str]:
     errors: list[str] = []
     by_name = {t["name"]: t for t in tasks}
     if len(by_name) != len(tasks):
@@ -131,6 +147,10 @@ def _dag_errors(dag: str, tasks: list[dict[str, Any]], templates: dict[str, Any]
         before = ancestors(name)
         for expression, tag in _tags(list(given.values())):
             parts = tag.split(".")
+            if expression and "retries" in tag:
+                if not retried:
+                    errors.append(f"dag {dag}, task {name}: uses retries without a retryStrategy")
+                continue
             if tag.startswith("inputs.parameters.") and not expression:
                 if tag.removeprefix("inputs.parameters.") not in dag_inputs:
                     errors.append(f"dag {dag}, task {name}: {{{{{tag}}}}} is not an input of the DAG")

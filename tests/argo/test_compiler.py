@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,7 +96,7 @@ def test_retried_tasks_pass_argo_retry_number_plus_one_as_attempt() -> None:
 
 
 def test_fractional_backoff_factor_is_kept_exactly() -> None:
-    backoff = template(compiled("cron_sized", "template"), "train")["retryStrategy"]["backoff"]
+    backoff = template(compiled("cron_sized", "template"), "headrace-sized-train")["retryStrategy"]["backoff"]
     assert backoff == {"duration": "10s", "factor": "1.5", "cap": "600s"}
 
 
@@ -120,17 +121,50 @@ def test_explicit_limits_and_gpus_are_passed_through() -> None:
     }
 
 
-def test_sized_task_is_preceded_by_a_sizing_node_with_the_same_inputs() -> None:
+def nested(obj: dict[str, Any], name: str) -> dict[str, dict[str, Any]]:
+    return {task["name"]: task for task in template(obj, name)["dag"]["tasks"]}
+
+
+def test_sized_task_runs_as_a_nested_dag_of_its_sizing_node_and_itself_retried_as_a_whole() -> None:
     obj = compiled("cron_sized", "template")
-    node = dag_task(obj, "size-train")
-    assert node["dependencies"] == ["extract"]
-    assert arguments(obj, "size-train") == {"extract-result": "{{tasks.extract.outputs.parameters.result}}"}
+    outer = dag_task(obj, "train")
+    assert outer["template"] == "headrace-sized-train"
+    assert outer["dependencies"] == ["extract"]
+    assert arguments(obj, "train") == {
+        "run_date": "{{inputs.parameters.run_date}}",
+        "extract-result": "{{tasks.extract.outputs.parameters.result}}",
+    }
+    assert "size-train" not in {t["name"] for t in template(obj, "headrace-dag")["dag"]["tasks"]}
+    attempt = template(obj, "headrace-sized-train")
+    assert attempt["retryStrategy"]["limit"] == 2
+    assert "retryStrategy" not in template(obj, "train")  # retrying the pod alone would reuse its size
+    tasks = nested(obj, "headrace-sized-train")
+    assert list(tasks) == ["size-train", "train"]
+    assert tasks["train"]["dependencies"] == ["size-train"]
+    given = {p["name"]: p["value"] for p in tasks["size-train"]["arguments"]["parameters"]}
+    assert given == {"extract-result": "{{inputs.parameters.extract-result}}", "attempt": "{{=asInt(retries) + 1}}"}
+
+
+def test_sized_task_outputs_reach_downstream_through_the_nested_dag() -> None:
+    obj = compiled("cron_sized", "template")
+    outputs = {p["name"]: p["valueFrom"] for p in template(obj, "headrace-sized-train")["outputs"]["parameters"]}
+    assert outputs == {
+        name: {"parameter": f"{{{{tasks.train.outputs.parameters.{name}}}}}"}
+        for name in ("result", "result-bytes", "result-rows")
+    }
+    assert arguments(obj, "score")["train-result"] == "{{tasks.train.outputs.parameters.result}}"
+
+
+def test_sizing_node_has_the_task_inputs_and_the_attempt() -> None:
+    obj = compiled("cron_sized", "template")
     assert args(obj, "size-train") == [
         "size",
         "tests.argo.pipelines.cron_sized:pipeline",
         "train",
         "--run-id",
         "{{workflow.name}}",
+        "--attempt",
+        "{{inputs.parameters.attempt}}",
         "--input",
         "extract.result={{inputs.parameters.extract-result}}",
         "--outputs-dir",
@@ -146,19 +180,21 @@ def test_sized_task_is_preceded_by_a_sizing_node_with_the_same_inputs() -> None:
     assert template(obj, "size-train")["container"]["resources"]["requests"] == {"cpu": "100m", "memory": "256Mi"}
 
 
-def test_sized_task_takes_its_pod_spec_patch_and_decision_from_the_sizing_node() -> None:
+def test_sized_task_takes_its_pod_spec_patch_decision_and_attempt_from_the_nested_dag() -> None:
     obj = compiled("cron_sized", "template")
-    assert dag_task(obj, "train")["dependencies"] == ["extract", "size-train"]
-    assert arguments(obj, "train") == {
+    given = {p["name"]: p["value"] for p in nested(obj, "headrace-sized-train")["train"]["arguments"]["parameters"]}
+    assert given == {
         "run_date": "{{inputs.parameters.run_date}}",
-        "extract-result": "{{tasks.extract.outputs.parameters.result}}",
+        "extract-result": "{{inputs.parameters.extract-result}}",
         "sizing": "{{tasks.size-train.outputs.parameters.decision}}",
         "pod-spec-patch": "{{tasks.size-train.outputs.parameters.pod-spec-patch}}",
+        "attempt": "{{=asInt(retries) + 1}}",
     }
     train = template(obj, "train")
     assert train["podSpecPatch"] == "{{inputs.parameters.pod-spec-patch}}"
     command = train["container"]["args"]
     assert command[command.index("--sizing") + 1] == "{{inputs.parameters.sizing}}"
+    assert command[command.index("--attempt") + 1] == "{{inputs.parameters.attempt}}"
     assert "podSpecPatch" not in template(obj, "score")
 
 

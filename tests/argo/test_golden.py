@@ -110,7 +110,18 @@ def test_reference_check_catches_wiring_argo_would_reject() -> None:
     no_retry = copy.deepcopy(obj)
     for item in no_retry["spec"]["templates"]:
         item.pop("retryStrategy", None)
-    assert "template train: uses retries without a retryStrategy" in reference_errors(no_retry)
+    errors = reference_errors(no_retry)
+    assert "template extract: uses retries without a retryStrategy" in errors
+    assert "dag headrace-sized-train, task train: uses retries without a retryStrategy" in errors
+
+    wrong_output = copy.deepcopy(obj)
+    for item in wrong_output["spec"]["templates"]:
+        if item["name"] == "headrace-sized-train":
+            item["outputs"]["parameters"][0]["valueFrom"]["parameter"] = "{{tasks.size-trian.outputs.parameters.model}}"
+    assert reference_errors(wrong_output) == [
+        "dag headrace-sized-train: output result reads '{{tasks.size-trian.outputs.parameters.model}}', "
+        "no output of its tasks"
+    ]
 
 
 def test_output_is_byte_identical_across_processes_and_hash_seeds(tmp_path: Path) -> None:

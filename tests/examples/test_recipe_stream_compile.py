@@ -61,14 +61,17 @@ def test_the_workflow_runs_every_task_through_the_entrypoint_with_a_sizing_node_
     obj = _compile("workflow", monkeypatch)
     dag = _dag(obj)
     assert set(TASKS) <= set(dag)
-    assert {name for name in dag if name.startswith("size-")} == {f"size-{name}" for name in SIZED}
     templates = {t["name"]: t for t in obj["spec"]["templates"]}
+    # Each sized follow-up runs as a nested DAG, its sizing node then itself, retried as a whole.
+    assert {name for name in dag if dag[name]["template"].startswith("headrace-sized-")} == set(SIZED)
     for name in TASKS:
         args = templates[name]["container"]["args"]
         # The pod imports the pipeline by module name from the image's Python path.
         assert args[:3] == ["run", "examples.recipe_stream:pipeline", name], args
     for name in SIZED:
-        assert f"size-{name}" in _depends_on(dag[name])
+        nested = {t["name"]: t for t in templates[f"headrace-sized-{name}"]["dag"]["tasks"]}
+        assert list(nested) == [f"size-{name}", name]
+        assert _depends_on(nested[name]) == {f"size-{name}"}
         assert templates[name]["podSpecPatch"]
     for outcome, follow_up in zip(("cook", "save", "skip"), SIZED, strict=True):
         assert _depends_on(dag[f"items-{outcome}"]) == {"score"}
