@@ -16,10 +16,12 @@ the previous attempt's OOM in the run's history (the watcher records it) and siz
 The outer DAG task keeps the task's name and exposes the task's output parameters, so
 downstream tasks read ``{{tasks.<task>.outputs.parameters.<output>}}`` as before.
 
-One thing a DAG may hide: the retry expression (never retry a bad-input exit 2) reads
-``lastRetry.exitCode``, which Argo fills from the retried node's own outputs; for a DAG node it
-may be -1, in which case a sized task that exits with bad input is retried too, up to its limit.
-The retry policy (failure, error, ...) and backoff apply as declared.
+What a DAG hides: the retry expression (never retry a bad-input exit 2) reads
+``lastRetry.exitCode``, which Argo takes from the retried node's own outputs; a DAG node has no
+exit code (Argo reads it as 0), so a sized task that exits with bad input is retried too, up to
+its limit. The retry policy (failure, error, ...) and backoff apply as declared. ``retries``
+is set in a retried template of any type (Argo substitutes it into the DAG before running its
+tasks), which is how the attempt number reaches both pods.
 """
 
 from __future__ import annotations
