@@ -660,8 +660,11 @@ def _default_api_client() -> Any:
     try:
         config.load_incluster_config()
     except config.ConfigException:
+        import os
+
         try:
-            config.load_kube_config()
+            # An explicit path: the client's default is KUBECONFIG as it was at its first import.
+            config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config"))
         except Exception as error:
             from steps.errors import ConfigError
 

@@ -467,8 +467,10 @@ class KubernetesTransport:
         if api_client is None:
             configuration = client.Configuration()
             try:
+                # Always an explicit path: the client's own default is KUBECONFIG as it was when
+                # kubernetes.config was first imported, which may no longer be this process's.
                 config.load_kube_config(
-                    config_file=connection.kubeconfig or None,
+                    config_file=connection.kubeconfig or os.path.expanduser("~/.kube/config"),
                     context=connection.context or None,
                     client_configuration=configuration,
                 )

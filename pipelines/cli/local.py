@@ -203,7 +203,9 @@ def register(app: typer.Typer) -> None:
         finally:
             store.close()
         table = Table(title="local runs", title_justify="left")
-        for column in ("run", "pipeline", "run date", "status", "started", "time", "tasks ok"):
+        # Run ids are what people copy into `runs show` and `resume`: never shortened.
+        table.add_column("run", no_wrap=True, min_width=max((len(r.id) for r in records), default=3))
+        for column in ("pipeline", "run date", "status", "started", "time", "tasks ok"):
             table.add_column(column, no_wrap=True)
         for r in records:
             tasks = counts[r.id]

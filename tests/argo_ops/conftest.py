@@ -63,8 +63,10 @@ def cli(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     """A runner whose rich consoles are as wide as a real terminal (tables are not cut at 80)."""
     from pipelines.cli import common
 
-    monkeypatch.setattr(common.console, "width", 160)
-    monkeypatch.setattr(common.err_console, "width", 160)
+    # The private field, not the ``width`` property: undoing a property set would pin the width
+    # the property reported (80 without a terminal) for every later test.
+    monkeypatch.setattr(common.console, "_width", 160)
+    monkeypatch.setattr(common.err_console, "_width", 160)
     return CliRunner()
 
 
