@@ -57,18 +57,22 @@ def aws_env(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> str:
-    """A fresh database on the machine's PostgreSQL (127.0.0.1:5432, trust auth)."""
+def postgres_url() -> Iterator[str]:
+    """A fresh database on the machine's PostgreSQL (127.0.0.1:5432, trust auth), dropped after
+    the session."""
     import uuid
 
     try:
         import psycopg
     except ImportError:  # pragma: no cover - the [postgres] extra is part of the test install
         pytest.fail("psycopg is not installed; install headrace[postgres,dev]")
+    admin = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
     name = f"headrace_test_{uuid.uuid4().hex[:8]}"
     try:
-        with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True) as conn:
+        with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
     except psycopg.OperationalError as error:
         pytest.fail(f"PostgreSQL is not reachable on 127.0.0.1:5432 ({error}); start it as .ci/run does")
-    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
