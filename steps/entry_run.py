@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from steps.errors import EXIT_STEP_FAILED, HeadraceError
 
@@ -27,6 +28,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizing", default="", help="the control room's decision (JSON), if sized")
     parser.add_argument("--outputs-dir", default="", help="write Argo output parameter files here")
     parser.add_argument("--progress-file", default="", help="append progress lines (JSON) here")
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="report this attempt (events, observation) to the control room at HEADRACE_CONTROL_ROOM_URL",
+    )
 
 
 def _progress_writer(path: str) -> Callable[[float, float, str], None]:
@@ -64,8 +70,9 @@ def apply_local_limits() -> None:
 def main(args: argparse.Namespace) -> int:
     apply_local_limits()
     outputs_dir = Path(args.outputs_dir) if args.outputs_dir else None
+    reporter = None
     try:
-        from steps.contract import SizingDecision
+        from steps.contract import Outcome, SizingDecision
         from steps.entrypoint import parse_inputs, parse_params, run_task, write_output_files
         from steps.loader import load_object
         from steps.settings import load_settings
@@ -73,6 +80,9 @@ def main(args: argparse.Namespace) -> int:
         settings = load_settings()
         pipeline = load_object(args.spec)
         sizing = SizingDecision.from_dict(json.loads(args.sizing)) if args.sizing else None
+        inputs = parse_inputs(args.input)
+        if args.report:
+            reporter = _reporter(settings, pipeline, args, sizing, inputs)
         result = run_task(
             pipeline,
             args.task,
@@ -80,16 +90,20 @@ def main(args: argparse.Namespace) -> int:
             settings=settings,
             attempt=args.attempt,
             params=parse_params(args.param),
-            inputs=parse_inputs(args.input),
+            inputs=inputs,
             sizing=sizing,
             **({"progress": _progress_writer(args.progress_file)} if args.progress_file else {}),
         )
         if outputs_dir is not None:
             write_output_files(outputs_dir, result)
+        if reporter is not None:
+            reporter.finished(Outcome.SUCCEEDED, outputs=result.outputs, peak_memory_bytes=result.peak_memory_bytes)
         return 0
     except HeadraceError as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         _write_failure(outputs_dir, str(error))
+        if reporter is not None:
+            reporter.finished(Outcome.FAILED, reason=str(error))
         return error.exit_code
     except KeyboardInterrupt:
         return 130
@@ -98,7 +112,32 @@ def main(args: argparse.Namespace) -> int:
 
         traceback.print_exc()
         _write_failure(outputs_dir, f"{type(error).__name__}: {error}")
+        if reporter is not None:
+            reporter.finished(Outcome.FAILED, reason=f"{type(error).__name__}: {error}")
         return EXIT_STEP_FAILED
+
+
+def _reporter(settings: Any, pipeline: Any, args: argparse.Namespace, sizing: Any, inputs: Any) -> Any:
+    """The attempt's reporter when a control room is configured (see :mod:`steps.reporting`)."""
+    from steps.reporting import AttemptReporter, pod_control_room
+
+    room = pod_control_room(settings)
+    if room is None:
+        return None
+    task = pipeline.task(args.task)
+    reporter = AttemptReporter(
+        room,
+        pipeline=pipeline.name,
+        task=args.task,
+        run_id=args.run_id,
+        attempt=args.attempt,
+        target=task.target,
+        declared=task.resources.to_dict(),
+        sizing=sizing,
+        inputs=inputs,
+    )
+    reporter.started()
+    return reporter
 
 
 def _write_failure(outputs_dir: Path | None, message: str) -> None:

@@ -77,14 +77,15 @@ def attempt_flags(task: Task, *, sized: bool) -> list[str]:
 
 def run_args(pipeline: Pipeline, task: Task, spec: str, *, sized: bool) -> list[str]:
     """Arguments of ``python -m steps`` for one attempt of ``task``. Parameters come as input
-    parameters (see :mod:`pipelines.argo.dag` for why not ``workflow.parameters``)."""
+    parameters (see :mod:`pipelines.argo.dag` for why not ``workflow.parameters``). ``--report``:
+    the attempt tells the control room its events and observation (:mod:`steps.reporting`)."""
     args = ["run", spec, task.name, "--run-id", "{{workflow.name}}", *attempt_flags(task, sized=sized)]
     for name in pipeline.params:
         args += ["-p", f"{name}={{{{inputs.parameters.{name}}}}}"]
     args += _input_flags(task)
     if sized:
         args += ["--sizing", "{{inputs.parameters.sizing}}"]
-    args += ["--outputs-dir", OUTPUTS_DIR]
+    args += ["--outputs-dir", OUTPUTS_DIR, "--report"]
     return args
 
 

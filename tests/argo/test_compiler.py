@@ -20,7 +20,7 @@ def _in_project_root(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
 
 
-def test_each_task_runs_the_entrypoint_with_run_id_params_inputs_and_outputs_dir() -> None:
+def test_each_task_runs_the_entrypoint_with_run_id_params_inputs_outputs_dir_and_reports() -> None:
     obj = compiled("small_dag")
     assert template(obj, "clean")["container"]["command"] == ["python", "-m", "steps"]
     assert args(obj, "clean") == [
@@ -35,6 +35,7 @@ def test_each_task_runs_the_entrypoint_with_run_id_params_inputs_and_outputs_dir
         "extract.result={{inputs.parameters.extract-result}}",
         "--outputs-dir",
         "/tmp/headrace/outputs",
+        "--report",
     ]
 
 
