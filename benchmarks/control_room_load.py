@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -98,35 +98,46 @@ def seed(url: str) -> None:
             client.post(f"{url}/v1/observations", json=observation_body()).raise_for_status()
 
 
+Post = Callable[[], Awaitable[int]]
+
+
+async def scheduled(posts: list[Post], rate: float, seconds: float) -> dict[str, float]:
+    """Send ``rate`` requests a second for ``seconds`` over the given senders (one per
+    connection): requests start on a fixed schedule whether or not earlier ones finished, and
+    latency counts from the scheduled start, so a stall shows up instead of hiding."""
+    latencies: list[float] = []
+    errors = 0
+    slots = iter(range(int(rate * seconds)))
+    begin = time.perf_counter()
+
+    async def sender(post: Post) -> None:
+        nonlocal errors
+        for index in slots:
+            start_at = begin + index / rate
+            delay = start_at - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            try:
+                errors += await post() >= 300
+            except (OSError, asyncio.IncompleteReadError, ValueError, httpx.HTTPError):
+                errors += 1
+            latencies.append(time.perf_counter() - start_at)
+
+    await asyncio.gather(*(sender(post) for post in posts))
+    return summarize(latencies, errors, time.perf_counter() - begin)
+
+
 async def open_loop(
     url: str, path: str, body: Callable[[], dict[str, Any]], rate: float, seconds: float, connections: int = 64
 ) -> dict[str, float]:
-    """Requests start on a fixed schedule; latency counts from the scheduled start."""
-    latencies: list[float] = []
-    errors = 0
-    total = int(rate * seconds)
-    slots = iter(range(total))
+    """The open loop through httpx (``--client httpx``)."""
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     async with httpx.AsyncClient(headers=HEADERS, limits=limits, timeout=10) as client:
-        begin = time.perf_counter()
 
-        async def sender() -> None:
-            nonlocal errors
-            for index in slots:
-                scheduled = begin + index / rate
-                delay = scheduled - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                try:
-                    response = await client.post(url + path, json=body())
-                    errors += response.status_code >= 300
-                except httpx.HTTPError:
-                    errors += 1
-                latencies.append(time.perf_counter() - scheduled)
+        async def post() -> int:
+            return (await client.post(url + path, json=body())).status_code
 
-        await asyncio.gather(*(sender() for _ in range(connections)))
-        elapsed = time.perf_counter() - begin
-    return summarize(latencies, errors, elapsed)
+        return await scheduled([post] * connections, rate, seconds)
 
 
 async def closed_loop(
@@ -191,35 +202,19 @@ class RawConnection:
 async def open_loop_raw(
     url: str, path: str, body: Callable[[], dict[str, Any]], rate: float, seconds: float, connections: int = 64
 ) -> dict[str, float]:
-    """The open loop with :class:`RawConnection`: requests start on schedule, latency counts from
-    the scheduled start."""
+    """The open loop through :class:`RawConnection` (the default)."""
     import json
 
-    latencies: list[float] = []
-    errors = 0
-    total = int(rate * seconds)
-    slots = iter(range(total))
     pool = [await RawConnection.open(url) for _ in range(connections)]
-    begin = time.perf_counter()
 
-    async def sender(connection: RawConnection) -> None:
-        nonlocal errors
-        for index in slots:
-            scheduled = begin + index / rate
-            delay = scheduled - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            try:
-                errors += await connection.post(path, json.dumps(body()).encode()) >= 300
-            except (OSError, asyncio.IncompleteReadError, ValueError):
-                errors += 1
-            latencies.append(time.perf_counter() - scheduled)
+    def poster(connection: RawConnection) -> Post:
+        return lambda: connection.post(path, json.dumps(body()).encode())
 
-    await asyncio.gather(*(sender(connection) for connection in pool))
-    elapsed = time.perf_counter() - begin
-    for connection in pool:
-        connection.close()
-    return summarize(latencies, errors, elapsed)
+    try:
+        return await scheduled([poster(connection) for connection in pool], rate, seconds)
+    finally:
+        for connection in pool:
+            connection.close()
 
 
 def summarize(latencies: list[float], errors: int, elapsed: float) -> dict[str, float]:
