@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -71,6 +71,15 @@ class ArtifactRef:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ArtifactRef:
         return from_dict(cls, data)
+
+
+def artifact_totals(refs: Iterable[ArtifactRef]) -> tuple[int, int]:
+    """Bytes and rows over some artifacts, each stored artifact (URI) counted once: the one way
+    the runner, the sizing node and the in-pod reporter size a task's inputs and outputs."""
+    seen: dict[str, ArtifactRef] = {}
+    for ref in refs:
+        seen.setdefault(ref.uri, ref)
+    return sum(max(0, r.bytes) for r in seen.values()), sum(max(0, r.rows or 0) for r in seen.values())
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from steps.contract import (
     RunEvent,
     SizingDecision,
     SizingTarget,
+    artifact_totals,
 )
 from steps.settings import Settings
 
@@ -56,8 +57,7 @@ class AttemptReporter:
         self.room = room
         self.pipeline, self.task, self.run_id, self.attempt = pipeline, task, run_id, attempt
         self.target, self.declared, self.sizing = target, declared, sizing
-        self.input_bytes = sum(ref.bytes for ref in inputs.values())
-        self.input_rows = sum(ref.rows or 0 for ref in inputs.values())
+        self.input_bytes, self.input_rows = artifact_totals(inputs.values())
         self.begun = time.monotonic()
 
     def _event(self, kind: EventKind, **fields: Any) -> RunEvent:
@@ -85,9 +85,7 @@ class AttemptReporter:
         reason: str = "",
     ) -> None:
         duration = time.monotonic() - self.begun
-        produced = list((outputs or {}).values())
-        output_bytes = sum(ref.bytes for ref in produced)
-        output_rows = sum(ref.rows or 0 for ref in produced)
+        output_bytes, output_rows = artifact_totals((outputs or {}).values())
         sizing = self.sizing
         self.room.observe(
             Observation(

@@ -32,6 +32,7 @@ from steps.contract import (
     SizingDecision,
     SizingRequest,
     SizingTarget,
+    artifact_totals,
 )
 
 
@@ -64,13 +65,14 @@ def build_request(
     """The request for ``task_name`` of ``pipeline``: its declaration plus the summed input sizes."""
     task = pipeline.task(task_name)
     resources = task.resources.to_dict() if hasattr(task.resources, "to_dict") else dict(task.resources or {})
+    input_bytes, input_rows = artifact_totals(inputs.values())
     return SizingRequest(
         pipeline=str(pipeline.name),
         task=str(task.name),
         run_id=run_id,
         target=SizingTarget(str(getattr(task, "target", SizingTarget.POD))),
-        input_bytes=sum(max(0, ref.bytes) for ref in inputs.values()),
-        input_rows=sum(max(0, ref.rows or 0) for ref in inputs.values()),
+        input_bytes=input_bytes,
+        input_rows=input_rows,
         attempt=attempt,
         declared=resources,
         deadline_seconds=getattr(task, "timeout_seconds", None),

@@ -13,12 +13,11 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
 from steps.contract import (
-    ArtifactRef,
     ControlRoom,
     EventKind,
     Observation,
@@ -114,14 +113,6 @@ class RoomWorker:
         self._thread.join(timeout)
 
 
-def input_totals(refs: Iterable[ArtifactRef]) -> tuple[int, int]:
-    """Bytes and rows over a task's inputs, each stored artifact counted once."""
-    seen: dict[str, ArtifactRef] = {}
-    for ref in refs:
-        seen.setdefault(ref.uri, ref)
-    return sum(r.bytes for r in seen.values()), sum(r.rows or 0 for r in seen.values())
-
-
 def declared_decision(request: SizingRequest, why: str) -> SizingDecision:
     """The task's own declared resources as a decision, when the control room cannot answer."""
     declared = request.declared
@@ -178,4 +169,4 @@ def outcome_target(value: Any) -> SizingTarget:
     return value if isinstance(value, SizingTarget) else SizingTarget(str(value))
 
 
-__all__ = ["Outcome", "declared_decision", "emit", "input_totals", "observe", "outcome_target", "size"]
+__all__ = ["Outcome", "declared_decision", "emit", "observe", "outcome_target", "size"]

@@ -33,7 +33,16 @@ from pipelines.local import control
 from pipelines.local.attempt import Attempt, AttemptResult, AttemptSpec, InProcessAttempt, SubprocessAttempt, log_tail
 from pipelines.local.forkserver import ForkServer
 from pipelines.runs import RunRecord, RunStore, new_run_id
-from steps.contract import ArtifactRef, ControlRoom, EventKind, Observation, Outcome, SizingDecision, SizingRequest
+from steps.contract import (
+    ArtifactRef,
+    ControlRoom,
+    EventKind,
+    Observation,
+    Outcome,
+    SizingDecision,
+    SizingRequest,
+    artifact_totals,
+)
 from steps.entry_run import LOCAL_RUNNER_PID
 from steps.errors import NotFoundError, UserError
 from steps.quantities import memory_bytes, parse_duration
@@ -337,7 +346,7 @@ class Runner:
     ) -> SizingDecision | None:
         if self.room is None:
             return None
-        input_bytes, input_rows = control.input_totals(inputs.values())
+        input_bytes, input_rows = artifact_totals(inputs.values())
         request = SizingRequest(
             pipeline=self.pipeline.name,
             task=task.name,
@@ -432,7 +441,8 @@ class Runner:
     def _observe(self, task: Task, state: TaskSummary, result: AttemptResult) -> None:
         if self.room is None:
             return
-        input_bytes, input_rows = control.input_totals(self._inputs(task).values())
+        input_bytes, input_rows = artifact_totals(self._inputs(task).values())
+        output_bytes, output_rows = artifact_totals(result.outputs.values())
         sizing = state.sizing
         declared = task.resources
         control.observe(
@@ -445,8 +455,8 @@ class Runner:
                 outcome=result.outcome,
                 input_bytes=input_bytes,
                 input_rows=input_rows,
-                output_bytes=sum(r.bytes for r in result.outputs.values()),
-                output_rows=sum(r.rows or 0 for r in result.outputs.values()),
+                output_bytes=output_bytes,
+                output_rows=output_rows,
                 target=task.target,
                 instance_type=(sizing.instance_type if sizing else None) or declared.instance_type,
                 instance_count=sizing.instance_count if sizing else declared.instance_count,
