@@ -33,6 +33,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
+from control_room.heap import CollectorPauses, settle_heap
 from control_room.sizing import Policy
 from control_room.store import Store
 from steps.contract import Observation, Outcome, RunEvent, SizingDecision, SizingRequest, to_dict
@@ -258,11 +259,13 @@ def create_app(
     tokens: Tokens | None = None,
     notifier: Notifier | None = None,
     threads: int = 8,
+    collector: CollectorPauses | None = None,
 ) -> FastAPI:
     """The control room's ASGI app over ``store`` and ``policy``.
 
     ``notifier`` receives every stored :class:`RunEvent` (and, when it has an ``observe`` method,
     every observation); its failures are logged and counted, never returned to the caller.
+    ``collector``, when given, adds the process's garbage-collection pauses to ``/metrics``.
     """
     accepted = tokens if tokens is not None else Tokens.from_environment()
     metrics = Metrics()
@@ -398,7 +401,8 @@ def create_app(
             "headrace_control_room_uptime_seconds": (time.time() - started, "Seconds since start"),
             "headrace_control_room_observations_stored": (float(store.count_observations()), "Observation rows"),
         }
-        return PlainTextResponse(metrics.render(gauges), media_type="text/plain; version=0.0.4")
+        text = metrics.render(gauges) + (collector.exposition() if collector is not None else "")
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     @app.get("/", response_class=HTMLResponse, tags=["page"])
     def page(request: Request, token: str | None = None) -> Response:
@@ -478,4 +482,8 @@ def app_from_environment() -> FastAPI:
         from control_room.notify import build_notifier
 
         notifier = build_notifier(settings, engine=store.engine, start=True)
-    return create_app(store, policy, tokens=tokens, notifier=notifier)
+    pauses = CollectorPauses()
+    app = create_app(store, policy, tokens=tokens, notifier=notifier, collector=pauses)
+    settle_heap()  # after the app is built: everything start-up made is frozen
+    pauses.install()
+    return app
