@@ -1,15 +1,17 @@
 """Latency and throughput of the control room under load: POST /v1/sizing and /v1/observations.
 
 Starts ``headrace control-room serve`` (uvicorn, one process) on SQLite and on PostgreSQL, seeds
-one task with 60 runs of history (so every sizing call fits real models), then drives it with
-httpx from this process:
+one task with 60 runs of history (so every sizing call fits real models), then drives it from
+this process with a hand-written HTTP/1.1 client (``--client httpx`` for httpx):
 
 - **open loop at a fixed rate** (default 200 requests/s): requests start on schedule whether or
   not earlier ones finished; latency counts from the scheduled start, so a stall shows up instead
   of hiding (no coordinated omission);
 - **closed loop** with 16 concurrent clients: the most the service answers per second.
 
-Client and server share this machine (2 cores here), so the figures are conservative.
+Client and server share this machine (2 cores here), so the figures are conservative. The client
+pauses its own garbage collector while it measures: one full collection of the client (25-30 ms
+here) delays every send scheduled meanwhile, which would count against the service.
 Run: ``.venv/bin/python benchmarks/control_room_load.py [--seconds 10] [--rate 200] [--postgres URL]``.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import itertools
 import os
 import socket
@@ -26,7 +29,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -217,6 +221,17 @@ async def open_loop_raw(
             connection.close()
 
 
+@contextmanager
+def client_collector_paused() -> Iterator[None]:
+    """No garbage collection in the measuring client while a loop runs (see the module docstring)."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def summarize(latencies: list[float], errors: int, elapsed: float) -> dict[str, float]:
     ordered = sorted(latencies)
     return {
@@ -292,9 +307,11 @@ def main(argv: list[str] | None = None) -> int:
                     asyncio.run(open_loop(url, path, body, 20, 1.0))  # warm up
                     console.print(f"{label} {path}: open loop at {args.rate:g}/s for {args.seconds:g}s ...")
                     fixed_loop = open_loop_raw if args.client == "raw" else open_loop
-                    fixed = asyncio.run(fixed_loop(url, path, body, args.rate, args.seconds, args.connections))
+                    with client_collector_paused():
+                        fixed = asyncio.run(fixed_loop(url, path, body, args.rate, args.seconds, args.connections))
                     console.print(f"{label} {path}: closed loop, {args.clients} clients ...")
-                    most = asyncio.run(closed_loop(url, path, body, args.clients, args.seconds / 2))
+                    with client_collector_paused():
+                        most = asyncio.run(closed_loop(url, path, body, args.clients, args.seconds / 2))
                     opened = f"open {args.rate:g}/s, {args.connections} conns ({args.client})"
                     for load, result in ((opened, fixed), (f"closed x{args.clients}", most)):
                         table.add_row(
