@@ -85,6 +85,36 @@ def test_events_fold_into_run_and_task_summaries(store: Store) -> None:
     assert [r["run_id"] for r in store.runs("recipes")] == ["r1"]
 
 
+def test_an_observation_opens_its_run_and_never_reopens_a_finished_one(store: Store) -> None:
+    store.add_event(RunEvent(EventKind.RUN_STARTED, "recipes", "r1", at=100.0, url="http://argo/r1"))
+    store.add_observation(observation("r1"))
+    store.add_observation(observation("r2"))
+    first, second = store.run("r1"), store.run("r2")
+    assert first is not None and second is not None
+    assert (first["status"], first["started_at"], first["url"]) == ("running", 100.0, "http://argo/r1")
+    assert first["updated_at"] > 100.0
+    assert second["status"] == "running" and second["started_at"] == second["updated_at"] > 100.0
+    store.add_event(RunEvent(EventKind.RUN_SUCCEEDED, "recipes", "r1", at=first["updated_at"] + 1))
+    store.add_observation(observation("r1", attempt=2))  # a late report of an earlier attempt
+    finished = store.run("r1")
+    assert finished is not None and finished["status"] == "succeeded"
+    assert [o["attempt"] for o in finished["observations"]] == [1, 2]
+
+
+def test_warming_the_pool_opens_the_request_threads_connections_up_front(database_url: str) -> None:
+    opened = Store.open(database_url)
+    try:
+        warmed = opened.warm_pool(4)
+        if database_url.startswith("sqlite"):
+            assert warmed == 0
+        else:
+            assert warmed >= 4
+            opened.add_observation(observation())  # served from the warm pool
+            assert opened.count_observations() == 1
+    finally:
+        opened.close()
+
+
 def test_an_unknown_run_is_none(store: Store) -> None:
     assert store.run("nope") is None
 
