@@ -43,6 +43,8 @@ log = logging.getLogger("headrace.control_room")
 Notifier = Callable[[RunEvent], None]
 API_VERSION = "v1"
 TOKEN_COOKIE = "headrace_token"
+#: Threads answering requests in one worker process (see ``create_app``).
+REQUEST_THREADS = 8
 
 
 # ----------------------------------------------------------------------------- auth
@@ -258,7 +260,7 @@ def create_app(
     *,
     tokens: Tokens | None = None,
     notifier: Notifier | None = None,
-    threads: int = 8,
+    threads: int = REQUEST_THREADS,
     collector: CollectorPauses | None = None,
 ) -> FastAPI:
     """The control room's ASGI app over ``store`` and ``policy``.
@@ -483,7 +485,8 @@ def app_from_environment() -> FastAPI:
 
         notifier = build_notifier(settings, engine=store.engine, start=True)
     pauses = CollectorPauses()
-    app = create_app(store, policy, tokens=tokens, notifier=notifier, collector=pauses)
+    app = create_app(store, policy, tokens=tokens, notifier=notifier, threads=REQUEST_THREADS, collector=pauses)
+    store.warm_pool(REQUEST_THREADS)  # no database connection is opened inside a request
     settle_heap()  # after the app is built: everything start-up made is frozen
     pauses.install()
     return app
