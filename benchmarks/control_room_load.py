@@ -232,6 +232,19 @@ def client_collector_paused() -> Iterator[None]:
         gc.enable()
 
 
+def server_collector(url: str) -> tuple[float, float]:
+    """The server's garbage-collection pause seconds so far (all generations) and its full
+    collections, from its /metrics (with several workers: the one that answers)."""
+    text = httpx.get(f"{url}/metrics", headers=HEADERS, timeout=10).text
+    seconds = full = 0.0
+    for line in text.splitlines():
+        if line.startswith("headrace_control_room_gc_pause_seconds_total{"):
+            seconds += float(line.split()[-1])
+        elif line.startswith('headrace_control_room_gc_collections_total{generation="2"}'):
+            full = float(line.split()[-1])
+    return seconds, full
+
+
 def summarize(latencies: list[float], errors: int, elapsed: float) -> dict[str, float]:
     ordered = sorted(latencies)
     return {
@@ -275,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         "--client", choices=("raw", "httpx"), default="raw", help="open-loop client: hand-written HTTP/1.1 or httpx"
     )
     args = parser.parse_args(argv)
-    console = Console(width=140)
+    console = Console(width=170)
     table = Table(
         title=f"Control room under load (uvicorn, {args.workers} worker(s); {os.cpu_count()} cores shared with the client)"
     )
@@ -289,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         "p50 ms",
         "p99 ms",
         "max ms",
+        "server GC ms",
+        "full GCs",
         "p99 <= 25 ms",
     ):
         table.add_column(column, justify="left" if column in ("database", "endpoint", "load") else "right")
@@ -307,13 +322,20 @@ def main(argv: list[str] | None = None) -> int:
                     asyncio.run(open_loop(url, path, body, 20, 1.0))  # warm up
                     console.print(f"{label} {path}: open loop at {args.rate:g}/s for {args.seconds:g}s ...")
                     fixed_loop = open_loop_raw if args.client == "raw" else open_loop
+                    collected = server_collector(url)
                     with client_collector_paused():
                         fixed = asyncio.run(fixed_loop(url, path, body, args.rate, args.seconds, args.connections))
+                    fixed_gc = [after - before for after, before in zip(server_collector(url), collected, strict=True)]
                     console.print(f"{label} {path}: closed loop, {args.clients} clients ...")
+                    collected = server_collector(url)
                     with client_collector_paused():
                         most = asyncio.run(closed_loop(url, path, body, args.clients, args.seconds / 2))
+                    most_gc = [after - before for after, before in zip(server_collector(url), collected, strict=True)]
                     opened = f"open {args.rate:g}/s, {args.connections} conns ({args.client})"
-                    for load, result in ((opened, fixed), (f"closed x{args.clients}", most)):
+                    for load, result, (gc_seconds, full_collections) in (
+                        (opened, fixed, fixed_gc),
+                        (f"closed x{args.clients}", most, most_gc),
+                    ):
                         table.add_row(
                             label,
                             f"POST {path}",
@@ -324,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
                             f"{result['p50_ms']:.1f}",
                             f"{result['p99_ms']:.1f}",
                             f"{result['max_ms']:.1f}",
+                            f"{gc_seconds * 1000:.1f}",
+                            f"{full_collections:.0f}",
                             ("[green]yes[/]" if result["p99_ms"] <= 25 else "[red]no[/]")
                             if load.startswith("open")
                             else "",
