@@ -17,6 +17,8 @@ not yet named by any migration are created by :func:`migrate` as a last step (``
 Every write is idempotent where the API promises it: observations on
 ``(pipeline, run_id, task, attempt)``, decisions on the same key (a retried sizing call replaces
 the earlier answer). Writes commit before returning, so a 2xx from the API means the row is on disk.
+On PostgreSQL an observation or a decision and its run's touch go as one autocommit statement
+(one round trip); on SQLite they share one serialised transaction.
 """
 
 from __future__ import annotations
@@ -304,33 +306,37 @@ def _upsert(conn: Connection, table: Table, values: dict[str, Any], keys: Sequen
     conn.execute(_cached((conn.dialect.name, table.name, columns, tuple(keys)), build), values)
 
 
-def _observation_and_run_statement(columns: tuple[str, ...]) -> Any:
-    """PostgreSQL: the observation upsert and its run's touch as one statement.
+#: Rows keyed by one task attempt of one run: observations and decisions.
+ATTEMPT_KEY = ("pipeline", "run_id", "task", "attempt")
 
-    The observation is a data-modifying CTE (PostgreSQL always runs those) in front of the run's
-    upsert; both read the same parameters. Sent alone in autocommit it is one round trip where a
-    transaction took four (BEGIN, two upserts, COMMIT): each round trip hands the CPU between
-    this thread and the database backend, and under load each hand-off is a chance to wait.
+
+def _attempt_row_and_run_statement(table: Table, columns: tuple[str, ...], stamp: str) -> Any:
+    """PostgreSQL: upsert one attempt's row of ``table`` and touch its run, as one statement.
+
+    The row's upsert is a data-modifying CTE (PostgreSQL always runs those) in front of the run's
+    upsert, which reads the same parameters (``stamp`` is the row's time column). Sent alone in
+    autocommit it is one round trip where a transaction took four or five (BEGIN, two upserts,
+    COMMIT): each round trip hands the CPU between this thread and the database backend, and
+    under load each hand-off is a chance to wait for a core.
     """
     from sqlalchemy.dialects import postgresql
 
-    observation = postgresql.insert(observations).values({c: bindparam(c) for c in columns})
-    observation = observation.on_conflict_do_update(
-        index_elements=["pipeline", "run_id", "task", "attempt"],
-        set_={c: observation.excluded[c] for c in columns if c not in ("pipeline", "run_id", "task", "attempt")},
+    row = postgresql.insert(table).values({c: bindparam(c) for c in columns})
+    row = row.on_conflict_do_update(
+        index_elements=list(ATTEMPT_KEY), set_={c: row.excluded[c] for c in columns if c not in ATTEMPT_KEY}
     )
     run = postgresql.insert(runs).values(
         pipeline=bindparam("pipeline"),
         run_id=bindparam("run_id"),
         status=literal_column("'running'"),
-        started_at=bindparam("recorded_at"),
-        updated_at=bindparam("recorded_at"),
+        started_at=bindparam(stamp),
+        updated_at=bindparam(stamp),
     )
     run = run.on_conflict_do_update(
         index_elements=["pipeline", "run_id"],
         set_={"updated_at": func.greatest(runs.c.updated_at, run.excluded.updated_at)},
     )
-    return run.add_cte(observation.cte("observation"))
+    return run.add_cte(row.cte(table.name))
 
 
 _RUN_STATUS = {
@@ -435,17 +441,7 @@ class Store:
         now = time.time()
         values = to_dict(observation)
         values["recorded_at"] = now
-        if self.engine.dialect.name == "postgresql":
-            columns = tuple(sorted(values))
-            statement = _cached(
-                ("postgresql", "observation+run", columns), lambda: _observation_and_run_statement(columns)
-            )
-            with self._autocommit.connect() as conn:
-                conn.execute(statement, values)
-        else:
-            with self.transaction() as conn:
-                _upsert(conn, observations, values, ("pipeline", "run_id", "task", "attempt"))
-                self._touch_run(conn, observation.pipeline, observation.run_id, now)
+        self._write_attempt_row(observations, values, "recorded_at")
         self._forget_history(observation.pipeline, observation.task)
 
     def add_decision(self, request: SizingRequest, decision: SizingDecision) -> None:
@@ -470,13 +466,22 @@ class Store:
             "request": to_dict(request),
             "decided_at": now,
         }
+        self._write_attempt_row(decisions, values, "decided_at")
+
+    def _write_attempt_row(self, table: Table, values: dict[str, Any], stamp: str) -> None:
+        """Upsert one attempt's row of ``table`` and touch its run, committed before returning."""
+        if self.engine.dialect.name == "postgresql":
+            columns = tuple(sorted(values))
+            statement = _cached(
+                ("postgresql", table.name, "with-run", columns),
+                lambda: _attempt_row_and_run_statement(table, columns, stamp),
+            )
+            with self._autocommit.connect() as conn:
+                conn.execute(statement, values)
+            return
         with self.transaction() as conn:
-            if conn.dialect.name == "postgresql":
-                # A decision is a record of an answer already given, not data a client resends:
-                # it need not wait for the WAL flush (observations and events still do).
-                conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
-            _upsert(conn, decisions, values, ("pipeline", "run_id", "task", "attempt"))
-            self._touch_run(conn, request.pipeline, request.run_id, now)
+            _upsert(conn, table, values, ATTEMPT_KEY)
+            self._touch_run(conn, values["pipeline"], values["run_id"], values[stamp])
 
     def add_event(self, run_event: RunEvent) -> int:
         """Append a run event and fold it into the run and task summaries; returns its id."""
