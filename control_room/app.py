@@ -353,19 +353,23 @@ def create_app(
 
     @app.post(f"/{API_VERSION}/events", dependencies=[Depends(authorize)], tags=["api"], response_model=Recorded)
     def post_event(event: RunEvent) -> Response:
-        """Store a run event and hand it to the notifier (Slack, Datadog)."""
+        """Store a run event and hand it to the notifier (Slack, Datadog); a run end that was
+        already reported (by the watcher or the exit handler, whichever came first) is stored but
+        not notified again."""
         validate_event(event)
-        event_id = store.add_event(event)
+        stored = store.add_event(event)
         metrics.add(
             "headrace_control_room_events_total", help_text="Run events, by kind", labels={"kind": str(event.kind)}
         )
-        if notifier is not None:
+        if notifier is not None and not stored.repeat:
             try:
                 notifier(event)
             except Exception as error:
                 metrics.add("headrace_control_room_notifier_failures_total", help_text="Notifier errors")
                 log.warning("notifier failed on %s of %s: %s", event.kind, event.run_id, error)
-        return _json({"status": "recorded", "id": event_id, "run_id": event.run_id, "task": event.task})
+        return _json(
+            {"status": "recorded", "id": stored.id, "run_id": event.run_id, "task": event.task, "repeat": stored.repeat}
+        )
 
     @app.get(f"/{API_VERSION}/runs", dependencies=[Depends(authorize)], tags=["api"])
     def get_runs(pipeline: str | None = None, limit: int = Query(50, ge=1, le=1000)) -> dict[str, list[dict[str, Any]]]:
@@ -448,6 +452,8 @@ class Recorded:
     run_id: str
     task: str | None = None
     id: int | None = None
+    #: An event only: it repeats a run end already recorded, so it was not notified again.
+    repeat: bool = False
 
 
 def _json(content: dict[str, Any]) -> Response:

@@ -46,11 +46,12 @@ class EmbeddedControlRoom:
             log.warning("could not record the observation of %s/%s: %s", observation.pipeline, observation.task, error)
 
     def emit(self, event: RunEvent) -> None:
+        repeat = False
         try:
-            self.store.add_event(event)
+            repeat = self.store.add_event(event).repeat
         except Exception as error:
             log.warning("could not record event %s of %s: %s", event.kind, event.run_id, error)
-        if self.notifier is not None:
+        if self.notifier is not None and not repeat:
             try:
                 self.notifier(event)
             except Exception as error:

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     JSON,
@@ -381,6 +381,13 @@ def _row_dict(row: Any) -> dict[str, Any]:
     return dict(row._mapping)
 
 
+class StoredEvent(NamedTuple):
+    """An event as stored: its id, and whether it repeats a run end already recorded."""
+
+    id: int
+    repeat: bool = False
+
+
 class Store:
     """All reads and writes of the control room; thread-safe (one engine, short transactions)."""
 
@@ -483,9 +490,15 @@ class Store:
             _upsert(conn, table, values, ATTEMPT_KEY)
             self._touch_run(conn, values["pipeline"], values["run_id"], values[stamp])
 
-    def add_event(self, run_event: RunEvent) -> int:
-        """Append a run event and fold it into the run and task summaries; returns its id."""
+    def add_event(self, run_event: RunEvent) -> StoredEvent:
+        """Append a run event and fold it into the run and task summaries.
+
+        A run's end reported again with the status the run already has (the exit handler and the
+        watcher both report it) is stored in the event log but marked ``repeat``: callers notify
+        and count it once. A run that started again (an Argo retry) and ends again is no repeat.
+        """
         now = time.time()
+        repeat = False
         at = run_event.at or now
         with self.transaction() as conn:
             result = conn.execute(
@@ -504,14 +517,15 @@ class Store:
             self._touch_run(conn, run_event.pipeline, run_event.run_id, at, url=run_event.url)
             kind = EventKind(run_event.kind)
             if kind in _RUN_STATUS:
-                changes: dict[str, Any] = {"status": _RUN_STATUS[kind], "updated_at": at}
+                status = _RUN_STATUS[kind]
+                changes: dict[str, Any] = {"status": status, "updated_at": at}
+                update = runs.update().where(runs.c.pipeline == run_event.pipeline, runs.c.run_id == run_event.run_id)
                 if kind is not EventKind.RUN_STARTED:
                     changes["finished_at"] = at
-                conn.execute(
-                    runs.update()
-                    .where(runs.c.pipeline == run_event.pipeline, runs.c.run_id == run_event.run_id)
-                    .values(**changes)
-                )
+                    # Row-locked compare: of two reports racing, exactly one changes the status.
+                    update = update.where(runs.c.status != status)
+                changed = conn.execute(update.values(**changes)).rowcount
+                repeat = kind is not EventKind.RUN_STARTED and changed == 0
             if kind in _TASK_STATUS and run_event.task:
                 _upsert(
                     conn,
@@ -527,7 +541,7 @@ class Store:
                     },
                     ("pipeline", "run_id", "task"),
                 )
-        return event_id
+        return StoredEvent(event_id, repeat)
 
     def _touch_run(self, conn: Connection, pipeline: str, run_id: str, at: float, url: str | None = None) -> None:
         values: dict[str, Any] = {

@@ -720,11 +720,12 @@ class Recorder:
         self.notifier = notifier
 
     def __call__(self, event: RunEvent) -> None:
+        repeat = False
         try:
-            self.store.add_event(event)
+            repeat = bool(self.store.add_event(event).repeat)
         except Exception as error:
             log.warning("watch: could not store %s of %s: %s", event.kind.value, event.run_id, error)
-        if self.notifier is not None:
+        if self.notifier is not None and not repeat:  # the exit handler already reported this end
             self.notifier(event)
 
     def observe(self, observation: Observation) -> None:

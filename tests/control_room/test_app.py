@@ -204,6 +204,18 @@ def test_a_failing_notifier_does_not_fail_the_event(store: Store, policy: Policy
     assert store.run("r1") is not None
 
 
+def test_a_run_end_reported_by_the_exit_handler_and_the_watcher_is_notified_once(
+    client: TestClient, received: list[RunEvent]
+) -> None:
+    end = {"kind": "run.failed", "pipeline": "recipes", "run_id": "r9", "reason": "Error (exit code 1)"}
+    first = client.post("/v1/events", json={**end, "source": "exit-handler"}, headers=AUTH)
+    again = client.post("/v1/events", json={**end, "source": "watcher"}, headers=AUTH)
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert (first.json()["repeat"], again.json()["repeat"]) == (False, True)
+    assert [(e.kind.value, e.run_id) for e in received] == [("run.failed", "r9")]
+    assert len(client.get("/v1/runs/r9", headers=AUTH).json()["events"]) == 2
+
+
 def test_runs_list_newest_first_and_unknown_run_is_404(client: TestClient) -> None:
     for run_id, at in (("old", 100.0), ("new", 200.0)):
         client.post(

@@ -115,6 +115,18 @@ def test_warming_the_pool_opens_the_request_threads_connections_up_front(databas
         opened.close()
 
 
+def test_a_run_end_reported_twice_is_one_end_and_a_retried_run_ends_again(store: Store) -> None:
+    first = store.add_event(RunEvent(EventKind.RUN_FAILED, "recipes", "r1", at=200.0, reason="exit handler"))
+    again = store.add_event(RunEvent(EventKind.RUN_FAILED, "recipes", "r1", at=205.0, reason="watcher"))
+    assert (first.repeat, again.repeat) == (False, True)
+    run = store.run("r1")
+    assert run is not None and (run["status"], run["finished_at"]) == ("failed", 200.0)
+    assert [e["reason"] for e in run["events"]] == ["exit handler", "watcher"]  # both kept in the log
+    assert not store.add_event(RunEvent(EventKind.RUN_STARTED, "recipes", "r1", at=300.0)).repeat  # argo retry
+    assert not store.add_event(RunEvent(EventKind.RUN_FAILED, "recipes", "r1", at=400.0)).repeat
+    assert not store.add_event(RunEvent(EventKind.RUN_SUCCEEDED, "recipes", "r2", at=400.0)).repeat
+
+
 def test_an_unknown_run_is_none(store: Store) -> None:
     assert store.run("nope") is None
 

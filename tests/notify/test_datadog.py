@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
-from steps.contract import EventKind, Observation, Outcome, RunEvent, SizingTarget
+from control_room.app import Tokens, create_app
+from control_room.catalog import load_catalog, load_rules
+from control_room.notify import Notifier
+from control_room.sizing import Policy
+from control_room.store import Store
+from control_room.watch import recorder
+from steps.contract import EventKind, Observation, Outcome, RunEvent, SizingTarget, to_dict
 from steps.datadog import Metrics
+from steps.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -149,3 +159,28 @@ def test_missing_agent_drops_metrics_with_one_warning_and_no_error(host: str, ca
         "Set DD_AGENT_HOST / DD_DOGSTATSD_PORT to the agent (or ignore this locally)."
     ]
     assert metrics.dropping
+
+
+def test_a_run_end_from_the_exit_handler_and_the_watcher_counts_one_completed_run(
+    agent: socket.socket, tmp_path: Path
+) -> None:
+    """The exit handler posts the end to the control room's API; the watcher records it into the
+    same database a moment later: Datadog sees one completed run."""
+    store = Store.open(f"sqlite:///{tmp_path / 'control-room.db'}")
+    metrics = metrics_for(agent)
+    notifier = Notifier(Settings(state_dir=str(tmp_path)), metrics=metrics)
+    end = RunEvent(EventKind.RUN_FAILED, "recipes", "r1", duration_seconds=90.0, reason="Error (exit code 1)")
+    app = create_app(
+        store, Policy(load_catalog(), load_rules(None, load_catalog())), tokens=Tokens([]), notifier=notifier
+    )
+    with TestClient(app) as client:
+        assert client.post("/v1/events", json=to_dict(dataclasses.replace(end, source="exit-handler"))).json()["id"]
+    recorder(store, notifier)(dataclasses.replace(end, source="watcher"))
+    metrics.close()
+    store.close()
+
+    lines = received(agent, 3)
+    assert [line for line in lines if line.startswith("headrace.run.completed")] == [
+        "headrace.run.completed:1|c|#pipeline:recipes,run:r1,status:failed"
+    ]
+    assert sum(line.startswith("headrace.run.duration_seconds") for line in lines) == 1
