@@ -265,9 +265,8 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_recycle=1800, pool_size=10, max_overflow=20)
 
 
-def _dialect_insert(conn: Connection, table: Table) -> Any:
+def _dialect_insert(dialect: str, table: Table) -> Any:
     """An INSERT with ON CONFLICT support for the connection's database."""
-    dialect = conn.dialect.name
     if dialect == "postgresql":
         from sqlalchemy.dialects import postgresql
 
@@ -294,16 +293,39 @@ def _cached(key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
     return statement
 
 
+def _upsert_statement(
+    dialect: str, table: Table, columns: Sequence[str], keys: Sequence[str], values: dict[str, Any] | None = None
+) -> Any:
+    """INSERT of ``columns`` that updates them instead when a row with the same ``keys`` exists;
+    ``values`` (expressions) when the statement carries its own, else parameters at execution."""
+    statement = _dialect_insert(dialect, table)
+    if values is not None:
+        statement = statement.values(values)
+    updates = {k: statement.excluded[k] for k in columns if k not in keys}
+    return statement.on_conflict_do_update(index_elements=list(keys), set_=updates)
+
+
+def _run_touch_statement(dialect: str, with_url: bool, values: dict[str, Any] | None = None) -> Any:
+    """INSERT of a run summary that, for a known run, only moves ``updated_at`` forward (and sets
+    the url when ``with_url``): the status and start stay what the run's events made them."""
+    statement = _dialect_insert(dialect, runs)
+    if values is not None:
+        statement = statement.values(values)
+    newest = func.greatest if dialect == "postgresql" else func.max
+    set_: dict[str, Any] = {"updated_at": newest(runs.c.updated_at, statement.excluded.updated_at)}
+    if with_url:
+        set_["url"] = statement.excluded.url
+    return statement.on_conflict_do_update(index_elements=["pipeline", "run_id"], set_=set_)
+
+
 def _upsert(conn: Connection, table: Table, values: dict[str, Any], keys: Sequence[str]) -> None:
     """Insert ``values`` or, when a row with the same ``keys`` exists, update it (one statement)."""
     columns = tuple(sorted(values))
-
-    def build() -> Any:
-        statement = _dialect_insert(conn, table)
-        updates = {k: statement.excluded[k] for k in columns if k not in keys}
-        return statement.on_conflict_do_update(index_elements=list(keys), set_=updates)
-
-    conn.execute(_cached((conn.dialect.name, table.name, columns, tuple(keys)), build), values)
+    dialect = conn.dialect.name
+    statement = _cached(
+        (dialect, table.name, columns, tuple(keys)), lambda: _upsert_statement(dialect, table, columns, keys)
+    )
+    conn.execute(statement, values)
 
 
 #: Rows keyed by one task attempt of one run: observations and decisions.
@@ -319,22 +341,17 @@ def _attempt_row_and_run_statement(table: Table, columns: tuple[str, ...], stamp
     COMMIT): each round trip hands the CPU between this thread and the database backend, and
     under load each hand-off is a chance to wait for a core.
     """
-    from sqlalchemy.dialects import postgresql
-
-    row = postgresql.insert(table).values({c: bindparam(c) for c in columns})
-    row = row.on_conflict_do_update(
-        index_elements=list(ATTEMPT_KEY), set_={c: row.excluded[c] for c in columns if c not in ATTEMPT_KEY}
-    )
-    run = postgresql.insert(runs).values(
-        pipeline=bindparam("pipeline"),
-        run_id=bindparam("run_id"),
-        status=literal_column("'running'"),
-        started_at=bindparam(stamp),
-        updated_at=bindparam(stamp),
-    )
-    run = run.on_conflict_do_update(
-        index_elements=["pipeline", "run_id"],
-        set_={"updated_at": func.greatest(runs.c.updated_at, run.excluded.updated_at)},
+    row = _upsert_statement("postgresql", table, columns, ATTEMPT_KEY, {c: bindparam(c) for c in columns})
+    run = _run_touch_statement(
+        "postgresql",
+        with_url=False,
+        values={
+            "pipeline": bindparam("pipeline"),
+            "run_id": bindparam("run_id"),
+            "status": literal_column("'running'"),
+            "started_at": bindparam(stamp),
+            "updated_at": bindparam(stamp),
+        },
     )
     return run.add_cte(row.cte(table.name))
 
@@ -553,16 +570,8 @@ class Store:
             "url": url,
         }
         dialect = conn.dialect.name
-
-        def build() -> Any:
-            statement = _dialect_insert(conn, runs)
-            newest = func.greatest if dialect == "postgresql" else func.max
-            set_: dict[str, Any] = {"updated_at": newest(runs.c.updated_at, statement.excluded.updated_at)}
-            if url:
-                set_["url"] = statement.excluded.url
-            return statement.on_conflict_do_update(index_elements=["pipeline", "run_id"], set_=set_)
-
-        conn.execute(_cached((dialect, "runs-touch", bool(url)), build), values)
+        statement = _cached((dialect, "runs-touch", bool(url)), lambda: _run_touch_statement(dialect, bool(url)))
+        conn.execute(statement, values)
 
     # ------------------------------------------------------------------ reads
 
