@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -245,6 +245,16 @@ def server_collector(url: str) -> tuple[float, float]:
     return seconds, full
 
 
+def measured(url: str, loop: Coroutine[Any, Any, dict[str, float]]) -> tuple[dict[str, float], tuple[float, float]]:
+    """Run one load ``loop`` with the client's collector paused; its result, and the server's
+    collection pause seconds and full collections during it."""
+    before = server_collector(url)
+    with client_collector_paused():
+        result = asyncio.run(loop)
+    after = server_collector(url)
+    return result, (after[0] - before[0], after[1] - before[1])
+
+
 def summarize(latencies: list[float], errors: int, elapsed: float) -> dict[str, float]:
     ordered = sorted(latencies)
     return {
@@ -322,15 +332,11 @@ def main(argv: list[str] | None = None) -> int:
                     asyncio.run(open_loop(url, path, body, 20, 1.0))  # warm up
                     console.print(f"{label} {path}: open loop at {args.rate:g}/s for {args.seconds:g}s ...")
                     fixed_loop = open_loop_raw if args.client == "raw" else open_loop
-                    collected = server_collector(url)
-                    with client_collector_paused():
-                        fixed = asyncio.run(fixed_loop(url, path, body, args.rate, args.seconds, args.connections))
-                    fixed_gc = [after - before for after, before in zip(server_collector(url), collected, strict=True)]
+                    fixed, fixed_gc = measured(
+                        url, fixed_loop(url, path, body, args.rate, args.seconds, args.connections)
+                    )
                     console.print(f"{label} {path}: closed loop, {args.clients} clients ...")
-                    collected = server_collector(url)
-                    with client_collector_paused():
-                        most = asyncio.run(closed_loop(url, path, body, args.clients, args.seconds / 2))
-                    most_gc = [after - before for after, before in zip(server_collector(url), collected, strict=True)]
+                    most, most_gc = measured(url, closed_loop(url, path, body, args.clients, args.seconds / 2))
                     opened = f"open {args.rate:g}/s, {args.connections} conns ({args.client})"
                     for load, result, (gc_seconds, full_collections) in (
                         (opened, fixed, fixed_gc),

@@ -20,11 +20,10 @@ import time
 from typing import Any
 
 
-def settle_heap() -> int:
-    """Collect once, then hide every surviving object from later collections; returns how many."""
+def settle_heap() -> None:
+    """Collect once, then hide every surviving object from later collections."""
     gc.collect()
     gc.freeze()
-    return gc.get_freeze_count()
 
 
 class CollectorPauses:
@@ -63,25 +62,17 @@ class CollectorPauses:
 
     def exposition(self) -> str:
         """The pauses in the Prometheus text format (appended to ``/metrics``)."""
-        lines = [
-            "# HELP headrace_control_room_gc_pause_seconds_total Seconds requests waited for garbage collection, by generation",
-            "# TYPE headrace_control_room_gc_pause_seconds_total counter",
-            *(
-                f'headrace_control_room_gc_pause_seconds_total{{generation="{g}"}} {self.seconds[g]!r}'
-                for g in range(3)
-            ),
-            "# HELP headrace_control_room_gc_collections_total Garbage collections, by generation",
-            "# TYPE headrace_control_room_gc_collections_total counter",
-            *(
-                f'headrace_control_room_gc_collections_total{{generation="{g}"}} {self.collections[g]}'
-                for g in range(3)
-            ),
-            "# HELP headrace_control_room_gc_longest_pause_seconds Longest single collection since start, by generation",
-            "# TYPE headrace_control_room_gc_longest_pause_seconds gauge",
-            *(
-                f'headrace_control_room_gc_longest_pause_seconds{{generation="{g}"}} {self.longest[g]!r}'
-                for g in range(3)
-            ),
+        series: list[tuple[str, str, str, list[float] | list[int]]] = [
+            ("gc_pause_seconds_total", "counter", "Seconds requests waited for garbage collection", self.seconds),
+            ("gc_collections_total", "counter", "Garbage collections", self.collections),
+            ("gc_longest_pause_seconds", "gauge", "Longest single collection since start", self.longest),
+        ]
+        lines: list[str] = []
+        for name, kind, help_text, values in series:
+            metric = f"headrace_control_room_{name}"
+            lines += [f"# HELP {metric} {help_text}, by generation", f"# TYPE {metric} {kind}"]
+            lines += [f'{metric}{{generation="{g}"}} {value!r}' for g, value in enumerate(values)]
+        lines += [
             "# HELP headrace_control_room_gc_frozen_objects Start-up objects kept out of collections (gc.freeze)",
             "# TYPE headrace_control_room_gc_frozen_objects gauge",
             f"headrace_control_room_gc_frozen_objects {gc.get_freeze_count()}",
