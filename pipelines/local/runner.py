@@ -32,6 +32,7 @@ from pipelines.graph import Pipeline, Task
 from pipelines.local import control
 from pipelines.local.attempt import Attempt, AttemptResult, AttemptSpec, InProcessAttempt, SubprocessAttempt, log_tail
 from pipelines.local.forkserver import ForkServer
+from pipelines.local.frontier import Frontier
 from pipelines.runs import RunRecord, RunStore, new_run_id
 from steps.contract import (
     ArtifactRef,
@@ -197,7 +198,14 @@ class Runner:
         self.worker = control.RoomWorker(control_room) if control_room is not None else None
         self.room: ControlRoom | None = self.worker
         self.first_attempts = first_attempts
-        self.order = pipeline.topological_order()
+        # The caller checked the pipeline; the order and each task's upstream are computed once.
+        self.order = pipeline._order()
+        self.frontier = Frontier(
+            {name: task.upstream for name, task in pipeline.tasks.items()},
+            self.order,
+            succeeded=[name for name, state in summary.tasks.items() if state.status == "succeeded"],
+        )
+        self.running = 0
         self.events: queue.Queue[tuple[str, AttemptResult]] = queue.Queue()
         self.env = child_environment(settings)
         self.runs_dir = settings.state_path / "runs" / summary.run_id
@@ -246,23 +254,16 @@ class Runner:
     def _loop(self) -> None:
         tasks = self.summary.tasks
         while True:
-            self._block_dependents()
-            now = time.monotonic()
-            running = len(self._running())
-            for name in self.order:
-                if running >= self.parallel:
+            while self.running < self.parallel:
+                name = self.frontier.pop_startable(time.monotonic())
+                if name is None:
                     break
-                state = tasks[name]
-                ready = state.status == "pending" and all(
-                    tasks[u].status == "succeeded" for u in self.pipeline.tasks[name].upstream
-                )
-                if ready or (state.status == "retrying" and now >= state.next_try_at):
+                if tasks[name].status in ("pending", "retrying"):
                     self._start(name)
-                    running += 1
-            waiting = [t.next_try_at for t in tasks.values() if t.status == "retrying"]
-            if running == 0 and not waiting:
+            due = self.frontier.next_retry_at()
+            if self.running == 0 and due is None:
                 return
-            timeout = max(0.0, min(waiting) - time.monotonic()) if waiting else 0.5
+            timeout = max(0.0, due - time.monotonic()) if due is not None else 0.5
             try:
                 name, result = self.events.get(timeout=min(timeout, 0.5))
             except queue.Empty:
@@ -275,20 +276,25 @@ class Runner:
                     break
                 self._finished(name, result)
 
-    def _block_dependents(self) -> None:
-        changed = True
-        while changed:
-            changed = False
-            for name in self.order:
-                state = self.summary.tasks[name]
-                if state.status != "pending":
-                    continue
-                blocked = [u for u in self.pipeline.tasks[name].upstream if self.summary.tasks[u].status in BLOCKING]
-                if blocked:
-                    state.status = "upstream-failed"
-                    state.reason = f"upstream task {blocked[0]} did not succeed"
-                    self.store.set_task(self.summary.run_id, name, state.status, reason=state.reason)
-                    changed = True
+    def _settled(self, name: str) -> None:
+        """``name`` reached its final status for this run: free its dependents, or block them."""
+        status = self.summary.tasks[name].status
+        if status == "succeeded":
+            self.frontier.succeeded(name)
+            return
+        if status == "cancelled":  # the whole run is stopping: the rest become not-run
+            return
+        tasks = self.summary.tasks
+        for child in self.frontier.descendants(name):
+            state = tasks[child]
+            if state.status != "pending":
+                continue
+            blocked = [u for u in self.frontier.upstream[child] if tasks[u].status in BLOCKING]
+            if not blocked:
+                continue
+            state.status = "upstream-failed"
+            state.reason = f"upstream task {blocked[0]} did not succeed"
+            self.store.set_task(self.summary.run_id, child, state.status, reason=state.reason)
 
     # -- starting an attempt
 
@@ -324,6 +330,7 @@ class Runner:
             sizing=sizing.to_dict() if sizing is not None else None,
         )
         state.status = "running"
+        self.running += 1
         state.attempts = attempt_number
         state.log_path = str(spec.log_path)
         state.started_at = time.monotonic()
@@ -387,10 +394,17 @@ class Runner:
             peak_memory_bytes=result.peak_memory_bytes,
             outputs=result.outputs if result.succeeded else None,
         )
+        self.running -= 1
         state.duration = result.duration_seconds
         state.started_at = None
         state.attempt = None
         self._observe(task, state, result)
+        self._record_end(name, task, state, result)
+        if state.status != "retrying":
+            self._settled(name)
+
+    def _record_end(self, name: str, task: Task, state: TaskSummary, result: AttemptResult) -> None:
+        run_id = self.summary.run_id
         if result.succeeded:
             state.outputs = dict(result.outputs)
             state.records = dict(result.records)
@@ -417,6 +431,7 @@ class Runner:
             wait = backoff_seconds(task, state.tries_this_run)
             state.status = "retrying"
             state.next_try_at = time.monotonic() + wait
+            self.frontier.retry_at(name, state.next_try_at)
             self.store.set_task(run_id, name, "retrying", attempts=state.attempts, reason=result.reason)
             self._emit(
                 EventKind.TASK_RETRYING,
