@@ -215,6 +215,7 @@ class Runner:
     # -- the loop
 
     def run(self) -> RunSummary:
+        self._server()  # started now, so its imports overlap the run's own start
         self._emit(EventKind.RUN_STARTED)
         try:
             try:
@@ -242,11 +243,28 @@ class Runner:
             return None
         if self.fork_server is None or not self.fork_server.alive:
             try:
-                self.fork_server = ForkServer({**self.env, LOCAL_RUNNER_PID: str(os.getpid())}, self.cwd)
+                learned = self.settings.state_path / "preload" / f"{self.pipeline.name}.txt"
+                learned.parent.mkdir(parents=True, exist_ok=True)
+                self.fork_server = ForkServer(
+                    {**self.env, LOCAL_RUNNER_PID: str(os.getpid())},
+                    self.cwd,
+                    preload=self._preload(learned),
+                    learned_file=str(learned),
+                )
             except OSError:
                 self.use_fork_server = False
                 return None
         return self.fork_server
+
+    def _preload(self, learned: Path) -> list[str]:
+        """What the fork server imports before forking: this pipeline's module (so no task
+        builds the graph again), then what its steps import, then what earlier runs' tasks did."""
+        from pipelines.local.preload import learned_modules, modules_to_preload, pipeline_module
+
+        own = pipeline_module(self.pipeline)
+        steps = [task.fn.__module__ for task in self.pipeline.tasks.values()]
+        modules = modules_to_preload([*([own] if own else []), *steps], self.cwd)
+        return list(dict.fromkeys([self.spec, *modules, *learned_modules(learned)]))
 
     def _running(self) -> list[TaskSummary]:
         return [t for t in self.summary.tasks.values() if t.status == "running"]
