@@ -365,6 +365,8 @@ class Runner:
                 state.attempt = SubprocessAttempt(spec, deliver, env=self.env, fork_server=self._server())
         except OSError as error:  # could not even start the process
             deliver(AttemptResult(Outcome.FAILED, None, f"could not start: {error}", 0.0))
+        if self.worker is not None:
+            self.worker.open()  # the control room connects once the run is under way
 
     def _size(
         self, task: Task, state: TaskSummary, inputs: Mapping[tuple[str, str], ArtifactRef], attempt: int
