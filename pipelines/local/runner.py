@@ -387,6 +387,7 @@ class Runner:
             bytes_per_row=task.bytes_per_row,
             previous_outcome=state.previous_outcome,
             previous_instance_type=state.sizing.instance_type if state.sizing is not None else None,
+            retries_left=max(task.retry.limit + 1 - state.tries_this_run, 0),
         )
         decision = control.size(self.room, request)
         self._emit(
