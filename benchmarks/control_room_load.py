@@ -9,6 +9,11 @@ this process with a hand-written HTTP/1.1 client (``--client httpx`` for httpx):
   of hiding (no coordinated omission);
 - **closed loop** with 16 concurrent clients: the most the service answers per second.
 
+Three kinds of traffic: sizing alone (the task's history unchanged, so every call is served from
+the policy's memoised fits: the cheap case), observations alone, and **mixed**: every other request
+an observation of the task being sized, so every sizing call refits its models on a changed
+history (the expensive case, and what a busy day of many pipelines looks like).
+
 Client and server share this machine (2 cores here), so the figures are conservative. The client
 pauses its own garbage collector while it measures: one full collection of the client (25-30 ms
 here) delays every send scheduled meanwhile, which would count against the service.
@@ -103,6 +108,23 @@ def seed(url: str) -> None:
 
 
 Post = Callable[[], Awaitable[int]]
+#: The next request to send: its path and JSON body.
+Route = Callable[[], tuple[str, dict[str, Any]]]
+_mixed_turn = itertools.count()
+
+
+def mixed_request() -> tuple[str, dict[str, Any]]:
+    """Observation and sizing of the same task in turn: each sizing call finds a new history."""
+    if next(_mixed_turn) % 2:
+        return "/v1/sizing", sizing_body()
+    return "/v1/observations", observation_body()
+
+
+TRAFFIC: dict[str, Route] = {
+    "POST /v1/sizing": lambda: ("/v1/sizing", sizing_body()),
+    "POST /v1/observations": lambda: ("/v1/observations", observation_body()),
+    "mixed (refits)": mixed_request,
+}
 
 
 async def scheduled(posts: list[Post], rate: float, seconds: float) -> dict[str, float]:
@@ -131,22 +153,19 @@ async def scheduled(posts: list[Post], rate: float, seconds: float) -> dict[str,
     return summarize(latencies, errors, time.perf_counter() - begin)
 
 
-async def open_loop(
-    url: str, path: str, body: Callable[[], dict[str, Any]], rate: float, seconds: float, connections: int = 64
-) -> dict[str, float]:
+async def open_loop(url: str, route: Route, rate: float, seconds: float, connections: int = 64) -> dict[str, float]:
     """The open loop through httpx (``--client httpx``)."""
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     async with httpx.AsyncClient(headers=HEADERS, limits=limits, timeout=10) as client:
 
         async def post() -> int:
-            return (await client.post(url + path, json=body())).status_code
+            path, body = route()
+            return (await client.post(url + path, json=body)).status_code
 
         return await scheduled([post] * connections, rate, seconds)
 
 
-async def closed_loop(
-    url: str, path: str, body: Callable[[], dict[str, Any]], clients: int, seconds: float
-) -> dict[str, float]:
+async def closed_loop(url: str, route: Route, clients: int, seconds: float) -> dict[str, float]:
     latencies: list[float] = []
     errors = 0
     async with httpx.AsyncClient(headers=HEADERS, timeout=10) as client:
@@ -158,7 +177,8 @@ async def closed_loop(
             while time.perf_counter() < stop:
                 sent = time.perf_counter()
                 try:
-                    response = await client.post(url + path, json=body())
+                    path, body = route()
+                    response = await client.post(url + path, json=body)
                     errors += response.status_code >= 300
                 except httpx.HTTPError:
                     errors += 1
@@ -203,16 +223,18 @@ class RawConnection:
         self.writer.close()
 
 
-async def open_loop_raw(
-    url: str, path: str, body: Callable[[], dict[str, Any]], rate: float, seconds: float, connections: int = 64
-) -> dict[str, float]:
+async def open_loop_raw(url: str, route: Route, rate: float, seconds: float, connections: int = 64) -> dict[str, float]:
     """The open loop through :class:`RawConnection` (the default)."""
     import json
 
     pool = [await RawConnection.open(url) for _ in range(connections)]
 
     def poster(connection: RawConnection) -> Post:
-        return lambda: connection.post(path, json.dumps(body()).encode())
+        def post() -> Awaitable[int]:
+            path, body = route()
+            return connection.post(path, json.dumps(body).encode())
+
+        return post
 
     try:
         return await scheduled([poster(connection) for connection in pool], rate, seconds)
@@ -304,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for column in (
         "database",
-        "endpoint",
+        "traffic",
         "load",
         "requests",
         "errors",
@@ -316,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         "full GCs",
         "p99 <= 25 ms",
     ):
-        table.add_column(column, justify="left" if column in ("database", "endpoint", "load") else "right")
+        table.add_column(column, justify="left" if column in ("database", "traffic", "load") else "right")
     databases: list[tuple[str, str | None]] = [] if args.skip_sqlite else [("SQLite (WAL)", None)]
     if not args.skip_postgres:
         databases.append(("PostgreSQL", args.postgres))
@@ -328,15 +350,13 @@ def main(argv: list[str] | None = None) -> int:
             process, url = start(db, state, args.workers)
             try:
                 seed(url)
-                for path, body in (("/v1/sizing", sizing_body), ("/v1/observations", observation_body)):
-                    asyncio.run(open_loop(url, path, body, 20, 1.0))  # warm up
-                    console.print(f"{label} {path}: open loop at {args.rate:g}/s for {args.seconds:g}s ...")
+                for traffic, route in TRAFFIC.items():
+                    asyncio.run(open_loop(url, route, 20, 1.0))  # warm up
+                    console.print(f"{label} {traffic}: open loop at {args.rate:g}/s for {args.seconds:g}s ...")
                     fixed_loop = open_loop_raw if args.client == "raw" else open_loop
-                    fixed, fixed_gc = measured(
-                        url, fixed_loop(url, path, body, args.rate, args.seconds, args.connections)
-                    )
-                    console.print(f"{label} {path}: closed loop, {args.clients} clients ...")
-                    most, most_gc = measured(url, closed_loop(url, path, body, args.clients, args.seconds / 2))
+                    fixed, fixed_gc = measured(url, fixed_loop(url, route, args.rate, args.seconds, args.connections))
+                    console.print(f"{label} {traffic}: closed loop, {args.clients} clients ...")
+                    most, most_gc = measured(url, closed_loop(url, route, args.clients, args.seconds / 2))
                     opened = f"open {args.rate:g}/s, {args.connections} conns ({args.client})"
                     for load, result, (gc_seconds, full_collections) in (
                         (opened, fixed, fixed_gc),
@@ -344,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
                     ):
                         table.add_row(
                             label,
-                            f"POST {path}",
+                            traffic,
                             load,
                             f"{result['requests']:.0f}",
                             f"{result['errors']:.0f}",

@@ -13,7 +13,10 @@ pod's command) and ``in-process`` (``--in-process``).
 
 "per task" is wall time / tasks; "marginal" is (wall - single's wall) / (extra tasks): what one more
 task costs once the tool is up; "CPU marginal" the same in CPU time (user + system of every process),
-which a busy machine inflates far less than wall time. Metaflow's single flow has two steps
+which a busy machine inflates far less than wall time. The flows run in rounds (every flow once per
+round, ``single`` included), each marginal is computed within its round, and the tables show the
+median over rounds with the spread (min-max): no subtraction of two independent best-of figures,
+which went negative under noise. Metaflow's single flow has two steps
 (start, end), so its extra tasks are counted from two. Targets (issue 3): in-process <= 20 ms/task, subprocess <= 150
 ms/task, both >= 5x faster than Metaflow. Needs the ``[bench]`` extra (``pip install metaflow``).
 
@@ -29,6 +32,7 @@ import argparse
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -218,11 +222,28 @@ def write_flows(folder: Path) -> None:
 
 @dataclass
 class Measure:
+    """One flow on one engine: wall and CPU seconds of each round, and the marginals per round."""
+
     engine: str
     flow: str
     tasks: int
-    seconds: float
-    cpu: float
+    walls: list[float]
+    cpus: list[float]
+    marginal_walls: list[float] | None = None
+    marginal_cpus: list[float] | None = None
+
+    @property
+    def seconds(self) -> float:
+        return statistics.median(self.walls)
+
+    @property
+    def cpu(self) -> float:
+        return statistics.median(self.cpus)
+
+
+def spread_ms(values: list[float]) -> str:
+    """Median in ms with the min-max spread."""
+    return f"{statistics.median(values) * 1000:.0f} ms ({min(values) * 1000:.0f}-{max(values) * 1000:.0f})"
 
 
 def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
@@ -281,12 +302,20 @@ def main() -> None:
         for make in engines.values():
             timed(make("single"), folder, env)
     for engine, make in engines.items():
-        for flow in TASKS:
-            with console.status(f"{engine}: {flow}"):
-                repeat = args.repeat * 2 if flow == "single" else args.repeat  # the baseline of every marginal
-                runs = [timed(make(flow), folder, env) for _ in range(repeat)]
-            tasks = METAFLOW_TASKS[flow] if engine.startswith("metaflow") else TASKS[flow]
-            results.append(Measure(engine, flow, tasks, min(r[0] for r in runs), min(r[1] for r in runs)))
+        rounds: dict[str, list[tuple[float, float]]] = {flow: [] for flow in TASKS}
+        for round_number in range(args.repeat):
+            for flow in TASKS:  # `single` first: each round has its own baseline
+                with console.status(f"{engine}: {flow} (round {round_number + 1} of {args.repeat})"):
+                    rounds[flow].append(timed(make(flow), folder, env))
+        counts = METAFLOW_TASKS if engine.startswith("metaflow") else TASKS
+        base = rounds["single"]
+        for flow, runs in rounds.items():
+            measure = Measure(engine, flow, counts[flow], [r[0] for r in runs], [r[1] for r in runs])
+            if flow != "single":
+                extra = max(1, counts[flow] - counts["single"])
+                measure.marginal_walls = [(r[0] - b[0]) / extra for r, b in zip(runs, base, strict=True)]
+                measure.marginal_cpus = [(r[1] - b[1]) / extra for r, b in zip(runs, base, strict=True)]
+            results.append(measure)
     render(console, results)
     try:
         api_table(console, folder, env, args.repeat)
@@ -311,74 +340,80 @@ def api_table(console: Console, folder: Path, env: dict[str, str], repeat: int) 
         "exec": {"fork_server": False},
         "in-process": {"in_process": True},
     }
-    table = Table(title="run_pipeline() per task, process already started (best of repeats)", title_justify="left")
+    table = Table(
+        title="run_pipeline() per task, process already started: median (min-max); each run's fixed costs "
+        "(fork server, run records) are spread over its tasks",
+        title_justify="left",
+    )
     for column in ("flow", "mode", "tasks", "wall/task", "CPU/task (runner + tasks)"):
         table.add_column(column, justify="left" if column in ("flow", "mode") else "right", no_wrap=True)
     for flow in ("linear-10", "fan-20"):
         spec = f"hr_{flow.replace('-', '_')}.py:pipeline"
         pipeline = load_object(spec)
         for mode, options in modes.items():
-            best_wall = best_cpu = float("inf")
-            for _ in range(repeat + 1):
+            walls: list[float] = []
+            cpus: list[float] = []
+            run_pipeline(pipeline, spec=spec, settings=settings, live=False, **options)  # type: ignore[arg-type]
+            for _ in range(repeat):
                 before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 cpu0, wall0 = time.process_time(), time.perf_counter()
                 summary = run_pipeline(pipeline, spec=spec, settings=settings, live=False, **options)  # type: ignore[arg-type]
-                wall = time.perf_counter() - wall0
+                walls.append(time.perf_counter() - wall0)
                 after = resource.getrusage(resource.RUSAGE_CHILDREN)
                 children = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-                cpu = time.process_time() - cpu0 + children
+                cpus.append(time.process_time() - cpu0 + children)
                 if summary.status != "succeeded":
                     raise SystemExit(f"run_pipeline {spec} ({mode}) {summary.status}")
-                best_wall, best_cpu = min(best_wall, wall), min(best_cpu, cpu)
             tasks = TASKS[flow]
             table.add_row(
-                flow, mode, str(tasks), f"{best_wall / tasks * 1000:.1f} ms", f"{best_cpu / tasks * 1000:.1f} ms"
+                flow, mode, str(tasks), spread_ms([w / tasks for w in walls]), spread_ms([c / tasks for c in cpus])
             )
         table.add_section()
     console.print(table)
 
 
 def render(console: Console, results: list[Measure]) -> None:
-    single = {m.engine: m for m in results if m.flow == "single"}
     by_key = {(m.engine, m.flow): m for m in results}
-    table = Table(title=f"local run overhead (best of repeats, {os.cpu_count()} cores)", title_justify="left")
+    engines = list(dict.fromkeys(m.engine for m in results))
+    table = Table(
+        title=f"local run overhead: median (min-max) over rounds, {os.cpu_count()} cores", title_justify="left"
+    )
     columns = ("flow", "engine", "tasks", "wall", "wall/task", "marginal wall", "marginal CPU", "Metaflow ÷ this")
     for column in columns:
         table.add_column(column, justify="left" if column in ("flow", "engine") else "right", no_wrap=True)
-
-    def marginal(m: Measure) -> tuple[float, float]:
-        base = single[m.engine]
-        extra = max(1, m.tasks - base.tasks)
-        return (m.seconds - base.seconds) / extra, (m.cpu - base.cpu) / extra
-
     for flow in TASKS:
-        for engine in single:
+        for engine in engines:
             m = by_key.get((engine, flow))
             if m is None:
                 continue
-            wall_m, cpu_m = marginal(m) if flow != "single" else (None, None)
             ratio = ""
             mf = by_key.get(("metaflow local run", flow))
-            if mf is not None and not engine.startswith("metaflow") and wall_m is not None and cpu_m is not None:
-                mf_wall, mf_cpu = marginal(mf)
-                ratio = f"{mf_wall / max(wall_m, 1e-3):.1f}x wall, {mf_cpu / max(cpu_m, 1e-3):.1f}x CPU"
+            if mf is not None and not engine.startswith("metaflow") and m.marginal_walls and mf.marginal_walls:
+                ours, theirs = statistics.median(m.marginal_walls), statistics.median(mf.marginal_walls)
+                ours_cpu = statistics.median(m.marginal_cpus or [0.0])
+                theirs_cpu = statistics.median(mf.marginal_cpus or [0.0])
+                ratio = (
+                    f"{theirs / ours:.1f}x wall, {theirs_cpu / ours_cpu:.1f}x CPU"
+                    if ours > 0 and ours_cpu > 0
+                    else "within noise"
+                )
             table.add_row(
                 flow,
                 engine,
                 str(m.tasks),
                 f"{m.seconds:.2f} s" + (f" ({m.cpu:.2f} s CPU)" if flow == "single" else ""),
                 f"{m.seconds / m.tasks * 1000:.0f} ms",
-                "" if wall_m is None else f"{wall_m * 1000:.0f} ms",
-                "" if cpu_m is None else f"{cpu_m * 1000:.0f} ms",
+                "" if m.marginal_walls is None else spread_ms(m.marginal_walls),
+                "" if m.marginal_cpus is None else spread_ms(m.marginal_cpus),
                 ratio,
             )
         table.add_section()
     console.print(table)
     console.print(
-        "marginal = (flow - single) / extra tasks: one more task once the tool is up. CPU = user + system of every "
-        "process, which a busy machine inflates far less than wall time."
+        "marginal = (flow - single of the same round) / extra tasks: one more task once the tool is up. CPU = user + "
+        "system of every process, which a busy machine inflates far less than wall time."
     )
-    for engine in single:
+    for engine in engines:
         big = by_key.get((engine, "bytes-10x10MB"))
         small = by_key.get((engine, "linear-10"))
         if big and small:
@@ -386,7 +421,7 @@ def render(console: Console, results: list[Measure]) -> None:
             extra_cpu = (big.cpu - small.cpu) / 10
             console.print(
                 f"10 MB per task, {engine}: +{extra_wall * 1000:.0f} ms wall, +{extra_cpu * 1000:.0f} ms CPU per task "
-                "over trivial tasks (each task reads 10 MB and writes 10 MB)"
+                "over trivial tasks (medians; each task reads 10 MB and writes 10 MB)"
             )
 
 

@@ -342,7 +342,11 @@ def create_app(
     def post_sizing(request: SizingRequest) -> Response:
         """Choose the size of the next task attempt; the decision is stored with the run."""
         validate_request(request)
-        decision = policy.decide(request, store.recent_history(request.pipeline, request.task))
+        decision = policy.decide(
+            request,
+            store.recent_history(request.pipeline, request.task),
+            related=lambda: store.pipeline_history(request.pipeline),
+        )
         store.add_decision(request, decision)
         metrics.add(
             "headrace_control_room_decisions_total",

@@ -35,7 +35,11 @@ class EmbeddedControlRoom:
         return cls(store, Policy(catalog, rules), notifier)
 
     def size(self, request: SizingRequest) -> SizingDecision:
-        decision = self.policy.decide(request, self.store.recent_history(request.pipeline, request.task))
+        decision = self.policy.decide(
+            request,
+            self.store.recent_history(request.pipeline, request.task),
+            related=lambda: self.store.pipeline_history(request.pipeline),
+        )
         self.store.add_decision(request, decision)
         return decision
 

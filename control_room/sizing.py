@@ -28,13 +28,11 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
 
 from control_room.catalog import Catalog, Option, Rules
+from control_room.fits import AffineFit, LogFit, fit_affine, fit_log, median
 from steps.contract import Observation, Outcome, SizingDecision, SizingRequest, SizingTarget
 from steps.quantities import QuantityError, format_cpu, format_memory, memory_bytes
 
@@ -43,110 +41,13 @@ GIB = 2**30
 QUANTILE_MARGIN = 1.05
 #: An OOM at capacity S proves the need is above S; the floor is put this much above it.
 OOM_STEP = 1.1
-
-
-# ----------------------------------------------------------------------------- robust fits
-
-
-@dataclass(frozen=True)
-class LogFit:
-    """``log y = intercept + slope * log x``, with ``upper`` added for a high-quantile prediction."""
-
-    intercept: float
-    slope: float
-    r2: float
-    n: int
-    upper: float = 0.0
-    #: log of the largest size seen; beyond it a cautious prediction grows at least linearly.
-    x_max: float = math.inf
-
-    def predict(self, x: float, quantile: bool = False, cautious: bool = False) -> float:
-        """y at size ``x``; ``quantile`` adds the high-quantile residual; ``cautious`` assumes at
-        least linear growth beyond the largest size seen (a flat fit must not shrink a spike)."""
-        log_x = math.log(max(x, 1.0))
-        value = self.intercept + self.slope * log_x
-        if cautious and log_x > self.x_max and self.slope < 1.0:
-            value = self.intercept + self.slope * self.x_max + (log_x - self.x_max)
-        return math.exp(value + (self.upper if quantile else 0.0))
-
-
-def _median(values: Sequence[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-
-
-def _quantile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return 0.0
-    position = q * (len(ordered) - 1)
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-def _pairwise_slopes(xs: Sequence[float], ys: Sequence[float], min_dx: float) -> Any:
-    x = np.asarray(xs, dtype=float)
-    y = np.asarray(ys, dtype=float)
-    i, j = np.triu_indices(len(x), k=1)
-    dx = x[j] - x[i]
-    keep = np.abs(dx) > min_dx
-    return (y[j] - y[i])[keep] / dx[keep]
-
-
-def theil_sen(xs: Sequence[float], ys: Sequence[float], prior_slope: float = 1.0) -> tuple[float, float]:
-    """Intercept and slope of the Theil-Sen line; ``prior_slope`` when all x are (nearly) equal."""
-    slopes = _pairwise_slopes(xs, ys, 1e-3)
-    slope = float(np.median(slopes)) if slopes.size else prior_slope
-    slope = min(max(slope, 0.0), 2.0)
-    intercept = float(np.median(np.asarray(ys, dtype=float) - slope * np.asarray(xs, dtype=float)))
-    return intercept, slope
-
-
-def fit_log(sizes: Sequence[float], values: Sequence[float], quantile: float = 0.5) -> LogFit | None:
-    """Fit ``values`` against ``sizes`` on log-log scales; None without usable points."""
-    points = [(math.log(s), math.log(v)) for s, v in zip(sizes, values, strict=True) if s > 0 and v > 0]
-    if not points:
-        return None
-    xs = [p[0] for p in points]
-    ys = [p[1] for p in points]
-    intercept, slope = theil_sen(xs, ys)
-    residuals = [y - (intercept + slope * x) for x, y in points]
-    mean = sum(ys) / len(ys)
-    total = sum((y - mean) ** 2 for y in ys)
-    r2 = 1 - sum(r * r for r in residuals) / total if total > 1e-12 else 1.0
-    # Few points say little about the tail: cover the worst one seen, not an interpolated quantile.
-    upper = max(residuals) if len(points) < 10 else _quantile(residuals, quantile)
-    return LogFit(intercept, slope, max(r2, 0.0), len(points), max(upper, 0.0), max(xs))
-
-
-@dataclass(frozen=True)
-class AffineFit:
-    """``y = base + per_unit * x`` (a fixed overhead plus a cost per input byte), with ``upper`` the
-    high quantile of ``log(y / fitted)`` for a covering prediction."""
-
-    base: float
-    per_unit: float
-    upper: float
-
-    def predict(self, x: float, quantile: bool = False) -> float:
-        value = max(self.base + self.per_unit * max(x, 0.0), 1.0)
-        return value * math.exp(self.upper if quantile else 0.0)
-
-
-def fit_affine(sizes: Sequence[float], values: Sequence[float], quantile: float = 0.5) -> AffineFit | None:
-    """Theil-Sen on the linear scale; None with fewer than two distinct sizes."""
-    points = [(float(s), float(v)) for s, v in zip(sizes, values, strict=True) if s > 0 and v > 0]
-    if len({p[0] for p in points}) < 2:
-        return None
-    xs = [p[0] for p in points]
-    ys = [p[1] for p in points]
-    per_unit = max(float(np.median(_pairwise_slopes(xs, ys, 0.0))), 0.0)
-    base = max(_median([y - per_unit * x for x, y in points]), 0.0)
-    ratios = [math.log(y / max(base + per_unit * x, 1.0)) for x, y in points]
-    upper = max(ratios) if len(points) < 10 else _quantile(ratios, quantile)
-    return AffineFit(base, per_unit, max(upper, 0.0))
+#: Runs after which the residuals' high quantile is trusted instead of the blanket headroom, and
+#: the least headroom over the typical peak kept then.
+SPREAD_RUNS = 10
+LEARNED_MIN_HEADROOM = 1.1
+#: After an OOM with retries left, capacity grows geometrically towards the catalog's largest
+#: size (so the last attempt gets it), but at most this factor per retry.
+MAX_ESCALATION = 4.0
 
 
 # ----------------------------------------------------------------------------- formatting
@@ -307,7 +208,9 @@ class Policy:
                 note = f"OOM on {obs.instance_type or human_memory(capacity)} at {human_bytes(obs.input_bytes)}"
         return floor, note
 
-    def predict_memory(self, request: SizingRequest, history: Sequence[Observation]) -> Prediction:
+    def predict_memory(
+        self, request: SizingRequest, history: Sequence[Observation], related: Sequence[Observation] = ()
+    ) -> Prediction:
         model = self._learned(history)[0]
         where = f"{request.pipeline}/{request.task}"
         fit, affine = model.fit, model.affine
@@ -321,6 +224,15 @@ class Policy:
                 typical = max(typical, affine.predict(request.input_bytes))
             basis = f"learned peak {human_memory(peak)} from {fit.n} runs on {model.types} (R² {fit.r2:.2f})"
             return Prediction(peak, basis, "policy", fit, typical)
+        early = self._scaled_from_runs(history, request.input_bytes)
+        if early is not None:
+            peak, run = early
+            declared = f"; declared bytes_per_row {request.bytes_per_row:g} set aside" if request.bytes_per_row else ""
+            basis = (
+                f"peak {human_memory(run.peak_memory_bytes or 0)} at {human_bytes(run.input_bytes)} scaled to "
+                f"{human_memory(peak)} ({model.runs} of the {self.rules.min_history} runs of {where} needed to learn{declared})"
+            )
+            return Prediction(peak, basis, "policy")
         if request.bytes_per_row and request.input_rows > 0:
             peak = request.bytes_per_row * request.input_rows + self.rules.process_overhead_bytes
             learned_from = (
@@ -333,9 +245,52 @@ class Policy:
                 f"({learned_from})"
             )
             return Prediction(peak, basis, "policy")
+        borrowed = self._borrowed_prior(request, related)
+        if borrowed is not None:
+            peak, tasks = borrowed
+            basis = (
+                f"no history of {where} yet; borrowed the highest peak per input byte of {tasks} = {human_memory(peak)}"
+            )
+            return Prediction(peak, basis, "policy")
         history_note = "no history" if not model.runs else f"only {model.runs} run(s) of history"
         factor_note = "no bytes_per_row" if not request.bytes_per_row else "no row count"
         return Prediction(None, f"{history_note} and {factor_note} for {where}", "rules")
+
+    @staticmethod
+    def _succeeded(history: Sequence[Observation]) -> list[Observation]:
+        return [
+            o
+            for o in history
+            if o.outcome == Outcome.SUCCEEDED and (o.peak_memory_bytes or 0) > 0 and o.input_bytes > 0
+        ]
+
+    def _scaled_from_runs(self, history: Sequence[Observation], input_bytes: int) -> tuple[float, Observation] | None:
+        """Before a fit can be trusted, each successful run still bounds the need: its peak scaled
+        linearly to today's input (never down), the largest of them. This is what corrects a wrong
+        declared ``bytes_per_row`` from the first observation on."""
+        runs = self._succeeded(history)
+        if not runs or input_bytes <= 0:
+            return None
+        scaled = [(float(o.peak_memory_bytes or 0) * max(input_bytes / o.input_bytes, 1.0), o) for o in runs]
+        return max(scaled, key=lambda item: item[0])
+
+    def _borrowed_prior(self, request: SizingRequest, related: Sequence[Observation]) -> tuple[float, str] | None:
+        """A new task's prior from the other tasks of its pipeline on the same target: the highest
+        peak per input byte they showed, applied to this input (cautious: one OOM at most teaches
+        the rest)."""
+        if request.input_bytes <= 0:
+            return None
+        runs = [
+            o
+            for o in self._succeeded(related)
+            if o.task != request.task and o.target == request.target and o.pipeline == request.pipeline
+        ]
+        if not runs:
+            return None
+        ratio = max(float(o.peak_memory_bytes or 0) / o.input_bytes for o in runs)
+        names = sorted({o.task for o in runs})
+        label = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        return ratio * request.input_bytes + self.rules.process_overhead_bytes, f"{request.pipeline}/{{{label}}}"
 
     def duration_model(self, history: Sequence[Observation]) -> DurationModel:
         """Duration fits from ``history``, built once per decision and asked once per option."""
@@ -378,14 +333,14 @@ class Policy:
         fitted = [(cores_of.get(key, 0.0), fit) for key, fit in per_type.items() if cores_of.get(key, 0.0) > 0]
         if len(fitted) < 2:
             return None
-        reference = _median([float(o.input_bytes) for o in usable])
+        reference = median([float(o.input_bytes) for o in usable])
         estimates = []
         for i, (cores_a, fit_a) in enumerate(fitted):
             for cores_b, fit_b in fitted[i + 1 :]:
                 if abs(math.log(cores_a / cores_b)) > 0.1:
                     ratio = math.log(fit_a.predict(reference) / fit_b.predict(reference))
                     estimates.append(min(max(-ratio / math.log(cores_a / cores_b), 0.0), 1.0))
-        return _median(estimates) if estimates else None
+        return median(estimates) if estimates else None
 
     def predict_duration(self, history: Sequence[Observation], input_bytes: int, option: Option) -> float | None:
         """Expected seconds on ``option`` for ``input_bytes``; None without duration history."""
@@ -393,8 +348,15 @@ class Policy:
 
     # -- the decision
 
-    def decide(self, request: SizingRequest, history: Sequence[Observation] = ()) -> SizingDecision:
-        """The size for ``request``, given the task's past observations (any order)."""
+    def decide(
+        self,
+        request: SizingRequest,
+        history: Sequence[Observation] = (),
+        related: Sequence[Observation] | Callable[[], Sequence[Observation]] = (),
+    ) -> SizingDecision:
+        """The size for ``request``, given the task's past observations (any order) and, for a
+        task with none, the other tasks' of its pipeline (``related``: a list, or a function that
+        reads it, called only when needed)."""
         candidates = self._candidates(request)
         if not candidates:
             return SizingDecision(
@@ -403,7 +365,9 @@ class Policy:
                 reason=f"the catalog has no {request.target} options; using the declared resources",
                 source="default",
             )
-        prediction = self.predict_memory(request, history)
+        if callable(related):
+            related = related() if not self._succeeded(history) else ()
+        prediction = self.predict_memory(request, history, related)
         slope = prediction.memory_fit.slope if prediction.memory_fit else 1.0
         floor, floor_note = self._oom_floor(history, request.input_bytes, slope)
         failed_capacity = 0
@@ -437,12 +401,37 @@ class Policy:
             need = memory * self.rules.headroom
             if prediction.typical is not None and prediction.memory is not None and floor <= prediction.memory:
                 # Headroom over the typical peak, and the high-quantile peak covered too: stacking
-                # both margins would buy memory no run ever used.
-                need = max(prediction.typical * self.rules.headroom, memory * QUANTILE_MARGIN)
+                # both margins would buy memory no run ever used. Once enough runs measure the
+                # spread, the measured high quantile replaces the blanket headroom (never under
+                # LEARNED_MIN_HEADROOM): 30% over a peak that varies 5% cost 10-15% over the oracle.
+                fitted = prediction.memory_fit
+                margin = LEARNED_MIN_HEADROOM if fitted is not None and fitted.n >= SPREAD_RUNS else self.rules.headroom
+                need = max(prediction.typical * margin, memory * QUANTILE_MARGIN)
+            escalation = self._escalation(request, candidates, failed_capacity)
+            if escalation is not None and escalation[0] > need:
+                need = escalation[0]
+                basis += f"; {escalation[1]}"
             return self._choose(
                 request, history, candidates, memory, need, f"{size_text}; {basis}", source, failed_capacity
             )
         return self._fallback(request, candidates, f"{size_text}; {prediction.basis}", failed_capacity)
+
+    @staticmethod
+    def _escalation(request: SizingRequest, candidates: list[Option], failed: int) -> tuple[float, str] | None:
+        """After an OOM, the memory the retry needs so that the attempts left reach the largest
+        size: the last one gets it, earlier ones grow geometrically towards it (at most
+        :data:`MAX_ESCALATION` per retry). None when the attempts left are unknown or no bigger
+        size exists: a run must never fail on memory while a bigger size was there to try."""
+        if not failed or request.retries_left is None:
+            return None
+        largest = max(o.total_memory for o in candidates)
+        if largest <= failed:
+            return None
+        if request.retries_left <= 0:
+            return float(largest), f"the last attempt gets the largest size ({human_memory(largest)})"
+        factor = min((largest / failed) ** (1 / (request.retries_left + 1)), MAX_ESCALATION)
+        left = f"{request.retries_left} retr{'y' if request.retries_left == 1 else 'ies'} left"
+        return failed * max(factor, OOM_STEP), f"x{max(factor, OOM_STEP):.1f} after the OOM ({left})"
 
     def earlier_oom(self, request: SizingRequest, history: Sequence[Observation]) -> tuple[int, str, int] | None:
         """The memory, label and attempt of this run's latest attempt of the task when it ran out

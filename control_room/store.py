@@ -587,6 +587,19 @@ class Store:
             rows = conn.execute(query).all()
         return [observation_from_row(r) for r in reversed(rows)]
 
+    def pipeline_history(self, pipeline: str, limit: int = HISTORY_LIMIT) -> list[Observation]:
+        """The newest ``limit`` observations of every task of ``pipeline``, oldest first: what a
+        task with no history of its own borrows a prior from."""
+        query = (
+            select(observations)
+            .where(observations.c.pipeline == pipeline)
+            .order_by(observations.c.recorded_at.desc(), observations.c.id.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [observation_from_row(r) for r in reversed(rows)]
+
     def recent_history(self, pipeline: str, task: str, limit: int = HISTORY_LIMIT) -> list[Observation]:
         """:meth:`history`, served from memory while the task's observations are unchanged.
 

@@ -105,6 +105,9 @@ class SizingRequest:
     previous_instance_type: str | None = None
     #: Instances (Glue workers) the previous attempt had, when more than one.
     previous_instance_count: int | None = None
+    #: Attempts the task has after this one (its retry limit minus the retries used); None when
+    #: unknown. After an OOM the policy steps up so that the last attempt gets the largest size.
+    retries_left: int | None = None
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,17 @@ def build_request(
         previous_outcome=previous_outcome or None,
         previous_instance_type=previous_instance_type or None,
         previous_instance_count=previous_instance_count or None,
+        retries_left=_retries_left(task, attempt),
     )
+
+
+def _retries_left(task: Any, attempt: int) -> int | None:
+    """Attempts the task has after attempt ``attempt`` (1-based) under its retry limit; None when
+    unknown, or when the attempt is past the limit (the retries come from elsewhere)."""
+    limit = getattr(getattr(task, "retry", None), "limit", None)
+    if not isinstance(limit, int) or attempt - 1 > limit:
+        return None
+    return limit - (attempt - 1)
 
 
 def pod_spec_patch(decision: SizingDecision, declared: dict[str, Any] | None = None) -> dict[str, Any]:

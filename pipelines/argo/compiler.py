@@ -8,6 +8,7 @@ from hera.workflows import CronWorkflow, Workflow, WorkflowTemplate
 
 from pipelines.argo.commands import image_spec
 from pipelines.argo.kinds import KINDS, Kind
+from pipelines.argo.render import collector_paused
 from pipelines.argo.schedule import cron_workflow
 from pipelines.argo.workflow import workflow, workflow_template
 from pipelines.graph import Pipeline
@@ -33,5 +34,6 @@ def build(
 
 def compile_pipeline(pipeline: Pipeline, *, spec: str, kind: Kind = "workflow", settings: Settings) -> dict[str, Any]:
     """The Argo object for ``pipeline`` as a plain dict (camelCase keys, no empty fields)."""
-    result: dict[str, Any] = build(pipeline, spec=spec, kind=kind, settings=settings).to_dict()
+    with collector_paused():
+        result: dict[str, Any] = build(pipeline, spec=spec, kind=kind, settings=settings).to_dict()
     return result

@@ -73,15 +73,25 @@ class LazyRoom:
 
 
 class RoomWorker:
-    """Calls one control room from a single background thread, in order."""
+    """Calls one control room from a single background thread, in order.
+
+    The thread makes no call (so a lazy room does not connect, importing SQLAlchemy and the store)
+    until :meth:`open`: the runner opens it once its first task has started, or a sizing request
+    opens it at once. The first task's start no longer shares the machine with those imports."""
 
     def __init__(self, room: ControlRoom) -> None:
         self.room = room
         self._calls: queue.Queue[tuple[Callable[[], Any], Future[Any]] | None] = queue.Queue()
+        self._gate = threading.Event()
         self._thread = threading.Thread(target=self._work, name="control-room", daemon=True)
         self._thread.start()
 
+    def open(self) -> None:
+        """Let the queued calls through (idempotent)."""
+        self._gate.set()
+
     def _work(self) -> None:
+        self._gate.wait()
         while True:
             item = self._calls.get()
             if item is None:
@@ -98,6 +108,7 @@ class RoomWorker:
         return future
 
     def size(self, request: SizingRequest) -> SizingDecision:
+        self.open()
         decision: SizingDecision = self._submit(lambda: size(self.room, request)).result(SIZE_TIMEOUT_SECONDS)
         return decision
 
@@ -110,6 +121,7 @@ class RoomWorker:
     def drain(self, timeout: float = 10.0) -> None:
         """Deliver what is queued (at most ``timeout`` seconds), then stop the thread."""
         self._calls.put(None)
+        self.open()
         self._thread.join(timeout)
 
 

@@ -1,13 +1,16 @@
 """A fork server for subprocess attempts: the entrypoint's imports paid once per run, not per task.
 
 Starting ``python -m steps run ...`` costs ~60 ms of CPU before the step runs (the interpreter,
-``site``, then headrace's own modules), which is most of a trivial task. Like the ``forkserver``
-start method of :mod:`multiprocessing`, the runner starts one small server process per run that
-imports the entrypoint and the DSL (headrace's modules and the standard library only: no user code,
-no threads, so forking it is safe), then forks one child per attempt. The child is a fresh process
-in its own session, with its own log file, working folder, memory limit and death signal, and runs
-the very ``steps.__main__.main(["run", ...])`` the command line runs; the user's pipeline module
-is imported in the child, as in a pod.
+``site``, then headrace's own modules), which is most of a trivial task, and a real task then
+imports the pipeline module (which builds the whole graph: O(tasks) per task) and its libraries
+(pyarrow, pandas, DuckDB, scikit-learn: seconds). Like the ``forkserver`` start method of
+:mod:`multiprocessing` with preloading, the runner starts one server process per run that imports
+the entrypoint, the pipeline's module and what its steps will import (:mod:`pipelines.local.preload`),
+then forks one child per attempt. The child is a fresh process in its own session, with its own log
+file (starting with what the preloaded imports printed), working folder, memory limit (plus the
+address space the preloaded libraries reserved) and death signal, and runs the very
+``steps.__main__.main(["run", ...])`` the command line runs; it finds its modules already imported,
+as a pod finds them installed on its image, and its step runs on a fresh copy of their state.
 
 Protocol (JSON lines): the runner writes ``{"id", "argv", "cwd", "log", "address_space"}`` on the
 server's stdin and reads ``{"id", "pid"}`` when the child started, ``{"exit": pid, "code",
@@ -24,10 +27,10 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-#: Modules imported before forking: the entrypoint and the DSL, nothing of the user's.
+#: headrace modules imported before forking; the pipeline's own come after (pipelines.local.preload).
 PRELOAD = ("steps.__main__", "steps.entry_run", "steps.entrypoint", "steps.values", "pipelines")
 
 #: (exit code, peak RSS bytes); the code is None when the server died and the child's end is unknown.
@@ -41,9 +44,17 @@ class ForkServerError(RuntimeError):
 class ForkServer:
     """The runner's handle on its fork server; use from the runner's main thread."""
 
-    def __init__(self, env: Mapping[str, str], cwd: str) -> None:
+    def __init__(
+        self, env: Mapping[str, str], cwd: str, preload: Sequence[str] = (), learned_file: str | None = None
+    ) -> None:
+        """Start the server; it imports ``preload`` (module names, the pipeline's first) before
+        its first fork, and children append the modules they imported beyond those to
+        ``learned_file``, for the next run's server to preload."""
+        command = [sys.executable, "-m", "pipelines.local.forkserver", *preload]
+        if learned_file:
+            command[3:3] = ["--learned", learned_file]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pipelines.local.forkserver"],
+            command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -176,8 +187,11 @@ def _child(request: dict[str, Any], wake_fds: tuple[int, int]) -> None:
         if request.get("address_space"):
             import resource
 
-            limit = int(request["address_space"])
+            # the preloaded libraries' reservations are the server's, not the step's
+            limit = int(request["address_space"]) + _PRELOADED_ADDRESS_SPACE
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        if _PRELOAD_OUTPUT:  # what importing the preloaded modules printed, as if imported here
+            os.write(1, _PRELOAD_OUTPUT)
         from steps.__main__ import main
 
         sys.argv = ["python -m steps", *request["argv"]]
@@ -188,6 +202,7 @@ def _child(request: dict[str, Any], wake_fds: tuple[int, int]) -> None:
         import atexit
 
         atexit._run_exitfuncs()
+        _learn_imports()
     except BaseException:
         import traceback
 
@@ -201,16 +216,87 @@ def _child(request: dict[str, Any], wake_fds: tuple[int, int]) -> None:
             os._exit(code)
 
 
-def serve() -> None:
-    """The fork server's loop: fork on request, report every child's exit."""
+#: Set once in the server before it forks; children read them.
+_PRELOAD_OUTPUT = b""
+_PRELOADED_ADDRESS_SPACE = 0
+_PRELOADED_MODULES: frozenset[str] = frozenset()
+_LEARNED_FILE = ""
+
+
+def _address_space() -> int:
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            return int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _preload(modules: list[str]) -> None:
+    """Import headrace's entrypoint, then ``modules`` (the pipeline's module first), with their
+    output kept aside (stdout is the protocol) and replayed into every child's log."""
+    global _PRELOAD_OUTPUT, _PRELOADED_ADDRESS_SPACE, _PRELOADED_MODULES
+    import importlib
+    import tempfile
+
+    for name in PRELOAD:
+        importlib.import_module(name)
+    before = _address_space()
+    saved = (os.dup(1), os.dup(2))
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 1)
+        os.dup2(capture.fileno(), 2)
+        try:
+            for name in modules:
+                with contextlib.suppress(BaseException):  # the task that needs it reports the error
+                    if ":" in name:
+                        from steps.loader import load_object
+
+                        load_object(name)
+                    else:
+                        importlib.import_module(name)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+        capture.seek(0)
+        _PRELOAD_OUTPUT = capture.read()
+    _PRELOADED_ADDRESS_SPACE = max(0, _address_space() - before)
+    _PRELOADED_MODULES = frozenset(sys.modules)
+
+
+def _learn_imports() -> None:
+    """Append the third-party modules this task imported beyond the preloaded ones to the
+    learned file (one ``O_APPEND`` write: whole lines even with tasks ending together)."""
+    if not _LEARNED_FILE:
+        return
+    own = ("pipelines", "steps", "control_room", "__main__")
+    new = sorted(
+        name
+        for name in set(sys.modules) - _PRELOADED_MODULES
+        if "." not in name and name not in sys.stdlib_module_names and name not in own and not name.startswith("_")
+    )
+    if new:
+        with contextlib.suppress(OSError):
+            fd = os.open(_LEARNED_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            try:
+                os.write(fd, ("\n".join(new) + "\n").encode())
+            finally:
+                os.close(fd)
+
+
+def serve(argv: list[str]) -> None:
+    """The fork server's loop: preload, then fork on request, report every child's exit."""
+    global _LEARNED_FILE
     from steps.entry_run import apply_local_limits
 
     apply_local_limits()  # die with the runner
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    import importlib
-
-    for name in PRELOAD:
-        importlib.import_module(name)
+    if argv[:1] == ["--learned"]:
+        _LEARNED_FILE, argv = argv[1], argv[2:]
+    _preload(argv)
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)
@@ -251,4 +337,4 @@ def serve() -> None:
 
 
 if __name__ == "__main__":
-    serve()
+    serve(sys.argv[1:])

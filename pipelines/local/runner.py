@@ -32,6 +32,7 @@ from pipelines.graph import Pipeline, Task
 from pipelines.local import control
 from pipelines.local.attempt import Attempt, AttemptResult, AttemptSpec, InProcessAttempt, SubprocessAttempt, log_tail
 from pipelines.local.forkserver import ForkServer
+from pipelines.local.frontier import Frontier
 from pipelines.runs import RunRecord, RunStore, new_run_id
 from steps.contract import (
     ArtifactRef,
@@ -197,7 +198,14 @@ class Runner:
         self.worker = control.RoomWorker(control_room) if control_room is not None else None
         self.room: ControlRoom | None = self.worker
         self.first_attempts = first_attempts
-        self.order = pipeline.topological_order()
+        # The caller checked the pipeline; the order and each task's upstream are computed once.
+        self.order = pipeline._order()
+        self.frontier = Frontier(
+            {name: task.upstream for name, task in pipeline.tasks.items()},
+            self.order,
+            succeeded=[name for name, state in summary.tasks.items() if state.status == "succeeded"],
+        )
+        self.running = 0
         self.events: queue.Queue[tuple[str, AttemptResult]] = queue.Queue()
         self.env = child_environment(settings)
         self.runs_dir = settings.state_path / "runs" / summary.run_id
@@ -207,6 +215,7 @@ class Runner:
     # -- the loop
 
     def run(self) -> RunSummary:
+        self._server()  # started now, so its imports overlap the run's own start
         self._emit(EventKind.RUN_STARTED)
         try:
             try:
@@ -234,11 +243,28 @@ class Runner:
             return None
         if self.fork_server is None or not self.fork_server.alive:
             try:
-                self.fork_server = ForkServer({**self.env, LOCAL_RUNNER_PID: str(os.getpid())}, self.cwd)
+                learned = self.settings.state_path / "preload" / f"{self.pipeline.name}.txt"
+                learned.parent.mkdir(parents=True, exist_ok=True)
+                self.fork_server = ForkServer(
+                    {**self.env, LOCAL_RUNNER_PID: str(os.getpid())},
+                    self.cwd,
+                    preload=self._preload(learned),
+                    learned_file=str(learned),
+                )
             except OSError:
                 self.use_fork_server = False
                 return None
         return self.fork_server
+
+    def _preload(self, learned: Path) -> list[str]:
+        """What the fork server imports before forking: this pipeline's module (so no task
+        builds the graph again), then what its steps import, then what earlier runs' tasks did."""
+        from pipelines.local.preload import learned_modules, modules_to_preload, pipeline_module
+
+        own = pipeline_module(self.pipeline)
+        steps = [task.fn.__module__ for task in self.pipeline.tasks.values()]
+        modules = modules_to_preload([*([own] if own else []), *steps], self.cwd)
+        return list(dict.fromkeys([self.spec, *modules, *learned_modules(learned)]))
 
     def _running(self) -> list[TaskSummary]:
         return [t for t in self.summary.tasks.values() if t.status == "running"]
@@ -246,23 +272,16 @@ class Runner:
     def _loop(self) -> None:
         tasks = self.summary.tasks
         while True:
-            self._block_dependents()
-            now = time.monotonic()
-            running = len(self._running())
-            for name in self.order:
-                if running >= self.parallel:
+            while self.running < self.parallel:
+                name = self.frontier.pop_startable(time.monotonic())
+                if name is None:
                     break
-                state = tasks[name]
-                ready = state.status == "pending" and all(
-                    tasks[u].status == "succeeded" for u in self.pipeline.tasks[name].upstream
-                )
-                if ready or (state.status == "retrying" and now >= state.next_try_at):
+                if tasks[name].status in ("pending", "retrying"):
                     self._start(name)
-                    running += 1
-            waiting = [t.next_try_at for t in tasks.values() if t.status == "retrying"]
-            if running == 0 and not waiting:
+            due = self.frontier.next_retry_at()
+            if self.running == 0 and due is None:
                 return
-            timeout = max(0.0, min(waiting) - time.monotonic()) if waiting else 0.5
+            timeout = max(0.0, due - time.monotonic()) if due is not None else 0.5
             try:
                 name, result = self.events.get(timeout=min(timeout, 0.5))
             except queue.Empty:
@@ -275,20 +294,25 @@ class Runner:
                     break
                 self._finished(name, result)
 
-    def _block_dependents(self) -> None:
-        changed = True
-        while changed:
-            changed = False
-            for name in self.order:
-                state = self.summary.tasks[name]
-                if state.status != "pending":
-                    continue
-                blocked = [u for u in self.pipeline.tasks[name].upstream if self.summary.tasks[u].status in BLOCKING]
-                if blocked:
-                    state.status = "upstream-failed"
-                    state.reason = f"upstream task {blocked[0]} did not succeed"
-                    self.store.set_task(self.summary.run_id, name, state.status, reason=state.reason)
-                    changed = True
+    def _settled(self, name: str) -> None:
+        """``name`` reached its final status for this run: free its dependents, or block them."""
+        status = self.summary.tasks[name].status
+        if status == "succeeded":
+            self.frontier.succeeded(name)
+            return
+        if status == "cancelled":  # the whole run is stopping: the rest become not-run
+            return
+        tasks = self.summary.tasks
+        for child in self.frontier.descendants(name):
+            state = tasks[child]
+            if state.status != "pending":
+                continue
+            blocked = [u for u in self.frontier.upstream[child] if tasks[u].status in BLOCKING]
+            if not blocked:
+                continue
+            state.status = "upstream-failed"
+            state.reason = f"upstream task {blocked[0]} did not succeed"
+            self.store.set_task(self.summary.run_id, child, state.status, reason=state.reason)
 
     # -- starting an attempt
 
@@ -324,6 +348,7 @@ class Runner:
             sizing=sizing.to_dict() if sizing is not None else None,
         )
         state.status = "running"
+        self.running += 1
         state.attempts = attempt_number
         state.log_path = str(spec.log_path)
         state.started_at = time.monotonic()
@@ -340,6 +365,8 @@ class Runner:
                 state.attempt = SubprocessAttempt(spec, deliver, env=self.env, fork_server=self._server())
         except OSError as error:  # could not even start the process
             deliver(AttemptResult(Outcome.FAILED, None, f"could not start: {error}", 0.0))
+        if self.worker is not None:
+            self.worker.open()  # the control room connects once the run is under way
 
     def _size(
         self, task: Task, state: TaskSummary, inputs: Mapping[tuple[str, str], ArtifactRef], attempt: int
@@ -360,6 +387,7 @@ class Runner:
             bytes_per_row=task.bytes_per_row,
             previous_outcome=state.previous_outcome,
             previous_instance_type=state.sizing.instance_type if state.sizing is not None else None,
+            retries_left=max(task.retry.limit + 1 - state.tries_this_run, 0),
         )
         decision = control.size(self.room, request)
         self._emit(
@@ -387,10 +415,17 @@ class Runner:
             peak_memory_bytes=result.peak_memory_bytes,
             outputs=result.outputs if result.succeeded else None,
         )
+        self.running -= 1
         state.duration = result.duration_seconds
         state.started_at = None
         state.attempt = None
         self._observe(task, state, result)
+        self._record_end(name, task, state, result)
+        if state.status != "retrying":
+            self._settled(name)
+
+    def _record_end(self, name: str, task: Task, state: TaskSummary, result: AttemptResult) -> None:
+        run_id = self.summary.run_id
         if result.succeeded:
             state.outputs = dict(result.outputs)
             state.records = dict(result.records)
@@ -417,6 +452,7 @@ class Runner:
             wait = backoff_seconds(task, state.tries_this_run)
             state.status = "retrying"
             state.next_try_at = time.monotonic() + wait
+            self.frontier.retry_at(name, state.next_try_at)
             self.store.set_task(run_id, name, "retrying", attempts=state.attempts, reason=result.reason)
             self._emit(
                 EventKind.TASK_RETRYING,

@@ -1,0 +1,95 @@
+"""The fork server preloads what a pipeline's tasks import; each task still runs on its own copy."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pipelines.local.preload import learned_modules, modules_to_preload
+from pipelines.runs import RunStore
+
+
+def write(root: Path, relative: str, text: str) -> None:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+
+
+def test_preload_follows_the_projects_imports_and_skips_stdlib_and_type_checking_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path, "flowpkg/__init__.py", "from . import work\n")
+    write(
+        tmp_path,
+        "flowpkg/work.py",
+        """
+        from __future__ import annotations
+        import json
+        from typing import TYPE_CHECKING
+        if TYPE_CHECKING:
+            import pandas
+        from . import helpers
+
+        def step_fn():
+            import yaml
+            return yaml
+        """,
+    )
+    write(tmp_path, "flowpkg/helpers.py", "def read():\n    import pyarrow.parquet\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    found = modules_to_preload(["flowpkg.work"], str(tmp_path))
+    assert found == ["yaml", "pyarrow.parquet"]
+
+
+def test_preload_adds_what_a_backends_local_side_imports(tmp_path: Path) -> None:
+    assert modules_to_preload(["steps.bigquery"], str(tmp_path)) == ["duckdb", "sqlglot", "pyarrow", "pyarrow.parquet"]
+
+
+def test_learned_modules_are_read_once_each_and_the_file_kept_short(tmp_path: Path) -> None:
+    path = tmp_path / "learned.txt"
+    path.write_text("sklearn\nscipy\nsklearn\nnot a module\n")
+    assert learned_modules(path) == ["sklearn", "scipy"]
+    assert path.read_text() == "sklearn\nscipy\n"
+
+
+PRELOADED = """
+print("importing the pipeline module", flush=True)
+STATE = []
+
+@step
+def first():
+    STATE.append("first")
+    __import__("yaml")  # an import the code does not spell out: learned for the next run
+    return {"pid": os.getpid(), "state": list(STATE)}
+
+@step
+def second(x):
+    STATE.append("second")
+    return {"pid": os.getpid(), "state": list(STATE)}
+
+with Pipeline("preloaded") as pipeline:
+    second(x=first())
+"""
+
+
+def test_forked_tasks_find_the_pipeline_imported_once_yet_each_runs_on_a_fresh_copy(
+    flow: Callable[[str], str], run: Callable[..., object], store: RunStore, isolated_headrace: Path
+) -> None:
+    summary = run(flow(PRELOADED))
+    assert summary.status == "succeeded"
+    results = {}
+    for name in ("first", "second"):
+        ref = summary.tasks[name].outputs["result"]
+        import json
+
+        results[name] = json.loads(Path(ref.uri.removeprefix("file://")).read_text())
+        log = Path(summary.tasks[name].log_path).read_text()
+        assert log.count("importing the pipeline module") == 1  # replayed into each task's log
+    assert results["first"]["state"] == ["first"]
+    assert results["second"]["state"] == ["second"]  # not ["first", "second"]: a fresh copy
+    assert results["first"]["pid"] != results["second"]["pid"]
+    learned = isolated_headrace / "preload" / "preloaded.txt"
+    assert "yaml" in learned.read_text().split()
