@@ -184,13 +184,23 @@ def test_syntax_error_shows_the_line(side: Side) -> None:
         bigquery.extract(ctx, "SELECT id\nFROM shop.orders WHERE")
 
 
-def test_construct_sqlglot_can_not_translate_is_named_not_run(local_settings: Settings, tables_dir: Path) -> None:
+def test_construct_not_verified_locally_is_named_not_run(local_settings: Settings, tables_dir: Path) -> None:
     ctx = make_context(local_settings.replace(local_tables=str(tables_dir)))
-    with pytest.raises(SqlError, match=r"can not translate.*APPROX_TOP"):
+    with pytest.raises(
+        SqlError, match=r"line 1: function APPROX_TOP_K is not verified to answer as BigQuery does"
+    ) as caught:
         bigquery.extract(ctx, "SELECT APPROX_TOP_COUNT(region, 2) AS top FROM shop.customers")
-    with pytest.raises(SqlError, match=r"DAYOFWEEK.*no faithful DuckDB translation"):
-        bigquery.extract(ctx, "SELECT EXTRACT(DAYOFWEEK FROM day) AS d FROM shop.orders")
+    assert caught.value.kind == "unsupported"
+    with pytest.raises(SqlError, match=r"line 2: EXTRACT\(WEEK \.\.\.\) is not verified"):
+        bigquery.extract(ctx, "SELECT id,\n  EXTRACT(WEEK FROM day) AS w FROM shop.orders")
     assert not ctx.store.exists(ctx.store.uri_for(ctx.output_key("result") + ".parquet"))
+
+
+def test_day_of_week_counts_from_sunday_as_bigquery_does(local_settings: Settings, tables_dir: Path) -> None:
+    ctx = make_context(local_settings.replace(local_tables=str(tables_dir)))
+    out = bigquery.extract(ctx, "SELECT EXTRACT(DAYOFWEEK FROM day) AS d FROM shop.orders WHERE id = 4")
+
+    assert ctx.artifact(out).read_arrow().to_pylist() == [{"d": 1}]  # 2026-01-04 is a Sunday
 
 
 def test_upstream_output_is_queried_by_name(local_settings: Settings) -> None:
