@@ -9,6 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tests.backends.conftest import s3_root
+
+__all__ = ["local_run_in_zone", "s3_root"]
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
