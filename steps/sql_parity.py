@@ -66,6 +66,7 @@ class Typer:
     """
 
     def __init__(self, tree: exp.Expr, schema: Mapping[str, Mapping[str, Any]], dialect: str) -> None:
+        from sqlglot import exp
         from sqlglot.errors import OptimizeError
         from sqlglot.optimizer.annotate_types import annotate_types
         from sqlglot.optimizer.qualify import qualify
@@ -75,6 +76,16 @@ class Typer:
             node.meta[_ID] = index
         self.types: dict[int, exp.DataType] = {}
         self.unresolved: str | None = None
+        if dialect == "bigquery":  # a zone-less timestamp column is what BigQuery calls a DATETIME
+            schema = {
+                view: {
+                    name: exp.DataType.build("DATETIME", dialect="bigquery")
+                    if kind.this == exp.DataType.Type.TIMESTAMP
+                    else kind
+                    for name, kind in columns.items()
+                }
+                for view, columns in schema.items()
+            }
         mapping = MappingSchema(dict(schema), dialect=dialect) if schema else MappingSchema(dialect=dialect)
         copy = tree.copy()
         try:
@@ -120,7 +131,7 @@ class Typer:
             "float": exp.DataType.REAL_TYPES - {exp.DataType.Type.DECIMAL, exp.DataType.Type.BIGDECIMAL},
             "decimal": {exp.DataType.Type.DECIMAL, exp.DataType.Type.BIGDECIMAL},
             "date": {exp.DataType.Type.DATE},
-            "timestamp": {exp.DataType.Type.TIMESTAMP, exp.DataType.Type.DATETIME},
+            "timestamp": {exp.DataType.Type.TIMESTAMP, exp.DataType.Type.DATETIME, exp.DataType.Type.TIMESTAMPNTZ},
             "timestamptz": {exp.DataType.Type.TIMESTAMPTZ, exp.DataType.Type.TIMESTAMPLTZ},
             "array": {exp.DataType.Type.ARRAY},
             "map": {exp.DataType.Type.MAP},

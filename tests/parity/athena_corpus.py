@@ -363,4 +363,47 @@ PARAMETERS = [
     Case("parameters", "SELECT :n / 0 AS v", Raises("division by zero"), None, {"n": 1}),
 ]
 
-CASES = ARITHMETIC + STRINGS + NULLS + TIME + ARRAYS + PARAMETERS
+# functions/window (row_number; rank: ties share a rank and leave a gap; lag: NULL before the
+# first row; an aggregate over an ordered window is a running total); sql/select (WITH, GROUP BY,
+# UNION ALL).
+QUERIES = [
+    Case(
+        "queries",
+        "SELECT x, row_number() OVER (ORDER BY x) AS r FROM UNNEST(ARRAY[30, 10, 20]) AS t(x) ORDER BY x",
+        Rows([{"x": 10, "r": 1}, {"x": 20, "r": 2}, {"x": 30, "r": 3}]),
+        athena=["integer", "bigint"],
+    ),
+    Case(
+        "queries",
+        "SELECT x, rank() OVER (ORDER BY x) AS r FROM UNNEST(ARRAY[1, 1, 2]) AS t(x) ORDER BY x",
+        Rows([{"x": 1, "r": 1}, {"x": 1, "r": 1}, {"x": 2, "r": 3}]),
+        athena=["integer", "bigint"],
+    ),
+    Case(
+        "queries",
+        "SELECT x, lag(x) OVER (ORDER BY x) AS p FROM UNNEST(ARRAY[1, 2, 3]) AS t(x) ORDER BY x",
+        Rows([{"x": 1, "p": None}, {"x": 2, "p": 1}, {"x": 3, "p": 2}]),
+        athena=["integer", "integer"],
+    ),
+    Case(
+        "queries",
+        "SELECT x, sum(x) OVER (ORDER BY x) AS s FROM UNNEST(ARRAY[1, 2, 3]) AS t(x) ORDER BY x",
+        Rows([{"x": 1, "s": 1}, {"x": 2, "s": 3}, {"x": 3, "s": 6}]),
+        athena=["integer", "bigint"],
+    ),
+    Case(
+        "queries",
+        "WITH t AS (SELECT 1 AS k, 10 AS v UNION ALL SELECT 1, 20 UNION ALL SELECT 2, 5) "
+        "SELECT k, sum(v) AS s, avg(v) AS a FROM t GROUP BY k ORDER BY k",
+        Rows([{"k": 1, "s": 30, "a": 15.0}, {"k": 2, "s": 5, "a": 5.0}]),
+        athena=["integer", "bigint", "double"],
+    ),
+    Case(
+        "queries",
+        "WITH t AS (SELECT 7 AS n UNION ALL SELECT -7) SELECT n, n / 2 AS half FROM t ORDER BY n",
+        Rows([{"n": -7, "half": -3}, {"n": 7, "half": 3}]),
+        athena=["integer", "integer"],
+    ),
+]
+
+CASES = ARITHMETIC + STRINGS + NULLS + TIME + ARRAYS + PARAMETERS + QUERIES

@@ -370,6 +370,43 @@ PARAMETERS = [
     Case("parameters", "SELECT @n AS v", decimal.Decimal("1.5"), NUMERIC, {"n": decimal.Decimal("1.5")}),
 ]
 
-CASES = ARITHMETIC + STRINGS + NULLS + TIME + ARRAYS + PARAMETERS
+# window-function-calls and numbering_functions (ROW_NUMBER, RANK: ties share a rank and leave a
+# gap), navigation_functions (LAG: NULL before the first row), aggregate_functions over a window
+# (a running total with ORDER BY); query-syntax (WITH, GROUP BY, UNION ALL).
+QUERIES = [
+    Case(
+        "queries",
+        "SELECT x, ROW_NUMBER() OVER (ORDER BY x) AS r FROM UNNEST([30, 10, 20]) AS x ORDER BY x",
+        Rows([{"x": 10, "r": 1}, {"x": 20, "r": 2}, {"x": 30, "r": 3}]),
+    ),
+    Case(
+        "queries",
+        "SELECT x, RANK() OVER (ORDER BY x) AS r FROM UNNEST([1, 1, 2]) AS x ORDER BY x",
+        Rows([{"x": 1, "r": 1}, {"x": 1, "r": 1}, {"x": 2, "r": 3}]),
+    ),
+    Case(
+        "queries",
+        "SELECT x, LAG(x) OVER (ORDER BY x) AS p FROM UNNEST([1, 2, 3]) AS x ORDER BY x",
+        Rows([{"x": 1, "p": None}, {"x": 2, "p": 1}, {"x": 3, "p": 2}]),
+    ),
+    Case(
+        "queries",
+        "SELECT x, SUM(x) OVER (ORDER BY x) AS s FROM UNNEST([1, 2, 3]) AS x ORDER BY x",
+        Rows([{"x": 1, "s": 1}, {"x": 2, "s": 3}, {"x": 3, "s": 6}]),
+    ),
+    Case(
+        "queries",
+        "WITH t AS (SELECT 1 AS k, 10 AS v UNION ALL SELECT 1, 20 UNION ALL SELECT 2, 5) "
+        "SELECT k, SUM(v) AS s, AVG(v) AS a FROM t GROUP BY k ORDER BY k",
+        Rows([{"k": 1, "s": 30, "a": 15.0}, {"k": 2, "s": 5, "a": 5.0}]),
+    ),
+    Case(
+        "queries",
+        "WITH t AS (SELECT 7 AS n UNION ALL SELECT -7) SELECT n, n / 2 AS half, DIV(n, 2) AS whole FROM t ORDER BY n",
+        Rows([{"n": -7, "half": -3.5, "whole": -3}, {"n": 7, "half": 3.5, "whole": 3}]),
+    ),
+]
+
+CASES = ARITHMETIC + STRINGS + NULLS + TIME + ARRAYS + PARAMETERS + QUERIES
 
 __all__ = ["CASES", "Deviation"]

@@ -27,7 +27,7 @@ from tests.parity.athena_corpus import CASES
 from tests.parity.conftest import local_run_in_zone
 from tests.parity.corpus import Case, Raises, Rows, verdict
 
-GROUPS = {"arithmetic", "strings", "nulls", "time", "arrays", "parameters"}
+GROUPS = {"arithmetic", "strings", "nulls", "time", "arrays", "parameters", "queries"}
 
 
 def run_local(case: Case) -> object:

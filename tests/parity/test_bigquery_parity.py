@@ -33,7 +33,7 @@ from tests.parity.bigquery_corpus import CASES
 from tests.parity.conftest import local_run_in_zone
 from tests.parity.corpus import Case, verdict
 
-GROUPS = {"arithmetic", "strings", "nulls", "time", "arrays", "parameters"}
+GROUPS = {"arithmetic", "strings", "nulls", "time", "arrays", "parameters", "queries"}
 
 
 def test_corpus_has_sixty_cases_over_every_group() -> None:
