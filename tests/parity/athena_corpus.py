@@ -387,6 +387,18 @@ QUERIES = [
     ),
     Case(
         "queries",
+        "SELECT x, lead(x) OVER (ORDER BY x) AS n FROM UNNEST(ARRAY[1, 2, 3]) AS t(x) ORDER BY x",
+        Rows([{"x": 1, "n": 2}, {"x": 2, "n": 3}, {"x": 3, "n": None}]),
+        athena=["integer", "integer"],
+    ),
+    Case(
+        "queries",
+        "SELECT x, dense_rank() OVER (ORDER BY x) AS r FROM UNNEST(ARRAY[1, 1, 2]) AS t(x) ORDER BY x",
+        Rows([{"x": 1, "r": 1}, {"x": 1, "r": 1}, {"x": 2, "r": 2}]),
+        athena=["integer", "bigint"],
+    ),
+    Case(
+        "queries",
         "SELECT x, sum(x) OVER (ORDER BY x) AS s FROM UNNEST(ARRAY[1, 2, 3]) AS t(x) ORDER BY x",
         Rows([{"x": 1, "s": 1}, {"x": 2, "s": 3}, {"x": 3, "s": 6}]),
         athena=["integer", "bigint"],

@@ -391,6 +391,16 @@ QUERIES = [
     ),
     Case(
         "queries",
+        "SELECT x, LEAD(x) OVER (ORDER BY x) AS n FROM UNNEST([1, 2, 3]) AS x ORDER BY x",
+        Rows([{"x": 1, "n": 2}, {"x": 2, "n": 3}, {"x": 3, "n": None}]),
+    ),
+    Case(
+        "queries",
+        "SELECT x, DENSE_RANK() OVER (ORDER BY x) AS r FROM UNNEST([1, 1, 2]) AS x ORDER BY x",
+        Rows([{"x": 1, "r": 1}, {"x": 1, "r": 1}, {"x": 2, "r": 2}]),
+    ),
+    Case(
+        "queries",
         "SELECT x, SUM(x) OVER (ORDER BY x) AS s FROM UNNEST([1, 2, 3]) AS x ORDER BY x",
         Rows([{"x": 1, "s": 1}, {"x": 2, "s": 3}, {"x": 3, "s": 6}]),
     ),
