@@ -123,6 +123,8 @@ def arrow_type(kind: TrinoType) -> Any:
         return pa.timestamp("us", tz="UTC")
     if name == "varbinary":
         return pa.binary()
+    if name == "unknown":  # the type of a bare NULL (SELECT NULL)
+        return pa.null()
     if name == "array":
         return pa.list_(arrow_type(kind.children[0]))
     if name == "map":

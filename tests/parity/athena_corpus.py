@@ -90,7 +90,8 @@ STRINGS = [
 
 # functions/conditional (coalesce, nullif, if), functions/comparison and functions/logical
 # (three-valued logic), functions/aggregate (count(x) skips NULL, sum of no rows is NULL,
-# array_agg keeps NULL elements), functions/array (cardinality(NULL) is NULL).
+# array_agg keeps NULL elements, sum raises on overflow), functions/array (cardinality(NULL) is
+# NULL); language/types (a bare NULL has type unknown).
 NULLS = [
     Case("nulls", "SELECT coalesce(NULL, 2) AS v", 2, INT, athena=("integer", "2")),
     Case("nulls", "SELECT nullif(1, 1) AS v", None, INT, athena=("integer", None)),
@@ -109,6 +110,12 @@ NULLS = [
     ),
     Case("nulls", "SELECT cardinality(NULL) AS v", None, INT, athena=("bigint", None)),
     Case("nulls", "SELECT max(x) AS v FROM UNNEST(ARRAY[1, NULL, 3]) AS t(x)", 3, INT, athena=("integer", "3")),
+    Case("nulls", "SELECT NULL AS v", None, pa.null(), athena=("unknown", None)),
+    Case(
+        "nulls",
+        "SELECT sum(x) AS v FROM UNNEST(ARRAY[9223372036854775807, 1]) AS t(x)",
+        Raises("overflow|out of bounds"),
+    ),
 ]
 
 # functions/datetime: date_trunc / date_add / + INTERVAL on a date return a date (week starts on

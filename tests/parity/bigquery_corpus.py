@@ -130,7 +130,8 @@ STRINGS = [
 
 # conditional_expressions (IFNULL, COALESCE, NULLIF, IF); operators#logical_operators (three-valued
 # logic: NULL AND FALSE is FALSE, NULL OR TRUE is TRUE); aggregate_functions (COUNT(x) skips NULL,
-# SUM/MAX of no rows are NULL, COUNT(*) of no rows is 0, AVG returns FLOAT64).
+# SUM/MAX of no rows are NULL, COUNT(*) of no rows is 0, AVG returns FLOAT64, SUM raises on
+# overflow); data-types#nullable_data_types (an untyped NULL is INT64).
 NULLS = [
     Case("nulls", "SELECT IFNULL(NULL, 1) AS v", 1, INT64),
     Case("nulls", "SELECT COALESCE(NULL, NULL, 3) AS v", 3, INT64),
@@ -145,6 +146,23 @@ NULLS = [
     Case("nulls", "SELECT COUNT(*) AS v FROM UNNEST(CAST([] AS ARRAY<INT64>)) AS x", 0, INT64),
     Case("nulls", "SELECT MAX(x) AS v FROM UNNEST([1, NULL, 3]) AS x", 3, INT64),
     Case("nulls", "SELECT AVG(x) AS v FROM UNNEST([1, 2]) AS x", 1.5, FLOAT64),
+    Case(
+        "nulls",
+        "SELECT NULL AS v",
+        None,
+        INT64,
+        emulator=Deviation("the emulator types it STRING; data-types#nullable_data_types: an untyped NULL is INT64"),
+    ),
+    Case("nulls", "SELECT IF(TRUE, NULL, 'x') AS v", None, STRING),
+    Case(
+        "nulls",
+        "SELECT SUM(x) AS v FROM UNNEST([9223372036854775807, 1]) AS x",
+        Raises("overflow|out of bounds"),
+        emulator=Deviation(
+            "the emulator returns 9223372036854775808, past INT64, which the client can not read; "
+            "aggregate_functions#sum: an overflow is an error"
+        ),
+    ),
 ]
 
 # date_functions: DATE_TRUNC/DATE_ADD/DATE_SUB on a DATE return a DATE, WEEK starts on Sunday,
