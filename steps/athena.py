@@ -27,10 +27,11 @@ import decimal
 import io
 import itertools
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from steps.athena_results import result_batches, static_types
 from steps.aws import client, error_code, provider_errors, translate
 from steps.context import StepContext
 from steps.contract import ArtifactRef
@@ -100,14 +101,32 @@ def _run_local(
 
 
 def sql_literal(value: Any) -> str:
-    """A Trino SQL literal for a parameter value: what Athena's ExecutionParameters expect."""
+    """A Trino SQL literal for a parameter value: what Athena's ExecutionParameters expect.
+
+    Typed so that Trino reads the Python type (the local side casts to the same types,
+    :func:`steps.athena_local.parameter_type`): a float is a DOUBLE (``1.5`` alone would be a
+    DECIMAL), a Decimal a DECIMAL, an aware datetime an instant with its zone (in UTC).
+    """
+    import math
+
     from sqlglot import exp
 
     if isinstance(value, dt.datetime):
-        return f"TIMESTAMP '{value.replace(tzinfo=None).isoformat(sep=' ')}'"
+        if value.tzinfo is not None:
+            return f"TIMESTAMP '{value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(sep=' ')} UTC'"
+        return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
     if isinstance(value, dt.date):
         return f"DATE '{value.isoformat()}'"
-    if value is None or isinstance(value, str | bool | int | float | decimal.Decimal):
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan()"
+        if math.isinf(value):
+            return "infinity()" if value > 0 else "-infinity()"
+        text = repr(value)
+        return text if "e" in text else text + "E0"
+    if isinstance(value, decimal.Decimal):
+        return f"DECIMAL '{value}'"
+    if value is None or isinstance(value, str | bool | int):
         return str(exp.convert(value).sql("athena"))
     raise UserError(
         f"Athena parameter value {value!r}: a {type(value).__name__} has no SQL literal; "
@@ -192,72 +211,11 @@ def _wait(athena: Any, query_id: str, task: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- results
 
 
-def _arrow_type(info: Mapping[str, Any]) -> Any:
-    import pyarrow as pa
-
-    kind = str(info.get("Type", "varchar")).lower()
-    if kind == "boolean":
-        return pa.bool_()
-    if kind in ("tinyint", "smallint", "integer", "int", "bigint"):
-        return pa.int64()
-    if kind in ("real", "float", "double"):
-        return pa.float64()
-    if kind == "decimal":
-        return pa.decimal128(int(info.get("Precision") or 38), int(info.get("Scale") or 0))
-    if kind == "date":
-        return pa.date32()
-    if kind.startswith("timestamp"):
-        return pa.timestamp("us")
-    return pa.string()  # varchar, char, json, arrays, maps and rows arrive as Athena's text
-
-
-def _parse(text: str | None, arrow_type: Any) -> Any:
-    import pyarrow as pa
-
-    if text is None:
-        return None
-    if pa.types.is_boolean(arrow_type):
-        return text.lower() == "true"
-    if pa.types.is_integer(arrow_type):
-        return int(text)
-    if pa.types.is_floating(arrow_type):
-        return float(text)
-    if pa.types.is_decimal(arrow_type):
-        return decimal.Decimal(text)
-    if pa.types.is_date(arrow_type):
-        return dt.date.fromisoformat(text)
-    if pa.types.is_timestamp(arrow_type):
-        return dt.datetime.fromisoformat(text.replace(" ", "T").removesuffix(" UTC"))
-    return text
-
-
-def result_batches(pages: Iterable[Mapping[str, Any]]) -> Iterator[Any]:
-    """Arrow record batches from ``GetQueryResults`` pages, one per page, typed by Athena's column
-    info; the header row a SELECT's first page starts with is skipped."""
-    import pyarrow as pa
-
-    names: list[str] = []
-    types: list[Any] = []
-    for number, page in enumerate(pages):
-        if number == 0:
-            columns = page["ResultSet"]["ResultSetMetadata"]["ColumnInfo"]
-            names = [c["Name"] for c in columns]
-            types = [_arrow_type(c) for c in columns]
-        rows = [[cell.get("VarCharValue") for cell in row.get("Data", [])] for row in page["ResultSet"].get("Rows", [])]
-        if number == 0 and rows and rows[0] == [c.get("Label", c["Name"]) for c in columns]:
-            rows = rows[1:]
-        arrays = [
-            pa.array([_parse(row[i] if i < len(row) else None, kind) for row in rows], type=kind)
-            for i, kind in enumerate(types)
-        ]
-        yield pa.RecordBatch.from_arrays(arrays, names=names)
-
-
-def results_table(pages: Iterable[Mapping[str, Any]]) -> Any:
+def results_table(pages: Iterable[Mapping[str, Any]], hints: Mapping[str, str] | None = None) -> Any:
     """All pages as one canonical Arrow table (small results; :func:`result_batches` streams)."""
     import pyarrow as pa
 
-    batches = list(result_batches(pages))
+    batches = list(result_batches(pages, hints))
     if not batches:
         return pa.table({})
     return canonical(pa.Table.from_batches(batches))
@@ -453,7 +411,7 @@ def _run_cloud(
 
     def write(path: Path) -> int:
         pages = athena.get_paginator("get_query_results").paginate(QueryExecutionId=query_id)
-        batches = result_batches(pages)
+        batches = result_batches(pages, static_types(sql))
         try:
             first = next(batches, None)
             if first is None:

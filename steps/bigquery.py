@@ -36,6 +36,7 @@ from steps.settings import Settings
 from steps.sql_local import LocalSql, SqlError, local_table_paths, store_parquet, write_parquet
 
 POSITION = re.compile(r"\s*at \[(\d+):(\d+)\]")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def extract(
@@ -152,6 +153,7 @@ def translate_error(error: Exception, what: str) -> HeadraceError:
     details = getattr(error, "errors", None) or []
     if details and isinstance(details[0], dict) and details[0].get("message"):
         message = str(details[0]["message"])
+    message = " ".join(ANSI.sub("", message).split())  # one line, whatever the server sent
     position = POSITION.search(message)
     if position:
         message = f"line {position.group(1)}: " + POSITION.sub("", message, count=1)

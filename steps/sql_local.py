@@ -3,9 +3,12 @@
 A query is parsed in its own dialect (``bigquery`` or ``athena``), its tables are resolved to
 local Parquet/CSV files, and it is written out as DuckDB SQL with ``unsupported_level=RAISE``: a
 construct sqlglot can not translate stops the query with its name instead of running something
-else. A few constructs sqlglot translates with *different* semantics are refused the same way
-(:data:`SEMANTIC_GAPS`). Query parameters stay parameters: BigQuery ``@name`` and Athena
-``:name`` / ``?`` become DuckDB prepared-statement parameters (``$name``), never text.
+else. Translating is not enough to answer as the cloud does, so every construct must also be on
+the dialect's allow-list (:mod:`steps.bigquery_local`, :mod:`steps.athena_local`, machinery in
+:mod:`steps.sql_parity`), possibly through a rewrite; anything else is refused with one line.
+DuckDB runs in UTC, as both BigQuery and Athena evaluate, whatever the machine's zone. Query
+parameters stay parameters: BigQuery ``@name`` and Athena ``:name`` / ``?`` become DuckDB
+prepared-statement parameters (``$name``), never text, cast to the type the cloud gives them.
 
 Where tables are found (``settings.local_tables``, the folder ``tables_dir`` here)::
 
@@ -80,6 +83,7 @@ class Prepared:
     parameters: dict[str, Any]
     sources: dict[str, list[Path]] = field(default_factory=dict)
     tree: Any = None
+    rules: Any = None
 
     @property
     def source_bytes(self) -> int:
@@ -87,29 +91,39 @@ class Prepared:
         return sum(p.stat().st_size for files in self.sources.values() for p in files)
 
 
-def _is_bigquery_dayofweek(node: exp.Expr) -> bool:
+def dialect_rules(dialect: str) -> Any:
+    """The dialect's allow-list and rewrites (:class:`steps.sql_parity.Rules`)."""
+    if dialect == "bigquery":
+        from steps import bigquery_local
+
+        return bigquery_local.RULES
+    from steps import athena_local
+
+    return athena_local.RULES
+
+
+def describe(sources: Mapping[str, list[Path]]) -> dict[str, dict[str, Any]]:
+    """Column types of each view, as sqlglot types, read from the files' own schemas."""
+    import duckdb
     from sqlglot import exp
 
-    if not isinstance(node, exp.Extract):
-        return False
-    unit = node.this
-    return isinstance(unit, exp.Var | exp.Identifier | exp.Column) and unit.name.upper() == "DAYOFWEEK"
-
-
-def _is_unnest_with_offset(node: exp.Expr) -> bool:
-    from sqlglot import exp
-
-    return isinstance(node, exp.Unnest) and bool(node.args.get("offset"))
-
-
-#: Constructs sqlglot translates into DuckDB SQL that runs but answers differently.
-SEMANTIC_GAPS: dict[str, list[tuple[str, Callable[[exp.Expr], bool]]]] = {
-    "bigquery": [
-        ("EXTRACT(DAYOFWEEK ...) (BigQuery counts 1-7 from Sunday, DuckDB 0-6)", _is_bigquery_dayofweek),
-        ("UNNEST ... WITH OFFSET (BigQuery offsets start at 0, DuckDB's ordinality at 1)", _is_unnest_with_offset),
-    ],
-    "athena": [],
-}
+    schema: dict[str, dict[str, Any]] = {}
+    if not sources:
+        return schema
+    con = duckdb.connect(":memory:", config={"TimeZone": "UTC", "autoinstall_known_extensions": False})
+    try:
+        for view, files in sources.items():
+            names = [str(p) for p in files]
+            relation = con.read_csv(names[0]) if names[0].endswith(".csv") else con.read_parquet(names)
+            schema[view] = {
+                column: exp.DataType.build(str(kind), dialect="duckdb")
+                for column, kind in zip(relation.columns, relation.types, strict=True)
+            }
+    except Exception:  # an unreadable file is reported when the query runs, with its path
+        return {}
+    finally:
+        con.close()
+    return schema
 
 
 def one_line(text: str) -> str:
@@ -269,16 +283,11 @@ class LocalSql:
         from sqlglot import exp
         from sqlglot.errors import ErrorLevel, UnsupportedError
 
+        from steps.sql_parity import Refused, Typer
+
         tree = self.parse(sql)
         original = tree.copy()
-        for description, matches in SEMANTIC_GAPS[self.dialect]:
-            if any(matches(node) for node in tree.walk()):
-                raise SqlError(
-                    f"{self.label} SQL: {description} has no faithful DuckDB translation; "
-                    "rewrite the query without it to run it locally",
-                    kind="unsupported",
-                    name=description,
-                )
+        rules = dialect_rules(self.dialect)
 
         cte_names = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
         sources: dict[str, list[Path]] = {}
@@ -299,7 +308,13 @@ class LocalSql:
             replacement.set("alias", alias.copy() if alias else exp.TableAlias(this=exp.to_identifier(parts[-1])))
             table.replace(replacement)
 
-        parameters = self._bind(tree, dict(params or {}))
+        parameters = self._bind(tree, dict(params or {}), rules)
+        tree = rules.normalize(tree)
+        typer = Typer(tree, describe(sources), self.dialect)
+        try:
+            tree = rules.apply(tree, typer)
+        except Refused as error:
+            raise SqlError(str(error), kind="unsupported", line=error.line, name=error.construct) from error
         try:
             duck_sql = tree.sql(dialect="duckdb", unsupported_level=ErrorLevel.RAISE)
         except UnsupportedError as error:
@@ -309,9 +324,9 @@ class LocalSql:
                 kind="unsupported",
                 detail=one_line(str(error)),
             ) from error
-        return Prepared(duck_sql, parameters, sources, original)
+        return Prepared(duck_sql, parameters, sources, original, rules)
 
-    def _bind(self, tree: exp.Expr, params: dict[str, Any]) -> dict[str, Any]:
+    def _bind(self, tree: exp.Expr, params: dict[str, Any], rules: Any) -> dict[str, Any]:
         from sqlglot import exp
 
         used: dict[str, Any] = {}
@@ -332,7 +347,9 @@ class LocalSql:
                     name=name,
                 )
             used[name] = params[key]
-            node.replace(exp.Placeholder(this=name))
+            typed = exp.Cast(this=exp.Placeholder(this=name), to=rules.parameter_type(name, params[key]))
+            typed.meta["headrace_parameter"] = True
+            node.replace(typed)
         return used
 
     # ------------------------------------------------------------------ run
@@ -340,7 +357,9 @@ class LocalSql:
     def _connect(self, prepared: Prepared) -> Any:
         import duckdb
 
-        con = duckdb.connect(":memory:")
+        con = duckdb.connect(":memory:", config={"TimeZone": "UTC", "autoinstall_known_extensions": False})
+        for macro in prepared.rules.macros:
+            con.execute(macro)
         for view, files in prepared.sources.items():
             names = [str(p) for p in files]
             relation = con.read_csv(names[0]) if names[0].endswith(".csv") else con.read_parquet(names)
@@ -359,7 +378,7 @@ class LocalSql:
             raise self._engine_error(error, sql, prepared) from error
         finally:
             con.close()
-        return canonical(result), prepared
+        return canonical(prepared.rules.finish(result)), prepared
 
     def run_to_parquet(
         self, sql: str, params: Mapping[str, Any] | None, path: Path, *, batch_rows: int = BATCH_ROWS
@@ -371,7 +390,8 @@ class LocalSql:
         con = self._connect(prepared)
         try:
             reader = con.sql(prepared.sql, params=prepared.parameters).to_arrow_reader(batch_rows)
-            rows = write_parquet(reader, reader.schema, path)
+            batches = (prepared.rules.finish(batch) for batch in reader)
+            rows = write_parquet(batches, reader.schema, path)
         except duckdb.Error as error:
             raise self._engine_error(error, sql, prepared) from error
         finally:
@@ -457,6 +477,10 @@ def _canonical_type(arrow_type: Any) -> Any:
         return pa.list_(_canonical_type(t.value_type))
     if pa.types.is_struct(t):
         return pa.struct([pa.field(f.name, _canonical_type(f.type)) for f in t])
+    if pa.types.is_map(t):
+        return pa.map_(_canonical_type(t.key_type), _canonical_type(t.item_type))
+    if pa.types.is_decimal(t):  # engines differ in the precision they report; the scale is the answer
+        return pa.decimal128(38, t.scale)
     return t
 
 

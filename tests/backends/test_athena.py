@@ -18,6 +18,7 @@ writing Parquet (moto writes nothing, which the CTAS test turns into the error a
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import json
 import urllib.request
 from collections.abc import Iterator
@@ -391,3 +392,58 @@ def test_athena_output_setting_overrides_where_athena_writes_its_results(s3_root
 
     assert table.to_pylist() == [{"n": 5}]
     assert last_execution(side)["ResultConfiguration"]["OutputLocation"].startswith("s3://headrace-test/athena/")
+
+
+def test_zoned_timestamps_arrays_maps_and_rows_come_back_typed_as_on_the_local_side(side: Side) -> None:
+    side.answer(
+        [
+            ("at", "timestamp with time zone"),
+            ("tags", "array(varchar)"),
+            ("counts", "map(varchar, integer)"),
+            ("pair", "row(a integer, b varchar)"),
+            ("price", "decimal(10,2)"),
+        ],
+        [["2024-01-02 01:04:05.000 UTC", "[x, y]", "{k=1}", "{a=1, b=z}", "3.50"]],
+    )
+
+    table, _, _ = run(
+        side,
+        "SELECT from_unixtime(1704157445) AS at, ARRAY['x', 'y'] AS tags, map(ARRAY['k'], ARRAY[1]) AS counts, "
+        "CAST(ROW(1, 'z') AS ROW(a integer, b varchar)) AS pair, CAST('3.50' AS decimal(10, 2)) AS price",
+    )
+
+    assert table.to_pylist() == [
+        {
+            "at": dt.datetime(2024, 1, 2, 1, 4, 5, tzinfo=dt.UTC),
+            "tags": ["x", "y"],
+            "counts": [("k", 1)],
+            "pair": {"a": 1, "b": "z"},
+            "price": decimal.Decimal("3.50"),
+        }
+    ]
+    assert table.schema.field("at").type == pa.timestamp("us", tz="UTC")
+    assert table.schema.field("counts").type == pa.map_(pa.string(), pa.int64())
+
+
+def test_a_zoned_timestamp_in_a_region_zone_is_the_same_instant(cloud: Side) -> None:
+    cloud.answer([("at", "timestamp with time zone")], [["2024-07-01 12:00:00.000 America/New_York"]])
+
+    table, _, _ = run(cloud, "SELECT TIMESTAMP '2024-07-01 12:00:00 America/New_York' AS at")
+
+    assert table.column("at").to_pylist() == [dt.datetime(2024, 7, 1, 16, tzinfo=dt.UTC)]
+
+
+def test_bare_array_metadata_takes_its_element_type_from_the_query(cloud: Side) -> None:
+    cloud.answer([("ids", "array")], [["[3, 1, null]"]])
+
+    table, _, _ = run(cloud, "SELECT CAST(ARRAY[3, 1, NULL] AS ARRAY(BIGINT)) AS ids")
+
+    assert table.to_pylist() == [{"ids": [3, 1, None]}]
+    assert table.schema.field("ids").type == pa.list_(pa.int64())
+
+
+def test_an_array_whose_element_type_nobody_states_is_refused_with_the_fix(cloud: Side) -> None:
+    cloud.answer([("tags", "array")], [["[a, b]"]])
+
+    with pytest.raises(HandoffFailed, match=r"column tags: .*only as array.*CAST it in the SQL"):
+        run(cloud, "SELECT tags FROM sales.orders")

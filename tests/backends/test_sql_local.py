@@ -106,7 +106,7 @@ def test_engine_error_points_at_the_users_line_not_the_translation(tables: Path)
 
 
 def test_unnest_with_offset_is_refused_because_duckdb_counts_from_one() -> None:
-    with pytest.raises(SqlError, match=r"WITH OFFSET \(BigQuery offsets start at 0"):
+    with pytest.raises(SqlError, match=r"WITH OFFSET is not verified.*\(BigQuery offsets start at 0"):
         LocalSql("bigquery").run("SELECT x, o FROM UNNEST([10, 20]) AS x WITH OFFSET AS o")
 
 
@@ -145,7 +145,7 @@ def test_canonical_schema_is_the_same_whatever_the_engine_widths() -> None:
         [
             ("small", pa.int64()),
             ("summed", pa.int64()),
-            ("price", pa.decimal128(10, 2)),
+            ("price", pa.decimal128(38, 2)),  # engines report different precisions; the scale is the answer
             ("f", pa.float64()),
             ("s", pa.string()),
             ("at", pa.timestamp("us")),

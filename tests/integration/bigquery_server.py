@@ -10,6 +10,11 @@ rows in its ``f``/``v`` form, results in pages of ``page_size`` rows.
 
 What it does not do: BigQuery's own SQL semantics (ZetaSQL), the Storage Read API (gRPC), auth,
 billing, scripting, DML, or any call not listed above (those get a 404 naming the route).
+
+Because it answers with headrace's own transpiler, it can not disagree with the local side: the
+BigQuery suites (``tests/backends/test_bigquery.py``, ``tests/parity``) run the cloud path against
+the independent ``bqemulator`` instead (:mod:`tests.integration.bqemulator`). This server remains
+only where a test reads back the requests headrace sent (the recipe-stream flow test).
 """
 
 from __future__ import annotations
