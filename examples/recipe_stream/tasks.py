@@ -115,11 +115,32 @@ def train_model(ctx: StepContext, data: Artifact, retrain: str, train_weekday: s
     return model
 
 
+#: Each item's card (a 128 x 128 RGBA thumbnail with its title and lists drawn in) is rendered in
+#: memory before the work list is written: 64 KiB a row, the memory a follow-up really needs per
+#: item. The pipeline declares 4x that (``FOLLOW_UP_BYTES_PER_ROW``), as a first guess would.
+CARD_SHAPE = (128, 128, 4)
+CARD_BYTES = CARD_SHAPE[0] * CARD_SHAPE[1] * CARD_SHAPE[2]
+
+
+def render_cards(recipe_ids: Any, confidence: Any) -> Any:
+    """Every item's card as one ``(rows, 128, 128, 4)`` uint8 array, all of it written (so it is
+    resident memory, as a real renderer's output is), and a checksum per card."""
+    import numpy as np
+
+    ids = np.asarray(recipe_ids, dtype=np.int64)
+    cards = np.empty((len(ids), *CARD_SHAPE), dtype=np.uint8)
+    cards[...] = (ids % 251).astype(np.uint8)[:, None, None, None]
+    cards[:, :, :, 3] = (np.asarray(confidence, dtype=np.float64) * 255).astype(np.uint8)[:, None, None]
+    checksums = cards.reshape(len(ids), -1).sum(axis=1, dtype=np.uint64)
+    return checksums
+
+
 def follow_up(ctx: StepContext, items: pd.DataFrame, outcome: str) -> dict[str, Any]:
     """Turn one class's items into that class's work list, at the size the control room chose.
 
-    ``items`` is the class's share of today's catalogue, so its size (and this task's memory)
-    follows the day's class mix. The report says what was done, on what size and why; the
+    ``items`` is the class's share of today's catalogue, and every item's card is rendered in
+    memory (:data:`CARD_BYTES` each), so this task's peak memory follows the day's class mix:
+    what the control room learns. The report says what was done, on what size and why; the
     summary task reads it.
     """
     action = FOLLOW_UPS.get(outcome)
@@ -136,6 +157,7 @@ def follow_up(ctx: StepContext, items: pd.DataFrame, outcome: str) -> dict[str, 
             "action": action,
             "priority": range(1, len(ordered) + 1),
             "confidence": ordered["confidence"].to_numpy(),
+            "card_checksum": render_cards(ordered["recipe_id"].to_numpy(), ordered["confidence"].to_numpy()),
         }
     )
     ctx.progress(len(actions), max(len(actions), 1), f"{len(actions):,} {action}")

@@ -133,3 +133,37 @@ def test_summary_prints_when_no_slack_is_configured(tmp_path: Path, capsys: pyte
     assert result["classes"] == {"skip": {"rows": 2, "size": {"reason": "small"}, "output": "file:///r"}}
     assert capsys.readouterr().out.startswith("recipe-stream 2026-12-01: 2 items scored")
     assert ctx.records["summary"] == result["text"]
+
+
+_PEAK_OF_A_FOLLOW_UP = """
+import resource, sys
+from pathlib import Path
+import pandas as pd
+from tests.examples.test_recipe_stream_tasks import _context
+from examples.recipe_stream import tasks
+rows = int(sys.argv[1])
+items = pd.DataFrame({"recipe_id": range(1, rows + 1), "confidence": [0.5] * rows, "predicted_class": ["cook"] * rows})
+tasks.follow_up(_context(Path(sys.argv[2]), "shopping-lists"), items, "cook")
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+
+
+def test_a_follow_up_really_uses_memory_in_proportion_to_its_rows(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    def peak(rows: int) -> int:
+        done = subprocess.run(
+            [sys.executable, "-c", _PEAK_OF_A_FOLLOW_UP, str(rows), str(tmp_path / str(rows))],
+            cwd=Path(__file__).parents[2],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return int(done.stdout.split()[-1])
+
+    small, large = peak(1_000), peak(5_000)
+    # 4,000 more rows, a 64 KiB card each: about 250 MiB more at the peak, measured by the kernel.
+    grown = large - small
+    assert 0.85 * 4_000 * tasks.CARD_BYTES <= grown <= 1.3 * 4_000 * tasks.CARD_BYTES, grown
