@@ -73,9 +73,13 @@ def _close(room: ControlRoom | None, notifier: Any = None) -> None:
 
 
 def _exit_for(summary: RunSummary) -> None:
-    from pipelines.local.view import render_summary
+    from pipelines.local.view import plain_summary, render_summary
 
-    console.print(render_summary(summary))
+    if console.is_terminal:
+        console.print(render_summary(summary))
+    else:  # a pipe or a log: plain lines, nothing cut
+        console.file.write("\n".join(plain_summary(summary)) + "\n")
+        console.file.flush()
     if summary.status == "cancelled":
         raise typer.Exit(EXIT_CANCELLED)
     if summary.status != "succeeded":
