@@ -22,6 +22,7 @@ from typing import Any
 
 from control_room.catalog import Catalog, Option
 from pipelines.graph import Pipeline
+from pipelines.plain import plural
 from pipelines.runs import AttemptRecord, RunStore
 from steps.contract import SizingTarget
 from steps.quantities import QuantityError, memory_bytes
@@ -197,21 +198,33 @@ def table_rows(days: Sequence[SizedDay]) -> list[list[str]]:
 COLUMNS = ("run date", "task", "input rows", "size chosen", "how", "peak used", "cost", "static peak sizing")
 
 
+def _versus(cost: float, static: float) -> str:
+    if not static:
+        return ""
+    change = cost / static - 1
+    return f"{abs(change):.0%} {'less' if change <= 0 else 'more'} than static peak sizing"
+
+
 def totals(days: Sequence[SizedDay]) -> str:
-    """One line: what the sized runs cost against static peak sizing, and when learning began."""
+    """What the sized runs cost against static peak sizing, over the range and from the day
+    learning began, and how many OOMs were escalated."""
     priced = [d for d in days if d.cost_usd is not None and d.static_cost_usd is not None]
     if not priced:
         return "no sized task was priced (sizes outside the catalog, or no run)"
     cost = sum(d.cost_usd or 0.0 for d in priced)
     static = sum(d.static_cost_usd or 0.0 for d in priced)
-    saving = 1 - cost / static if static else 0.0
-    learned = sorted(d.run_date for d in days if d.basis == LEARNED)
-    ooms = sum(d.ooms for d in days)
-    runs = len(priced)
     parts = [
-        f"{runs} sized task run{'s' if runs != 1 else ''}: {_usd(cost)} as sized, {_usd(static)} at static peak sizing "
-        f"({saving:.0%} {'saved' if saving >= 0 else 'more'})",
-        f"learned sizes from {learned[0]}" if learned else "no learned size yet (history too short)",
-        f"{ooms} OOM escalation{'s' if ooms != 1 else ''}",
+        f"{plural(len(priced), 'sized task run')}: {_usd(cost)} as sized, {_usd(static)} at static peak sizing ({_versus(cost, static)})"
     ]
+    learned = sorted(d.run_date for d in days if d.basis == LEARNED)
+    if learned:
+        later = [d for d in priced if d.run_date >= learned[0]]
+        later_cost = sum(d.cost_usd or 0.0 for d in later)
+        later_static = sum(d.static_cost_usd or 0.0 for d in later)
+        parts.append(
+            f"learned sizes from {learned[0]}: {_usd(later_cost)} since then ({_versus(later_cost, later_static)})"
+        )
+    else:
+        parts.append("no learned size yet (history too short)")
+    parts.append(plural(sum(d.ooms for d in days), "OOM escalation"))
     return "; ".join(parts)
