@@ -104,8 +104,11 @@ def _load_recorded(record: RunRecord) -> Any:
 
 
 def register(app: typer.Typer) -> None:
-    runs_app = typer.Typer(help="Local run records: list and inspect runs.", no_args_is_help=True)
+    from pipelines.cli import runs_tools
+
+    runs_app = typer.Typer(help="Local run records: list, inspect, compare and remove runs.", no_args_is_help=True)
     app.add_typer(runs_app, name="runs")
+    runs_tools.add_to(runs_app)
 
     @app.command("run")
     @guard
@@ -234,8 +237,11 @@ def register(app: typer.Typer) -> None:
 
     @runs_app.command("show")
     @guard
-    def runs_show(run_id: str = typer.Argument(..., help="A run id from `headrace runs list`.")) -> None:
-        """One run: parameters, tasks, every attempt with its reason, outputs with sizes."""
+    def runs_show(
+        run_id: str = typer.Argument(..., help="A run id from `headrace runs list`."),
+        output: str | None = runs_tools.output_option(),
+    ) -> None:
+        """One run: parameters, tasks, every attempt with its reason, outputs with sizes; or one output."""
         from rich.table import Table
 
         from pipelines.local.view import human_bytes
@@ -245,6 +251,9 @@ def register(app: typer.Typer) -> None:
             record = store.get_run(run_id)
             if record is None:
                 fail(f"run {run_id}: not found; list runs with `headrace runs list`")
+            if output is not None:
+                runs_tools.show_output(store, run_id, output)
+                return
             tasks = store.tasks(run_id)
             attempts = store.attempts(run_id)
             outputs = store.outputs(run_id)

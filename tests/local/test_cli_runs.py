@@ -3,6 +3,7 @@ as a user runs them: the real CLI over real task processes and the embedded cont
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,15 +25,27 @@ def flaky(ctx):
 def sized(rows):
     return len(rows.read_json())
 
+@step
+def table():
+    import pandas as pd
+
+    return pd.DataFrame({"recipe": ["pasta", "ramen", "tacos"], "score": [0.5, 0.25, 0.125]})
+
 with Pipeline("flaky-sized") as pipeline:
     sized(rows=flaky())
+    table()
 """
 
 
 @pytest.fixture
-def finished_run(flow: Callable[[str], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+def spec(flow: Callable[[str], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(app, ["run", flow(FLAKY)])
+    return flow(FLAKY)
+
+
+@pytest.fixture
+def finished_run(spec: str) -> str:
+    result = CliRunner().invoke(app, ["run", spec, "-p", "run_date=2026-11-01"])
     assert result.exit_code == 0, result.output
     return next(line.split()[1] for line in result.output.splitlines() if line.startswith("run flaky-sized-"))
 
@@ -63,3 +76,49 @@ def test_resume_of_a_succeeded_run_says_there_is_nothing_to_do(finished_run: str
     assert resumed.exit_code == 0
     assert f"run {finished_run}: succeeded already, nothing to resume" in resumed.output
     assert store.attempts(finished_run) == before
+
+
+def test_runs_show_output_prints_a_table_s_schema_rows_and_head_or_a_value(finished_run: str) -> None:
+    cli = CliRunner()
+    table = cli.invoke(app, ["runs", "show", finished_run, "--output", "table"])
+    assert table.exit_code == 0, table.output
+    lines = table.output.splitlines()
+    assert lines[0].startswith("table.result: parquet, ") and lines[0].endswith(", 3 rows")
+    assert lines[1].startswith("file://") and lines[1].endswith("/table/result.parquet")
+    assert "  recipe: large_string" in lines and "  score: double" in lines
+    head = [line.split() for line in lines[lines.index("first 3 rows") + 2 :]]
+    assert head == [["pasta", "0.5"], ["ramen", "0.25"], ["tacos", "0.125"]]
+    value = cli.invoke(app, ["runs", "show", finished_run, "--output", "flaky.result"])
+    assert value.exit_code == 0 and value.output.startswith("flaky.result: json, ")
+    assert [int(x) for x in re.findall(r"^\s+(\d+),?$", value.output, re.M)] == [1, 2, 3]
+    missing = cli.invoke(app, ["runs", "show", finished_run, "--output", "nope"])
+    assert missing.exit_code == 2 and "has no output of task 'nope'" in missing.output
+
+
+def test_runs_diff_lines_up_parameters_sizes_and_times_that_differ(finished_run: str, spec: str) -> None:
+    cli = CliRunner()
+    other = cli.invoke(app, ["run", spec, "-p", "run_date=2026-11-02"])
+    second = next(line.split()[1] for line in other.output.splitlines() if line.startswith("run flaky-sized-"))
+    diff = cli.invoke(app, ["runs", "diff", finished_run, second])
+    assert diff.exit_code == 0, diff.output
+    rows = [line.split() for line in diff.output.splitlines()]
+    assert ["param", "run_date", "2026-11-01", "2026-11-02"] in rows
+    task_rows = [line for line in diff.output.splitlines()[2:] if not line.startswith("param")]
+    assert all(len(line.split()) >= 3 for line in task_rows)  # only what differs, both sides shown
+    same = cli.invoke(app, ["runs", "diff", finished_run, finished_run])
+    assert "same parameters, sizes, durations and outputs" in same.output
+
+
+def test_runs_rm_removes_records_and_outputs_by_id_or_age(finished_run: str, store: RunStore, tmp_path: Path) -> None:
+    outputs = {Path(o.uri.removeprefix("file://")) for o in store.outputs(finished_run)}
+    assert outputs and all(path.exists() for path in outputs)
+    cli = CliRunner()
+    kept = cli.invoke(app, ["runs", "rm", "--older-than", "1d"])
+    assert kept.exit_code == 0 and "removed 0 runs" in kept.output
+    assert store.get_run(finished_run) is not None
+    removed = cli.invoke(app, ["runs", "rm", finished_run])
+    assert removed.exit_code == 0 and "removed 1 run" in removed.output
+    assert store.get_run(finished_run) is None and store.attempts(finished_run) == []
+    assert not any(path.exists() for path in outputs)
+    bad = cli.invoke(app, ["runs", "rm", "--older-than", "soon"])
+    assert bad.exit_code == 2 and "give a number and d, h or m" in bad.output
