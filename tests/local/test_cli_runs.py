@@ -122,3 +122,27 @@ def test_runs_rm_removes_records_and_outputs_by_id_or_age(finished_run: str, sto
     assert not any(path.exists() for path in outputs)
     bad = cli.invoke(app, ["runs", "rm", "--older-than", "soon"])
     assert bad.exit_code == 2 and "give a number and d, h or m" in bad.output
+
+
+LOGGING = """
+@step
+def chatty(ctx):
+    ctx.log.info("validation:accuracy=0.93")
+    print("a plain print", flush=True)
+    return 1
+
+with Pipeline("chatty") as pipeline:
+    chatty()
+"""
+
+
+def test_logs_hold_what_a_step_logs_through_ctx_log_as_well_as_its_prints(
+    flow: Callable[[str], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    cli = CliRunner()
+    ran = cli.invoke(app, ["run", flow(LOGGING)])
+    assert ran.exit_code == 0, ran.output
+    run_id = next(line.split()[1] for line in ran.output.splitlines() if line.startswith("run chatty-"))
+    logs = cli.invoke(app, ["logs", run_id, "chatty"])
+    assert "validation:accuracy=0.93" in logs.output and "a plain print" in logs.output
