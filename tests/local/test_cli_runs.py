@@ -146,3 +146,16 @@ def test_logs_hold_what_a_step_logs_through_ctx_log_as_well_as_its_prints(
     run_id = next(line.split()[1] for line in ran.output.splitlines() if line.startswith("run chatty-"))
     logs = cli.invoke(app, ["logs", run_id, "chatty"])
     assert "validation:accuracy=0.93" in logs.output and "a plain print" in logs.output
+
+
+def test_in_process_prints_go_to_the_task_log_not_the_terminal(
+    flow: Callable[[str], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    cli = CliRunner()
+    ran = cli.invoke(app, ["run", flow(LOGGING), "--in-process"])
+    assert ran.exit_code == 0, ran.output
+    assert "a plain print" not in ran.output
+    run_id = next(line.split()[1] for line in ran.output.splitlines() if line.startswith("run chatty-"))
+    logs = cli.invoke(app, ["logs", run_id, "chatty"])
+    assert "a plain print" in logs.output
