@@ -33,7 +33,7 @@ FOLLOW_UPS = ("shopping-lists", "reminders", "refresh")
 
 def run_main_job(state: Path, day: dt.date) -> tuple[float, dict[str, str]]:
     """Wall seconds of one ``headrace run`` and each follow-up's chosen size."""
-    env = {**os.environ, "HEADRACE_STATE_DIR": str(state), "COLUMNS": "200"}
+    env = {**os.environ, "HEADRACE_STATE_DIR": str(state)}
     command = [sys.executable, "-c", "from pipelines.cli import main; main()", "run", SPEC, "-p", f"run_date={day}"]
     started = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
@@ -41,10 +41,10 @@ def run_main_job(state: Path, day: dt.date) -> tuple[float, dict[str, str]]:
     if done.returncode != 0:
         raise SystemExit(f"headrace run failed for {day}:\n{done.stdout}\n{done.stderr}")
     sizes = {}
-    for line in done.stdout.splitlines():
-        cells = [cell.strip() for cell in line.split("│")]
-        if len(cells) > 6 and cells[1] in FOLLOW_UPS:
-            sizes[cells[1]] = cells[6].rpartition("mem ")[2]
+    for line in done.stdout.splitlines():  # piped: plain lines, one per task, nothing cut
+        name = line.split()[0] if line.split() else ""
+        if name in FOLLOW_UPS and "mem " in line:
+            sizes[name] = line.rpartition("mem ")[2].split()[0]
     return seconds, sizes
 
 

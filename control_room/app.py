@@ -415,8 +415,15 @@ def create_app(
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     @app.get("/", response_class=HTMLResponse, tags=["page"])
-    def page(request: Request, token: str | None = None) -> Response:
-        """The page: input sizes, chosen sizes and costs per task, and the last decisions."""
+    def page(
+        request: Request,
+        token: str | None = None,
+        pipeline: str | None = None,
+        task: str | None = None,
+        run: str | None = None,
+    ) -> Response:
+        """The page: input sizes, chosen sizes and costs per task, and the last decisions; only
+        one pipeline, task or run when asked (``?pipeline=&task=&run=``)."""
         if accepted.enabled:
             presented = token or request.cookies.get(TOKEN_COOKIE, "")
             header = request.headers.get("authorization", "")
@@ -430,7 +437,9 @@ def create_app(
                 )
         from control_room.page import render_page
 
-        response = HTMLResponse(render_page(store, policy.catalog))
+        response = HTMLResponse(
+            render_page(store, policy.catalog, pipeline=pipeline or None, task=task or None, run=run or None)
+        )
         if token and accepted.enabled:
             response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
         return response

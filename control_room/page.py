@@ -39,17 +39,36 @@ def _capacity(catalog: Catalog, item: dict[str, Any]) -> int | None:
     return option.total_memory if option is not None else None
 
 
-def _cost(item: dict[str, Any]) -> float | None:
+def _cost(item: dict[str, Any], catalog: Catalog | None = None) -> float | None:
+    """The run's cost: as reported, else its size's catalog price over its observed duration
+    (local runs report no bill), else the decision's prediction."""
     observed = item.get("cost_usd")
-    return float(observed) if observed is not None else item.get("predicted_cost_usd")
+    if observed is not None:
+        return float(observed)
+    duration = item.get("duration_seconds")
+    if catalog is not None and duration is not None:
+        option = catalog.find(item["target"], item["instance_type"], item["instance_count"])
+        if option is not None:
+            return option.total_hourly * float(duration) / 3600
+    predicted = item.get("predicted_cost_usd")
+    return float(predicted) if predicted is not None else None
+
+
+def usd(value: float) -> str:
+    """Dollars people can read at any scale: ``$1.25``, ``$0.0042``, ``38.2 µ$`` for runs of seconds."""
+    if value >= 0.01 or value == 0:
+        return f"${value:,.2f}"
+    if value >= 0.0001:
+        return f"${value:.4f}"
+    return f"{value * 1e6:,.1f} µ$"
 
 
 def chart(pipeline: str, task: str, items: list[dict[str, Any]], catalog: Catalog) -> str:
     """One task's SVG: input bytes as bars (left axis), cost per run as a line (right axis)."""
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     max_input = max((i["input_bytes"] for i in items), default=0) or 1
-    costs = [c for c in (_cost(i) for i in items) if c is not None]
-    max_cost = max(costs, default=0.0) or 1.0
+    costs = [c for c in (_cost(i, catalog) for i in items) if c is not None]
+    max_cost = max(costs, default=0.0) or 1.0  # the axis is scaled to the costs shown
     step = plot_w / max(len(items), 1)
     bar_w = max(2.0, step * 0.6)
     parts = [
@@ -59,7 +78,8 @@ def chart(pipeline: str, task: str, items: list[dict[str, Any]], catalog: Catalo
         f'<line class="axis" x1="{LEFT}" y1="{TOP + plot_h}" x2="{LEFT + plot_w}" y2="{TOP + plot_h}"/>',
         f'<text class="label" x="{LEFT - 6}" y="{TOP + 10}" text-anchor="end">{_e(human_bytes(max_input))}</text>',
         f'<text class="label" x="{LEFT - 6}" y="{TOP + plot_h}" text-anchor="end">0</text>',
-        f'<text class="label" x="{LEFT + plot_w + 6}" y="{TOP + 10}">${max_cost:.2f}</text>',
+        f'<text class="label cost-axis-top" x="{LEFT + plot_w + 6}" y="{TOP + 10}" data-cost-usd="{max_cost:.10g}">'
+        f"{_e(usd(max_cost))}</text>",
         f'<text class="label" x="{LEFT + plot_w + 6}" y="{TOP + plot_h}">$0</text>',
     ]
     points: list[tuple[float, float]] = []
@@ -88,15 +108,15 @@ def chart(pipeline: str, task: str, items: list[dict[str, Any]], catalog: Catalo
                 f'<text class="label" x="{x + bar_w / 2:.1f}" y="{TOP + plot_h + 14}" text-anchor="middle">'
                 f"{_e(item['instance_type'])}</text>"
             )
-        cost = _cost(item)
+        cost = _cost(item, catalog)
         if cost is not None:
             cx = x + bar_w / 2
             cy = TOP + plot_h - plot_h * cost / max_cost
             points.append((cx, cy))
-            cost_title = f"run {item['run_id']}: {size}, ${cost:.4f}"
+            cost_title = f"run {item['run_id']}: {size}, {usd(cost)}"
             parts.append(
                 f'<circle class="cost-point" cx="{cx:.1f}" cy="{cy:.1f}" r="3.5" data-run-id="{_e(item["run_id"])}" '
-                f'data-cost-usd="{cost:.4f}" data-instance-type="{_e(item["instance_type"])}">'
+                f'data-cost-usd="{cost:.10g}" data-instance-type="{_e(item["instance_type"])}">'
                 f"<title>{_e(cost_title)}</title></circle>"
             )
     if len(points) > 1:
@@ -153,32 +173,69 @@ def _when(timestamp: float) -> str:
     return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%d %H:%M")
 
 
-def render_page(store: Store, catalog: Catalog, decisions_shown: int = 25) -> str:
-    """The whole page as HTML."""
-    series = store.task_series()
+def _filters(series_keys: list[tuple[str, str]], pipeline: str | None, task: str | None) -> str:
+    """A plain GET form (no script): choose a pipeline and a task; empty means all."""
+
+    def select(name: str, values: list[str], chosen: str | None) -> str:
+        options = [f'<option value=""{"" if chosen else " selected"}>all {name}s</option>']
+        for value in values:
+            mark = " selected" if value == chosen else ""
+            options.append(f'<option value="{_e(value)}"{mark}>{_e(value)}</option>')
+        return f'<label>{name} <select name="{name}">{"".join(options)}</select></label> '
+
+    pipelines = sorted({p for p, _ in series_keys})
+    tasks = sorted({t for p, t in series_keys if not pipeline or p == pipeline})
+    return (
+        '<form class="filters card" method="get" action="/">'
+        + select("pipeline", pipelines, pipeline)
+        + select("task", tasks, task)
+        + '<button type="submit">show</button> <a href="/">all</a></form>'
+    )
+
+
+def render_page(
+    store: Store,
+    catalog: Catalog,
+    decisions_shown: int = 25,
+    *,
+    pipeline: str | None = None,
+    task: str | None = None,
+    run: str | None = None,
+) -> str:
+    """The whole page as HTML, optionally only one pipeline, task or run (query parameters)."""
+    everything = store.task_series()
+    series = {
+        key: items
+        for key, items in everything.items()
+        if (not pipeline or key[0] == pipeline) and (not task or key[1] == task)
+    }
     sections: list[str] = []
-    for (pipeline, task), items in sorted(series.items()):
-        total = sum(c for c in (_cost(i) for i in items) if c is not None)
+    for (name, task_name), items in sorted(series.items()):
+        if run:
+            items = [i for i in items if i["run_id"] == run] or items
+        total = sum(c for c in (_cost(i, catalog) for i in items) if c is not None)
         sections.append(
-            f'<div class="card task" data-pipeline="{_e(pipeline)}" data-task="{_e(task)}">'
-            f"<h2>{_e(pipeline)} / {_e(task)}</h2>"
-            f'<div class="muted">{len(items)} sized runs, ${total:.2f} in total; last: '
+            f'<div class="card task" data-pipeline="{_e(name)}" data-task="{_e(task_name)}">'
+            f"<h2>{_e(name)} / {_e(task_name)}</h2>"
+            f'<div class="muted">{len(items)} sized run{"s" if len(items) != 1 else ""}, '
+            f'<span class="task-total" data-cost-usd="{total:.10g}">{usd(total)}</span> in total; last: '
             f"{_e(items[-1]['reason'])}</div>"
-            f"{chart(pipeline, task, items, catalog)}{size_chart(pipeline, task, items, catalog)}</div>"
+            f"{chart(name, task_name, items, catalog)}{size_chart(name, task_name, items, catalog)}</div>"
         )
     rows = []
-    for item in store.decisions(limit=decisions_shown):
+    for item in store.decisions(pipeline=pipeline, task=task, run_id=run, limit=decisions_shown):
         cost = item.get("predicted_cost_usd")
         size = (
             f"{item['instance_count']}x {item['instance_type']}"
             if item["instance_count"] > 1
             else item["instance_type"]
         )
+        link = f'<a class="run-link" href="/?run={_e(item["run_id"])}">{_e(item["run_id"])}</a>'
         rows.append(
             f'<tr class="decision" data-run-id="{_e(item["run_id"])}"><td>{_e(_when(item["decided_at"]))}</td>'
-            f"<td>{_e(item['pipeline'])}</td><td>{_e(item['task'])}</td><td>{_e(item['run_id'])}</td>"
+            f"<td>{_e(item['pipeline'])}</td><td>{_e(item['task'])}</td><td>{link}</td>"
             f"<td>{_e(human_bytes(item['input_bytes']))}</td><td><code>{_e(size)}</code></td>"
-            f"<td>{'' if cost is None else f'${cost:.4f}'}</td><td>{_e(item['source'])}</td>"
+            f"<td>{'' if cost is None else _e(usd(cost))}</td><td>{_e(item['source'])}</td>"
             f'<td class="reason">{_e(item["reason"])}</td></tr>'
         )
     body = "".join(sections) or '<p class="muted">No sized runs yet: run a pipeline with sizing="auto" tasks.</p>'
@@ -193,9 +250,11 @@ def render_page(store: Store, catalog: Catalog, decisions_shown: int = 25) -> st
         f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style></head><body>'
         "<h1>headrace control room</h1>"
         '<div class="legend muted"><span><i class="swatch" style="background:#93c5fd"></i>input size</span>'
-        '<span><i class="swatch" style="background:#b45309"></i>cost per run (observed, else predicted)</span>'
+        '<span><i class="swatch" style="background:#b45309"></i>cost per run (billed, else the size&#39;s price over the observed duration, else predicted)</span>'
         '<span><i class="swatch" style="background:#dc2626"></i>ran out of memory</span>'
         '<span><i class="swatch" style="background:#a7f3d0"></i>memory chosen</span>'
         '<span><i class="swatch" style="background:#065f46"></i>peak memory used</span></div>'
-        f'{body}<h2>Last decisions</h2><div class="card">{table}</div></body></html>'
+        f"{_filters(sorted(everything), pipeline, task)}"
+        + (f'<p class="muted">run <code>{_e(run)}</code> only. <a href="/">all runs</a></p>' if run else "")
+        + f'{body}<h2>Last decisions</h2><div class="card">{table}</div></body></html>'
     )

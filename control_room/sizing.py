@@ -241,7 +241,9 @@ class Policy:
                 else f"{model.runs} of the {self.rules.min_history} runs of {where} needed to learn"
             )
             basis = (
-                f"declared {request.bytes_per_row:g} bytes/row x {request.input_rows:,} rows = {human_memory(peak)} "
+                f"declared {request.bytes_per_row:g} bytes/row x {request.input_rows:,} rows = "
+                f"{human_memory(peak - self.rules.process_overhead_bytes)} + "
+                f"{human_memory(self.rules.process_overhead_bytes)} process overhead = {human_memory(peak)} "
                 f"({learned_from})"
             )
             return Prediction(peak, basis, "policy")

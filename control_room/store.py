@@ -707,7 +707,12 @@ class Store:
         with self.engine.connect() as conn:
             rows = conn.execute(select(decisions).order_by(decisions.c.decided_at, decisions.c.id)).all()
             outcomes = {
-                (r.pipeline, r.run_id, r.task, r.attempt): (r.outcome, r.cost_usd, r.peak_memory_bytes)
+                (r.pipeline, r.run_id, r.task, r.attempt): (
+                    r.outcome,
+                    r.cost_usd,
+                    r.peak_memory_bytes,
+                    r.duration_seconds,
+                )
                 for r in conn.execute(
                     select(
                         observations.c.pipeline,
@@ -717,6 +722,7 @@ class Store:
                         observations.c.outcome,
                         observations.c.cost_usd,
                         observations.c.peak_memory_bytes,
+                        observations.c.duration_seconds,
                     )
                 )
             }
@@ -727,6 +733,7 @@ class Store:
             item["outcome"] = outcome[0] if outcome else None
             item["cost_usd"] = outcome[1] if outcome else None
             item["peak_memory_bytes"] = outcome[2] if outcome else None
+            item["duration_seconds"] = outcome[3] if outcome else None
             series.setdefault((row.pipeline, row.task), []).append(item)
         return {key: items[-limit_per_task:] for key, items in series.items()}
 

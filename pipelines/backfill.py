@@ -211,11 +211,25 @@ class ArgoExecutor:
 
 
 class LocalExecutor:
-    """Runs each date on this machine (one after another per worker); skips dates recorded as succeeded."""
+    """Runs each date on this machine (one after another per worker); skips dates recorded as succeeded.
+
+    Every run reports to ``control_room`` (the one ``headrace run`` would use), so auto-sized
+    tasks are sized by it, day after day, and it learns from each day as it would from a
+    daily schedule. ``on_start`` is called with each run date as its run begins (progress).
+    """
 
     skip_reason = "a local run for this date succeeded"
 
-    def __init__(self, pipeline: Pipeline, spec: str, settings: Any, params: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        spec: str,
+        settings: Any,
+        params: dict[str, str] | None = None,
+        *,
+        control_room: Any = None,
+        on_start: Callable[[PlannedRun], None] | None = None,
+    ) -> None:
         from pipelines.runs import RunStore
 
         self.pipeline = pipeline
@@ -223,6 +237,8 @@ class LocalExecutor:
         self.settings = settings
         self.params = dict(params or {})
         self.store = RunStore.for_settings(settings)
+        self.control_room = control_room
+        self.on_start = on_start
 
     def done(self, run: PlannedRun) -> str | None:
         found = self.store.list_runs(pipeline=self.pipeline.name, run_date=run.run_date, status="succeeded")
@@ -231,12 +247,15 @@ class LocalExecutor:
     def start(self, run: PlannedRun) -> BackfillResult:
         from pipelines.local import run_pipeline
 
+        if self.on_start is not None:
+            self.on_start(run)
         summary = run_pipeline(
             self.pipeline,
             spec=self.spec,
             params={**self.params, "run_date": run.run_date},
             settings=self.settings,
             live=False,
+            control_room=self.control_room,
         )
         status: Status = "succeeded" if summary.succeeded else "failed"
         return BackfillResult(run.run_date, status, summary.run_id, "" if summary.succeeded else summary.status)

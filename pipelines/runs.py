@@ -267,6 +267,13 @@ class RunStore:
                 [(run_id, t) for t in tasks],
             )
 
+    def delete_run(self, run_id: str) -> None:
+        """Forget a run: its record, tasks, attempts and outputs (the files are the caller's)."""
+        with self._write() as db:
+            for table in ("outputs", "attempts", "tasks"):
+                db.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))
+            db.execute("DELETE FROM runs WHERE id=?", (run_id,))
+
     def finish_run(self, run_id: str, status: str) -> None:
         with self._write() as db:
             db.execute("UPDATE runs SET status=?, finished=? WHERE id=?", (status, time.time(), run_id))

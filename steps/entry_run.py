@@ -67,8 +67,25 @@ def apply_local_limits() -> None:
             os._exit(137)
 
 
+def log_to_stderr() -> None:
+    """Send the step's ``ctx.log`` lines (``headrace.*`` loggers, INFO and up) to stderr, which is
+    the task's log: the pod's container log, the local attempt's log file. Without a handler,
+    Python drops INFO lines, and with them a training job's streamed output
+    (``validation:accuracy=...``) and a step's own ``ctx.log.info``."""
+    import logging
+
+    logger = logging.getLogger("headrace")
+    if logger.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def main(args: argparse.Namespace) -> int:
     apply_local_limits()
+    log_to_stderr()
     outputs_dir = Path(args.outputs_dir) if args.outputs_dir else None
     reporter = None
     try:

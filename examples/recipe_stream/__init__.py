@@ -35,8 +35,10 @@ from . import scoring, summary, tasks
 
 SQL = Path(__file__).resolve().parent / "sql"
 
-#: Memory one item takes in a follow-up task (each holds the recipe's card, photo and lists):
-#: what the control room sizes from before it has history.
+#: Memory one item is guessed to take in a follow-up task (each holds the recipe's card, photo
+#: and lists): what the control room sizes from before it has history. A guess, deliberately 4x
+#: the 64 KiB a card really takes (``tasks.CARD_BYTES``): the control room's learned sizes, from
+#: the fourth run on, follow the peaks the tasks really reach.
 FOLLOW_UP_BYTES_PER_ROW = 256 * 1024
 
 

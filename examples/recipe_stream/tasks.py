@@ -7,10 +7,12 @@ the few functions a team writes around them. Each takes the task's
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from steps.artifacts import ArtifactStore
 from steps.context import StepContext
 from steps.contract import ArtifactRef
 from steps.errors import NotFoundError, UserError
@@ -62,8 +64,33 @@ def sample_data(ctx: StepContext, rows: int, seed: int) -> dict[str, Any]:
     return {"written": True, "profile": ctx.profile, "root": str(root), "tables": tables}
 
 
+#: How far back a run looks for a model trained on or before its date: a weekly retrain leaves
+#: six days between models; past this a run trains its own.
+MODEL_LOOKBACK_DAYS = 35
+
+
 def _latest_model_key(ctx: StepContext) -> str:
+    """The most recently trained model, for people to find; no run reads it (see :func:`model_as_of`)."""
     return f"{ctx.pipeline}/models/latest.json"
+
+
+def model_key(pipeline: str, day: dt.date) -> str:
+    """Where the reference of the model trained by the run for ``day`` is kept."""
+    return f"{pipeline}/models/by-date/{day.isoformat()}.json"
+
+
+def model_as_of(store: ArtifactStore, pipeline: str, day: dt.date) -> tuple[dt.date, str] | None:
+    """The newest model trained for a date on or before ``day`` (its date and reference URI).
+
+    Point in time: a run for ``day`` (a backfill too) never sees a model trained on later data,
+    however recently that model was made.
+    """
+    for back in range(MODEL_LOOKBACK_DAYS + 1):
+        trained_for = day - dt.timedelta(days=back)
+        uri = store.uri_for(model_key(pipeline, trained_for))
+        if store.exists(uri):
+            return trained_for, uri
+    return None
 
 
 def train_due(retrain: str, train_weekday: str, weekday: str, have_model: bool) -> tuple[bool, str]:
@@ -76,8 +103,11 @@ def train_due(retrain: str, train_weekday: str, weekday: str, have_model: bool) 
         return True, "retrain=always"
     if not have_model:
         if retrain == "never":
-            raise NotFoundError("parameter retrain=never, but no model was trained yet; run once with retrain=always")
-        return True, "no model trained yet"
+            raise NotFoundError(
+                "parameter retrain=never, but no model was trained for this run date or before; "
+                "run once with retrain=always"
+            )
+        return True, "no model trained for this run date or before"
     if retrain == "weekly" and weekday == train_weekday.lower():
         return True, f"weekly retrain on {weekday}"
     return False, f"reusing the latest model (retrain={retrain}, trains on {train_weekday.lower()}s)"
@@ -87,19 +117,22 @@ def train_model(ctx: StepContext, data: Artifact, retrain: str, train_weekday: s
     """Train the outcome classifier on SageMaker once a week; other days reuse the latest model.
 
     Training is the expensive step and the catalogue's features move slowly, so a daily retrain
-    buys little. The latest model's reference is kept under ``<pipeline>/models/latest.json`` in
-    the artifact store, on both profiles.
+    buys little. Each trained model's reference is kept under
+    ``<pipeline>/models/by-date/<run_date>.json`` in the artifact store, on both profiles; a run
+    reuses the newest one trained for its own date or earlier (:func:`model_as_of`).
     """
     from steps import sagemaker  # the hand-off module; imported only by the task that trains
 
     store = ctx.store
-    latest = store.uri_for(_latest_model_key(ctx))
-    have_model = store.exists(latest)
-    due, why = train_due(retrain, train_weekday, ctx.run_date.strftime("%A").lower(), have_model)
+    found = model_as_of(store, ctx.pipeline, ctx.run_date)
+    due, why = train_due(retrain, train_weekday, ctx.run_date.strftime("%A").lower(), found is not None)
     ctx.record(trained=due, train_decision=why)
     if not due:
-        ctx.log.info("%s", why)
-        return ArtifactRef.from_dict(json.loads(store.read_bytes(latest)))
+        assert found is not None
+        trained_for, uri = found
+        ctx.record(model_trained_for=trained_for.isoformat())
+        ctx.log.info("%s: the model trained for %s", why, trained_for)
+        return ArtifactRef.from_dict(json.loads(store.read_bytes(uri)))
     model = sagemaker.train(
         ctx,
         entry_point="train.py",
@@ -111,15 +144,39 @@ def train_model(ctx: StepContext, data: Artifact, retrain: str, train_weekday: s
         hyperparameters={"max_iter": 15, "label": "outcome", "seed": 7},
         max_runtime="30m",
     )
-    store.put_bytes(json.dumps(model.to_dict(), sort_keys=True).encode(), _latest_model_key(ctx), format="json")
+    pointer = json.dumps(model.to_dict(), sort_keys=True).encode()
+    store.put_bytes(pointer, model_key(ctx.pipeline, ctx.run_date), format="json")
+    store.put_bytes(pointer, _latest_model_key(ctx), format="json")
+    ctx.record(model_trained_for=ctx.run_date.isoformat())
     return model
+
+
+#: Each item's card (a 128 x 128 RGBA thumbnail with its title and lists drawn in) is rendered in
+#: memory before the work list is written: 64 KiB a row, the memory a follow-up really needs per
+#: item. The pipeline declares 4x that (``FOLLOW_UP_BYTES_PER_ROW``), as a first guess would.
+CARD_SHAPE = (128, 128, 4)
+CARD_BYTES = CARD_SHAPE[0] * CARD_SHAPE[1] * CARD_SHAPE[2]
+
+
+def render_cards(recipe_ids: Any, confidence: Any) -> Any:
+    """Every item's card as one ``(rows, 128, 128, 4)`` uint8 array, all of it written (so it is
+    resident memory, as a real renderer's output is), and a checksum per card."""
+    import numpy as np
+
+    ids = np.asarray(recipe_ids, dtype=np.int64)
+    cards = np.empty((len(ids), *CARD_SHAPE), dtype=np.uint8)
+    cards[...] = (ids % 251).astype(np.uint8)[:, None, None, None]
+    cards[:, :, :, 3] = (np.asarray(confidence, dtype=np.float64) * 255).astype(np.uint8)[:, None, None]
+    checksums = cards.reshape(len(ids), -1).sum(axis=1, dtype=np.uint64)
+    return checksums
 
 
 def follow_up(ctx: StepContext, items: pd.DataFrame, outcome: str) -> dict[str, Any]:
     """Turn one class's items into that class's work list, at the size the control room chose.
 
-    ``items`` is the class's share of today's catalogue, so its size (and this task's memory)
-    follows the day's class mix. The report says what was done, on what size and why; the
+    ``items`` is the class's share of today's catalogue, and every item's card is rendered in
+    memory (:data:`CARD_BYTES` each), so this task's peak memory follows the day's class mix:
+    what the control room learns. The report says what was done, on what size and why; the
     summary task reads it.
     """
     action = FOLLOW_UPS.get(outcome)
@@ -136,6 +193,7 @@ def follow_up(ctx: StepContext, items: pd.DataFrame, outcome: str) -> dict[str, 
             "action": action,
             "priority": range(1, len(ordered) + 1),
             "confidence": ordered["confidence"].to_numpy(),
+            "card_checksum": render_cards(ordered["recipe_id"].to_numpy(), ordered["confidence"].to_numpy()),
         }
     )
     ctx.progress(len(actions), max(len(actions), 1), f"{len(actions):,} {action}")

@@ -301,13 +301,9 @@ def register(app: typer.Typer) -> None:
         pipeline.resolve_params(params)
         settings = settings_from()
         if local:
-            from pipelines.backfill import LocalExecutor
+            from pipelines.cli.local_backfill import run_local_backfill
 
-            executor = LocalExecutor(pipeline, spec, settings, params)
-            try:
-                _run_backfill(pipeline.name, runs, executor, parallel)
-            finally:
-                executor.close()
+            run_local_backfill(pipeline, spec, runs, settings, params, parallel)
             return
         from pipelines.argo.submit import compile_workflow
         from pipelines.backfill import ArgoExecutor

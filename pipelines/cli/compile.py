@@ -14,6 +14,7 @@ import typer
 
 from pipelines.cli.common import console, err_console, guard, load_pipeline, settings_from
 from pipelines.graph import Pipeline, PipelineInvalid
+from pipelines.plain import plural
 from steps.errors import EXIT_USAGE
 
 SPEC: Any = typer.Argument(..., help="MODULE:PIPELINE, e.g. examples/recipe_stream:pipeline")
@@ -71,6 +72,6 @@ def register(app: typer.Typer) -> None:
         sized = sum(1 for task in pipeline.tasks.values() if task.sizing == "auto")
         schedule = ", ".join(pipeline.schedule.crons) if pipeline.schedule else "no schedule"
         console.print(
-            f"pipeline {pipeline.name} is valid: {len(pipeline.tasks)} tasks ({sized} sized), {schedule}",
+            f"pipeline {pipeline.name} is valid: {plural(len(pipeline.tasks), 'task')} ({sized} sized), {schedule}",
             highlight=False,
         )

@@ -73,9 +73,13 @@ def _close(room: ControlRoom | None, notifier: Any = None) -> None:
 
 
 def _exit_for(summary: RunSummary) -> None:
-    from pipelines.local.view import render_summary
+    from pipelines.local.view import plain_summary, render_summary
 
-    console.print(render_summary(summary))
+    if console.is_terminal:
+        console.print(render_summary(summary))
+    else:  # a pipe or a log: plain lines, nothing cut
+        console.file.write("\n".join(plain_summary(summary)) + "\n")
+        console.file.flush()
     if summary.status == "cancelled":
         raise typer.Exit(EXIT_CANCELLED)
     if summary.status != "succeeded":
@@ -100,8 +104,11 @@ def _load_recorded(record: RunRecord) -> Any:
 
 
 def register(app: typer.Typer) -> None:
-    runs_app = typer.Typer(help="Local run records: list and inspect runs.", no_args_is_help=True)
+    from pipelines.cli import runs_tools
+
+    runs_app = typer.Typer(help="Local run records: list, inspect, compare and remove runs.", no_args_is_help=True)
     app.add_typer(runs_app, name="runs")
+    runs_tools.add_to(runs_app)
 
     @app.command("run")
     @guard
@@ -161,6 +168,13 @@ def register(app: typer.Typer) -> None:
             fail(f"run {run_id}: not found; list runs with `headrace runs list`")
         if record.runner_alive:
             fail(f"run {run_id}: still running (runner pid {record.pid}); wait for it or stop it before resuming")
+        if record.status == "succeeded":
+            console.print(
+                f"run {run_id}: succeeded already, nothing to resume (a new run: headrace run {record.spec})",
+                highlight=False,
+                soft_wrap=True,
+            )
+            return
         pipeline = _load_recorded(record)
         notifier = _notifier(settings, pipeline)
         room = _control_room(settings, notifier)
@@ -223,8 +237,11 @@ def register(app: typer.Typer) -> None:
 
     @runs_app.command("show")
     @guard
-    def runs_show(run_id: str = typer.Argument(..., help="A run id from `headrace runs list`.")) -> None:
-        """One run: parameters, tasks, every attempt with its reason, outputs with sizes."""
+    def runs_show(
+        run_id: str = typer.Argument(..., help="A run id from `headrace runs list`."),
+        output: str | None = runs_tools.output_option(),
+    ) -> None:
+        """One run: parameters, tasks, every attempt with its reason, outputs with sizes; or one output."""
         from rich.table import Table
 
         from pipelines.local.view import human_bytes
@@ -234,6 +251,9 @@ def register(app: typer.Typer) -> None:
             record = store.get_run(run_id)
             if record is None:
                 fail(f"run {run_id}: not found; list runs with `headrace runs list`")
+            if output is not None:
+                runs_tools.show_output(store, run_id, output)
+                return
             tasks = store.tasks(run_id)
             attempts = store.attempts(run_id)
             outputs = store.outputs(run_id)
@@ -269,6 +289,12 @@ def register(app: typer.Typer) -> None:
             if t.task not in seen:
                 table.add_row(t.task, "", t.status, "", "", "", "", t.reason, "")
         console.print(table)
+        reasons = [a for a in attempts if a.sizing and a.sizing.get("reason")]
+        if reasons:
+            console.print("sizes chosen by the control room:", highlight=False)
+            for a in reasons:
+                assert a.sizing is not None
+                console.print(f"  {a.task} try {a.attempt}: {a.sizing['reason']}", highlight=False, soft_wrap=True)
         if outputs:
             out_table = Table(title="outputs", title_justify="left")
             for column in ("task", "output", "bytes", "rows", "format", "uri"):
@@ -285,8 +311,9 @@ def register(app: typer.Typer) -> None:
         run_id: str = typer.Argument(..., help="A local run id, or an Argo workflow name."),
         task: str | None = typer.Argument(None, help="Only this task (default: every task)."),
         follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing while the run goes on."),
+        attempt: int | None = typer.Option(None, "--attempt", help="This attempt's log (default: the latest)."),
     ) -> None:
-        """Print the logs of a run's tasks (latest attempt of each), local or on Argo."""
+        """Print the logs of a run's tasks (latest attempt of each, or --attempt N), local or on Argo."""
         settings = settings_from()
         store = _store(settings)
         try:
@@ -295,7 +322,7 @@ def register(app: typer.Typer) -> None:
                 store.close()
                 _argo_logs(run_id, task, follow, settings)
                 return
-            _print_logs(store, record, task, follow)
+            _print_logs(store, record, task, follow, attempt)
         finally:
             store.close()
 
@@ -310,19 +337,28 @@ def _argo_logs(run_id: str, task: str | None, follow: bool, settings: Settings) 
         sys.stdout.flush()
 
 
-def _latest_logs(store: RunStore, run_id: str, task: str | None) -> dict[str, str]:
+def _latest_logs(store: RunStore, run_id: str, task: str | None, number: int | None = None) -> dict[str, str]:
+    """Each task's log: of attempt ``number`` when given, else of its latest attempt."""
     latest: dict[str, str] = {}
     for attempt in store.attempts(run_id, task):
-        latest[attempt.task] = attempt.log_path
+        if number is None or attempt.attempt == number:
+            latest[attempt.task] = attempt.log_path
     return latest
 
 
-def _print_logs(store: RunStore, record: RunRecord, task: str | None, follow: bool) -> None:
+def _print_logs(store: RunStore, record: RunRecord, task: str | None, follow: bool, number: int | None = None) -> None:
     if task is not None and task not in {t.task for t in store.tasks(record.id)}:
         fail(f"run {record.id}: no task {task!r}; tasks are {', '.join(t.task for t in store.tasks(record.id))}")
+    if number is not None:
+        tried = sorted({a.attempt for a in store.attempts(record.id, task)})
+        if number not in tried:
+            where = f"run {record.id}" + (f", task {task}," if task else "")
+            fail(
+                f"--attempt {number}: {where} has no attempt {number}; its attempts are {', '.join(map(str, tried)) or 'none yet'}"
+            )
     positions: dict[str, int] = {}
     while True:
-        latest = _latest_logs(store, record.id, task)
+        latest = _latest_logs(store, record.id, task, number)
         for name, path in latest.items():
             key = f"{name}:{path}"
             try:

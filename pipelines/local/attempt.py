@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipelines.local.capture import capture_into
 from pipelines.local.forkserver import ForkServer, ForkServerError
 from steps.contract import ArtifactRef, Outcome, SizingDecision
 from steps.entry_run import LOCAL_ADDRESS_SPACE, LOCAL_RUNNER_PID
@@ -351,17 +352,18 @@ class InProcessAttempt(Attempt):
         spec = self.spec
         self._log(f"[headrace] {spec.task} attempt {spec.attempt} (in-process)")
         try:
-            result = run_task(
-                pipeline,
-                spec.task,
-                run_id=spec.run_id,
-                settings=settings,
-                attempt=spec.attempt,
-                params=spec.params,
-                inputs=spec.inputs,
-                sizing=spec.sizing,
-                progress=self._report,
-            )
+            with capture_into(spec.log_path):
+                result = run_task(
+                    pipeline,
+                    spec.task,
+                    run_id=spec.run_id,
+                    settings=settings,
+                    attempt=spec.attempt,
+                    params=spec.params,
+                    inputs=spec.inputs,
+                    sizing=spec.sizing,
+                    progress=self._report,
+                )
         except HeadraceError as error:
             self._log(f"error: {error}")
             failure = str(error).splitlines()[0] if str(error) else type(error).__name__

@@ -137,6 +137,13 @@ def child_environment(settings: Settings) -> dict[str, str]:
     for item in dataclasses.fields(settings):
         env[f"HEADRACE_{item.name.upper()}"] = str(getattr(settings, item.name))
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # A local memory limit is an address-space limit (see pipelines.local.attempt). pyarrow's
+    # default allocator reserves about 1 GiB of address space on the first Parquet read and
+    # glibc one arena per thread, which made a task using 140 MiB fail a 1Gi limit; with the
+    # system allocator and two arenas the reservation stays near 400 MiB, which the limit's
+    # headroom covers, so a local OOM means the task really used too much.
+    env.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+    env.setdefault("MALLOC_ARENA_MAX", "2")
     return env
 
 

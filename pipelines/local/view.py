@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pipelines.local.runner import RunSummary, TaskSummary
+from pipelines.plain import plain_lines, plural
 
 STYLES = {
     "pending": "dim",
@@ -61,7 +62,7 @@ def _out(task: TaskSummary) -> str:
         return ""
     rows = task.output_rows
     text = human_bytes(task.output_bytes)
-    return f"{rows:,} rows, {text}" if rows is not None else text
+    return f"{plural(rows, 'row')}, {text}" if rows is not None else text
 
 
 def _progress(task: TaskSummary) -> RenderableType:
@@ -171,6 +172,37 @@ def render_summary(summary: RunSummary) -> RenderableType:
     if status in ("failed", "cancelled"):
         parts.append(Text(f"resume with: headrace resume {summary.run_id}", style="dim"))
     return Group(*parts)
+
+
+TABLE_COLUMNS = ("task", "state", "time", "tries", "out", "size")
+
+
+def plain_summary(summary: RunSummary) -> list[str]:
+    """:func:`render_summary` as plain lines for a pipe or a log: no boxes, no colour, every cell
+    whole (a log line is searched, not looked at)."""
+    rows = []
+    for task in summary.tasks.values():
+        state = task.status + (" (reused)" if task.reused else "")
+        rows.append([task.name, state, _duration(task.elapsed), str(task.attempts or ""), _out(task), _size(task)])
+    lines = [f"{summary.pipeline} {summary.run_id} {summary.status}", *plain_lines(TABLE_COLUMNS, rows)]
+    lines += [
+        str(t.records["summary"]).rstrip()
+        for t in summary.tasks.values()
+        if t.status == "succeeded" and t.records.get("summary")
+    ]
+    for part in _sizing_lines(summary):
+        lines.append(part.plain if isinstance(part, Text) else str(part))
+    if summary.outputs_root and any(t.outputs for t in summary.tasks.values()):
+        lines.append(f"outputs: {summary.outputs_root}")
+    for task in summary.failed_tasks:
+        lines.append(f"task {task.name} failed: {task.reason}")
+        if task.log_path:
+            lines.append(f"log: {task.log_path}")
+        lines += ["  " + line for line in task.log_tail]
+    lines.append(f"run {summary.run_id} {summary.status} in {_duration(summary.duration)}")
+    if summary.status in ("failed", "cancelled"):
+        lines.append(f"resume with: headrace resume {summary.run_id}")
+    return lines
 
 
 @contextmanager

@@ -131,3 +131,85 @@ def test_the_page_without_a_token_asks_to_sign_in(served: Served, tmp_path: Path
     page = browse(served.url + "/", tmp_path / "profile", "--dump-dom")
     assert "Sign in: open this page once as" in page.stdout
     assert "task-chart" not in page.stdout
+
+
+def _pod_hourly(cpu: float, gib: float) -> float:
+    """A pod's price from the shipped catalog's own per-vCPU and per-GiB rates (read from its YAML)."""
+    import yaml
+
+    from control_room.catalog import DEFAULT_CATALOG
+
+    pod = yaml.safe_load(Path(DEFAULT_CATALOG).read_text())["pod"]
+    return cpu * float(pod["vcpu_hourly_usd"]) + gib * float(pod["gib_hourly_usd"])
+
+
+def test_the_page_prices_unbilled_runs_filters_by_pipeline_and_task_and_links_each_decision_to_its_run(
+    served: Served, tmp_path: Path
+) -> None:
+    # Local and backfilled runs report durations but no bill: the page prices them itself.
+    runs = {"nightly": ["n-1", "n-2", "n-3"], "hourly": ["h-1"]}
+    hourly: dict[str, float] = {}
+    for pipeline, run_ids in runs.items():
+        for index, run_id in enumerate(run_ids, start=1):
+            decision = post(
+                served.url,
+                "/v1/sizing",
+                {
+                    "pipeline": pipeline,
+                    "task": "cards",
+                    "run_id": run_id,
+                    "input_bytes": 1000 * index,
+                    "input_rows": 1000 * index,
+                    "bytes_per_row": 65536,
+                },
+            )
+            post(
+                served.url,
+                "/v1/observations",
+                {
+                    "pipeline": pipeline,
+                    "task": "cards",
+                    "run_id": run_id,
+                    "attempt": 1,
+                    "outcome": "succeeded",
+                    "input_bytes": 1000 * index,
+                    "instance_type": decision["instance_type"],
+                    "cpu": decision["cpu"],
+                    "memory": decision["memory"],
+                    "duration_seconds": 2.0 * index,
+                    "peak_memory_bytes": 200 * 2**20,
+                },
+            )
+            cpu, memory = decision["cpu"], decision["memory"]
+            vcpu = float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+            gib = float(memory[:-2]) / 1024 if memory.endswith("Mi") else float(memory[:-2])
+            hourly[run_id] = _pod_hourly(vcpu, gib)
+
+    dom = browse(f"{served.url}/?token={TOKEN}&pipeline=nightly&task=cards", tmp_path / "p1", "--dump-dom").stdout
+    assert re.findall(r'<svg class="task-chart" data-pipeline="([^"]+)"', dom) == ["nightly"]
+    costs = re.findall(r'<circle class="cost-point"[^>]*data-run-id="([^"]+)" data-cost-usd="([0-9.e-]+)"', dom)
+    assert [run for run, _ in costs] == ["n-1", "n-2", "n-3"]
+    expected = [hourly[run] * seconds / 3600 for run, seconds in (("n-1", 2.0), ("n-2", 4.0), ("n-3", 6.0))]
+    assert [float(cost) for _, cost in costs] == pytest.approx(expected, rel=1e-6)
+    top = re.search(r'class="label cost-axis-top"[^>]*data-cost-usd="([0-9.e-]+)">([^<]+)<', dom)
+    assert top is not None and float(top.group(1)) == pytest.approx(max(expected), rel=1e-6)
+    assert top.group(2).endswith("µ$"), "a cost axis scaled to the data, not to $1.00"
+    assert '<option value="nightly" selected="">nightly</option>' in dom
+    links = re.findall(r'<a class="run-link" href="/\?run=([^"]+)">', dom)
+    assert links == ["n-3", "n-2", "n-1"]
+    assert len(re.findall(r'<td class="reason">', dom)) == 3
+
+    dom = browse(f"{served.url}/?token={TOKEN}&run=h-1", tmp_path / "p2", "--dump-dom").stdout
+    rows = re.findall(r'<tr class="decision" data-run-id="([^"]+)">.*?<td class="reason">([^<]+)</td>', dom)
+    assert [run for run, _ in rows] == ["h-1"]
+    assert "declared 65536 bytes/row x 1,000 rows" in rows[0][1]
+
+    screenshot = tmp_path / "filtered.png"
+    shot = browse(
+        f"{served.url}/?token={TOKEN}&pipeline=nightly",
+        tmp_path / "p3",
+        f"--screenshot={screenshot}",
+        "--window-size=1280,900",
+    )
+    assert shot.returncode == 0 and screenshot.read_bytes().startswith(b"\x89PNG")
+    shutil.copy(screenshot, Path("/tmp") / "headrace-control-room-filtered.png")

@@ -84,6 +84,13 @@ def test_declared_bytes_per_row_sizes_the_first_run(policy: Policy) -> None:
     assert "declared 1000 bytes/row x 10,000,000 rows" in decision.reason
 
 
+def test_the_declared_reason_says_the_process_overhead_its_sum_adds_up(policy: Policy) -> None:
+    request = SizingRequest("recipes", "report", "r1", input_bytes=40_000, input_rows=4_000, bytes_per_row=512)
+    decision = policy.decide(request)
+    # 512 x 4,000 = 2,048,000 B (2 MiB), plus 256 MiB of process overhead: 258 MiB
+    assert "declared 512 bytes/row x 4,000 rows = 2 MiB + 256 MiB process overhead = 258 MiB" in decision.reason
+
+
 def test_learned_policy_picks_the_cheapest_size_that_fits_with_headroom(policy: Policy, catalog: Catalog) -> None:
     history = linear_history()
     request = SizingRequest("recipes", "train", "r9", target=SizingTarget.SAGEMAKER, input_bytes=4_200_000_000)

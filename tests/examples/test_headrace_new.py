@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -87,3 +88,17 @@ def test_an_existing_package_is_not_overwritten_without_force(tmp_path: Path, mo
     assert (tmp_path / "daily_churn" / "tasks.py").read_text() == "# mine\n"
     assert runner.invoke(app, ["new", "daily-churn", "--force"]).exit_code == 0
     assert "def extract" in (tmp_path / "daily_churn" / "tasks.py").read_text()
+
+
+def test_scaffold_readme_says_what_each_compile_kind_emits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    assert runner.invoke(app, ["new", "daily-churn"]).exit_code == 0
+    readme = (tmp_path / "daily_churn" / "README.md").read_text()
+    for line in readme.splitlines():
+        if line.startswith("headrace compile"):
+            command, _, claim = line.partition("#")
+            emitted = runner.invoke(app, command.split()[1:])
+            assert emitted.exit_code == 0, emitted.output
+            kind = yaml.safe_load(emitted.stdout)["kind"]
+            assert re.search(rf"\b{kind}\b", claim), f"{command.strip()} emits a {kind}, the README says: {claim.strip()}"

@@ -166,13 +166,15 @@ def test_the_readme_command_runs_the_pipeline_and_prints_every_task_and_size(tmp
     done = subprocess.run(
         [sys.executable, "-c", "from pipelines.cli import main; main()", "run", SPEC, "-p", "run_date=2026-12-01"],
         cwd=root,
-        env={**os.environ, "HEADRACE_STATE_DIR": str(tmp_path / ".headrace"), "COLUMNS": "200"},
+        env={**os.environ, "HEADRACE_STATE_DIR": str(tmp_path / ".headrace")},
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    rows = {line.split("│")[1].strip(): line for line in done.stdout.splitlines() if line.count("│") > 6}
+    # Piped, the output is plain lines with nothing cut: no box drawing, no ellipsis, URIs whole.
+    assert "│" not in done.stdout and "…" not in done.stdout
+    rows = {line.split()[0]: line for line in done.stdout.splitlines() if line.split()[:1] and "  " in line}
     assert set(rows) >= set(pipeline.tasks)
     for name in pipeline.tasks:
         assert "succeeded" in rows[name], rows[name]
@@ -180,4 +182,6 @@ def test_the_readme_command_runs_the_pipeline_and_prints_every_task_and_size(tmp
     memory = [rows[action].partition("mem ")[2].split()[0] for action in FOLLOW_UPS.values()]
     assert len(set(memory)) == 3, memory
     assert "recipe-stream" in done.stdout and "succeeded in" in done.stdout
+    outputs = [line for line in done.stdout.splitlines() if line.strip().startswith("-> file://")]
+    assert len(outputs) == 3 and all(line.strip().endswith("/actions.parquet") for line in outputs), outputs
     assert (tmp_path / ".headrace" / "tables" / "recipes" / "items" / "2026-12-01.parquet").is_file()

@@ -133,3 +133,68 @@ def test_summary_prints_when_no_slack_is_configured(tmp_path: Path, capsys: pyte
     assert result["classes"] == {"skip": {"rows": 2, "size": {"reason": "small"}, "output": "file:///r"}}
     assert capsys.readouterr().out.startswith("recipe-stream 2026-12-01: 2 items scored")
     assert ctx.records["summary"] == result["text"]
+
+
+_PEAK_OF_A_FOLLOW_UP = """
+import resource, sys
+from pathlib import Path
+import pandas as pd
+from tests.examples.test_recipe_stream_tasks import _context
+from examples.recipe_stream import tasks
+rows = int(sys.argv[1])
+items = pd.DataFrame({"recipe_id": range(1, rows + 1), "confidence": [0.5] * rows, "predicted_class": ["cook"] * rows})
+tasks.follow_up(_context(Path(sys.argv[2]), "shopping-lists"), items, "cook")
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+
+
+def test_a_follow_up_really_uses_memory_in_proportion_to_its_rows(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    def peak(rows: int) -> int:
+        done = subprocess.run(
+            [sys.executable, "-c", _PEAK_OF_A_FOLLOW_UP, str(rows), str(tmp_path / str(rows))],
+            cwd=Path(__file__).parents[2],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return int(done.stdout.split()[-1])
+
+    small, large = peak(1_000), peak(5_000)
+    # 4,000 more rows, a 64 KiB card each: about 250 MiB more at the peak, measured by the kernel.
+    grown = large - small
+    assert 0.85 * 4_000 * tasks.CARD_BYTES <= grown <= 1.3 * 4_000 * tasks.CARD_BYTES, grown
+
+
+def _trained(ctx: StepContext, day: dt.date, uri: str) -> None:
+    ref = {"uri": uri, "bytes": 1, "rows": None, "format": "model", "sha256": ""}
+    ctx.store.put_bytes(json.dumps(ref).encode(), tasks.model_key(ctx.pipeline, day), format="json")
+
+
+def test_a_run_reuses_the_newest_model_trained_on_or_before_its_date_never_a_later_one(tmp_path: Path) -> None:
+    ctx = _context(tmp_path, "train")
+    _trained(ctx, dt.date(2026, 11, 16), "file:///models/2026-11-16/model.tar.gz")
+    _trained(ctx, dt.date(2026, 12, 2), "file:///models/2026-12-02/model.tar.gz")
+    store = ctx.store
+    assert tasks.model_as_of(store, ctx.pipeline, dt.date(2026, 11, 22)) == (
+        dt.date(2026, 11, 16),
+        store.uri_for(tasks.model_key(ctx.pipeline, dt.date(2026, 11, 16))),
+    )
+    found = tasks.model_as_of(store, ctx.pipeline, dt.date(2026, 12, 3))
+    assert found is not None and found[0] == dt.date(2026, 12, 2)
+    assert tasks.model_as_of(store, ctx.pipeline, dt.date(2026, 11, 15)) is None
+
+
+def test_a_backfilled_day_never_reuses_a_model_trained_for_a_later_day(tmp_path: Path) -> None:
+    import dataclasses
+
+    ctx = dataclasses.replace(_context(tmp_path, "train"), run_date=dt.date(2026, 11, 22))
+    _trained(ctx, dt.date(2026, 12, 2), "file:///models/2026-12-02/model.tar.gz")  # the "latest" model
+    with pytest.raises(NotFoundError, match="no model was trained for this run date or before"):
+        tasks.train_model(ctx, data=None, retrain="never", train_weekday="monday")  # type: ignore[arg-type]
+    _trained(ctx, dt.date(2026, 11, 20), "file:///models/2026-11-20/model.tar.gz")
+    model = tasks.train_model(ctx, data=None, retrain="weekly", train_weekday="monday")  # type: ignore[arg-type]
+    assert model.uri == "file:///models/2026-11-20/model.tar.gz"

@@ -235,6 +235,35 @@ def test_task_past_its_memory_limit_or_sigkilled_is_recorded_oomkilled(
     assert summary.tasks["killed"].log_tail[-1] == "about to be killed"
 
 
+FITS = """
+@step(resources=Resources(memory="1Gi"))
+def within_limit():
+    import numpy as np
+    import pandas as pd
+
+    table = pd.DataFrame({"id": range(10_000), "cuisine": ["thai", "french"] * 5_000, "score": 0.5})
+    table.to_parquet("t.parquet")
+    rows = len(pd.read_parquet("t.parquet"))
+    cards = np.ones((400, 1024, 1024), dtype=np.uint8)  # 400 MiB, resident
+    return rows + int(cards[-1, -1, -1])
+
+with Pipeline("fits") as pipeline:
+    within_limit()
+"""
+
+
+@pytest.mark.parametrize("mode", ["subprocess", "exec"])
+def test_a_task_reading_parquet_under_its_memory_limit_is_not_called_oom(
+    flow: Callable[[str], str], run: Callable[..., object], store: RunStore, mode: str
+) -> None:
+    # About 530 MiB resident at the peak (interpreter, pandas, pyarrow, 400 MiB of data): a pod
+    # limited to 1Gi runs it, so the local limit must too.
+    summary = run(flow(FITS), **MODES[mode])
+    attempt = store.attempts(summary.run_id, "within-limit")[0]
+    assert attempt.status == "succeeded", attempt.reason
+    assert attempt.peak_memory_bytes is not None and attempt.peak_memory_bytes < 2**30
+
+
 BRANCHES = """
 @step
 def root():
