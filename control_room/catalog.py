@@ -9,12 +9,14 @@ Loading reads and validates the files into plain dataclasses; the policy in
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from control_room.catalog_files import CatalogFile, RulesFile, validated
 from steps.contract import SizingTarget
 from steps.errors import ConfigError
 from steps.quantities import QuantityError, format_cpu, format_memory, memory_bytes
@@ -112,74 +114,50 @@ class Catalog:
         return options[len(options) // 2]
 
 
-def _number(where: str, entry: dict[str, Any], key: str, default: float | None = None) -> float:
-    value = entry.get(key, default)
-    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
-        raise ConfigError(f"{where}: {key} must be a number >= 0, got {value!r}")
-    return float(value)
-
-
-def parse_catalog(data: dict[str, Any], source: str = "built-in") -> Catalog:
-    """Build a :class:`Catalog` from the YAML structure (see ``catalog.yaml``)."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"catalog {source}: must be a mapping with sagemaker, glue and pod sections")
-    options: list[Option] = []
-    for index, entry in enumerate(data.get("sagemaker") or []):
-        where = f"catalog {source}: sagemaker[{index}]"
-        if not isinstance(entry, dict) or not entry.get("name"):
-            raise ConfigError(f"{where}: needs name, vcpu, memory_gib, hourly_usd")
-        options.append(
-            Option(
-                SizingTarget.SAGEMAKER,
-                str(entry["name"]),
-                _number(where, entry, "vcpu"),
-                int(_number(where, entry, "memory_gib") * GIB),
-                int(_number(where, entry, "gpu", 0)),
-                _number(where, entry, "hourly_usd"),
-            )
+def parse_catalog(data: Any, source: str = "built-in") -> Catalog:
+    """Build a :class:`Catalog` from the YAML structure (see ``catalog.yaml``), every key checked."""
+    checked = validated(CatalogFile, data, "catalog", source)
+    options: list[Option] = [
+        Option(
+            SizingTarget.SAGEMAKER,
+            entry.name,
+            entry.vcpu,
+            int(entry.memory_gib * GIB),
+            entry.gpu,
+            entry.hourly_usd,
         )
-    glue = data.get("glue") or {}
-    if glue:
-        dpu_price = _number(f"catalog {source}: glue", glue, "dpu_hourly_usd")
-        counts = [int(c) for c in glue.get("worker_counts") or [2, 5, 10, 20, 40]]
-        for index, entry in enumerate(glue.get("workers") or []):
-            where = f"catalog {source}: glue.workers[{index}]"
-            if not isinstance(entry, dict) or not entry.get("name"):
-                raise ConfigError(f"{where}: needs name, vcpu, memory_gib, dpu")
+        for entry in checked.sagemaker
+    ]
+    if checked.glue is not None:
+        glue = checked.glue
+        for worker in glue.workers:
             base = Option(
                 SizingTarget.GLUE,
-                str(entry["name"]),
-                _number(where, entry, "vcpu"),
-                int(_number(where, entry, "memory_gib") * GIB),
+                worker.name,
+                worker.vcpu,
+                int(worker.memory_gib * GIB),
                 0,
-                _number(where, entry, "dpu") * dpu_price,
+                worker.dpu * glue.dpu_hourly_usd,
             )
-            options.extend(base.with_count(c) for c in counts)
-    pod = data.get("pod") or {}
-    if pod:
-        where = f"catalog {source}: pod"
-        per_cpu = _number(where, pod, "vcpu_hourly_usd")
-        per_gib = _number(where, pod, "gib_hourly_usd")
-        low = _number(where, pod, "min_gib_per_vcpu", 0)
-        high = _number(where, pod, "max_gib_per_vcpu", 1e9)
-        for cpu in pod.get("cpu_steps") or []:
-            for gib in pod.get("memory_gib_steps") or []:
-                if low <= float(gib) / float(cpu) <= high:
-                    memory = int(float(gib) * GIB)
+            options.extend(base.with_count(count) for count in glue.worker_counts)
+    if checked.pod is not None:
+        pod = checked.pod
+        for cpu in pod.cpu_steps:
+            for gib in pod.memory_gib_steps:
+                if pod.min_gib_per_vcpu <= gib / cpu <= pod.max_gib_per_vcpu:
+                    memory = int(gib * GIB)
                     options.append(
                         Option(
                             SizingTarget.POD,
-                            pod_name(float(cpu), memory),
-                            float(cpu),
+                            pod_name(cpu, memory),
+                            cpu,
                             memory,
                             0,
-                            float(cpu) * per_cpu + float(gib) * per_gib,
+                            cpu * pod.vcpu_hourly_usd + gib * pod.gib_hourly_usd,
                         )
                     )
-    defaults = data.get("defaults") or {}
-    if not isinstance(defaults, dict):
-        raise ConfigError(f"catalog {source}: defaults must map a target to an instance_type")
-    catalog = Catalog(tuple(options), {str(k): dict(v) for k, v in defaults.items()}, source)
+    defaults: dict[str, dict[str, Any]] = {str(t): size.model_dump() for t, size in checked.defaults.items()}
+    catalog = Catalog(tuple(options), defaults, source)
     for target in SizingTarget:
         if catalog.for_target(target):
             catalog.default(target)
@@ -261,66 +239,52 @@ class Rules:
         return None
 
 
-def parse_rules(data: dict[str, Any] | None, catalog: Catalog, source: str = "built-in") -> Rules:
-    """Build :class:`Rules` from YAML, checking every size names a catalog option."""
-    data = data or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"rules {source}: must be a mapping with a 'rules' list")
+def parse_rules(data: Any, catalog: Catalog, source: str = "built-in") -> Rules:
+    """Build :class:`Rules` from YAML, every key checked and every size naming a catalog option."""
+    checked = validated(RulesFile, data, "rules", source)
     parsed: list[Rule] = []
-    for index, entry in enumerate(data.get("rules") or []):
-        where = f"rules {source}: rules[{index}]"
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{where}: must be a mapping with target and sizes")
-        try:
-            target = SizingTarget(str(entry.get("target", "pod")))
-        except ValueError:
-            raise ConfigError(f"{where}: target {entry.get('target')!r} is not pod, sagemaker or glue") from None
+    for index, entry in enumerate(checked.rules):
+        target = SizingTarget(entry.target)
         steps: list[SizeStep] = []
-        for step_index, size in enumerate(entry.get("sizes") or []):
-            step_where = f"{where}.sizes[{step_index}]"
-            if not isinstance(size, dict) or not size.get("instance_type"):
-                raise ConfigError(f"{step_where}: needs instance_type (and up_to, a size such as 2Gi)")
-            up_to = size.get("up_to")
+        for step_index, size in enumerate(entry.sizes):
+            where = f"rules {source}: rules[{index}].sizes[{step_index}]"
             try:
-                up_to_bytes = None if up_to is None else memory_bytes(str(up_to))
+                up_to_bytes = None if size.up_to is None else memory_bytes(str(size.up_to))
             except QuantityError as error:
-                raise ConfigError(f"{step_where}: up_to {error}") from None
-            count = int(size.get("instance_count", 1))
-            if catalog.find(target, str(size["instance_type"]), count) is None:
+                raise ConfigError(f"{where}: up_to {error}") from None
+            if catalog.find(target, size.instance_type, size.instance_count) is None:
                 raise ConfigError(
-                    f"{step_where}: instance_type {size['instance_type']!r} is not in the {target} catalog ({catalog.source})"
+                    f"{where}: instance_type {size.instance_type!r} is not in the {target} catalog ({catalog.source})"
                 )
-            steps.append(SizeStep(up_to_bytes, str(size["instance_type"]), count))
-        if not steps:
-            raise ConfigError(f"{where}: sizes is empty; list at least one instance_type")
+            steps.append(SizeStep(up_to_bytes, size.instance_type, size.instance_count))
         steps.sort(key=lambda s: float("inf") if s.up_to_bytes is None else s.up_to_bytes)
-        parsed.append(Rule(target, tuple(steps), str(entry.get("pipeline", "*")), str(entry.get("task", "*"))))
-    policy = data.get("policy") or {}
-    headroom = float(policy.get("headroom", 1.3))
-    if headroom < 1:
-        raise ConfigError(f"rules {source}: policy.headroom must be >= 1 (1.3 means 30% spare memory)")
+        parsed.append(Rule(target, tuple(steps), entry.pipeline, entry.task))
+    policy = checked.policy
+    try:
+        overhead = memory_bytes(str(policy.process_overhead))
+    except QuantityError as error:
+        raise ConfigError(f"rules {source}: policy.process_overhead {error}") from None
     return Rules(
         rules=tuple(parsed),
-        headroom=headroom,
-        min_history=max(1, int(policy.get("min_history", 3))),
-        history_window=max(3, int(policy.get("history_window", 60))),
-        memory_quantile=float(policy.get("memory_quantile", 0.95)),
-        cpu_scaling=_scaling(policy.get("cpu_scaling"), source),
-        process_overhead_bytes=memory_bytes(str(policy.get("process_overhead", "256Mi"))),
+        headroom=policy.headroom,
+        min_history=policy.min_history,
+        history_window=policy.history_window,
+        memory_quantile=policy.memory_quantile,
+        cpu_scaling=_scaling(policy.cpu_scaling, source),
+        process_overhead_bytes=overhead,
         source=source,
     )
 
 
-def _scaling(value: Any, source: str) -> dict[str, float]:
+def _scaling(value: float | Mapping[Any, float] | None, source: str) -> dict[str, float]:
     if value is None:
         return dict(DEFAULT_SCALING)
-    if isinstance(value, int | float):
-        return {target.value: float(value) for target in SizingTarget}
-    if isinstance(value, dict) and all(isinstance(v, int | float) and 0 <= v <= 1 for v in value.values()):
-        return {**DEFAULT_SCALING, **{str(k): float(v) for k, v in value.items()}}
-    raise ConfigError(
-        f"rules {source}: policy.cpu_scaling must be a number in [0, 1] or one per target (pod, sagemaker, glue)"
-    )
+    values = {target.value: float(value) for target in SizingTarget} if isinstance(value, int | float) else value
+    if not all(0 <= v <= 1 for v in values.values()):
+        raise ConfigError(
+            f"rules {source}: policy.cpu_scaling must be a number in [0, 1] or one per target (pod, sagemaker, glue)"
+        )
+    return {**DEFAULT_SCALING, **{str(k): float(v) for k, v in values.items()}}
 
 
 def load_rules(path: str | Path | None = None, catalog: Catalog | None = None) -> Rules:

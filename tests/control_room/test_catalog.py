@@ -42,7 +42,7 @@ def test_a_team_catalog_file_replaces_the_prices(tmp_path: Path) -> None:
 def test_a_malformed_catalog_entry_is_one_line_naming_the_entry_and_field(tmp_path: Path) -> None:
     path = tmp_path / "catalog.yaml"
     path.write_text("sagemaker:\n  - {name: ml.m5.large, vcpu: two, memory_gib: 8, hourly_usd: 0.1}\n")
-    with pytest.raises(ConfigError, match=r"sagemaker\[0\]: vcpu must be a number >= 0, got 'two'"):
+    with pytest.raises(ConfigError, match=r"sagemaker\[0\]\.vcpu: input should be a valid number.*\(got 'two'\)$"):
         load_catalog(path)
 
 
@@ -83,5 +83,36 @@ def test_team_rules_match_by_pipeline_and_task_globs(tmp_path: Path, catalog: Ca
 def test_headroom_below_one_is_refused(tmp_path: Path, catalog: Catalog) -> None:
     path = tmp_path / "rules.yaml"
     path.write_text("policy: {headroom: 0.8}\n")
-    with pytest.raises(ConfigError, match=r"policy\.headroom must be >= 1"):
+    with pytest.raises(
+        ConfigError, match=r"policy\.headroom: input should be greater than or equal to 1 \(got 0\.8\)$"
+    ):
+        load_rules(path, catalog)
+
+
+def test_a_misspelt_rules_key_is_refused_naming_the_file_the_key_and_the_keys_that_exist(
+    tmp_path: Path, catalog: Catalog
+) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text("policy: {hedroom: 1.2}\n")
+    with pytest.raises(ConfigError) as raised:
+        load_rules(path, catalog)
+    assert str(raised.value) == (
+        f"rules {path}: policy.hedroom: unknown key; the keys here are headroom, min_history, history_window, "
+        "memory_quantile, cpu_scaling, process_overhead"
+    )
+
+
+def test_a_misspelt_size_key_in_a_rule_is_refused_with_its_position(tmp_path: Path, catalog: Catalog) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text("rules:\n  - target: pod\n    sizes:\n      - {upto: 1Gi, instance_type: pod-2-8Gi}\n")
+    with pytest.raises(
+        ConfigError, match=r"rules\[0\]\.sizes\[0\]\.upto: unknown key; the keys here are instance_type, up_to"
+    ):
+        load_rules(path, catalog)
+
+
+def test_a_non_integer_where_an_integer_belongs_is_one_line_not_a_value_error(tmp_path: Path, catalog: Catalog) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text("policy: {min_history: three}\n")
+    with pytest.raises(ConfigError, match=r"policy\.min_history: input should be a valid integer.*\(got 'three'\)$"):
         load_rules(path, catalog)

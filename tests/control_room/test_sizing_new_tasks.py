@@ -20,37 +20,31 @@ def memory_of(catalog: Catalog, target: SizingTarget, instance_type: str, count:
     return option.total_memory
 
 
-def test_the_last_attempt_after_an_oom_gets_the_largest_size(policy: Policy, catalog: Catalog) -> None:
-    request = SizingRequest(
+def features(attempt: int, previous: str | None, retries_left: int | None) -> SizingRequest:
+    """Attempt ``attempt`` of the late-added SageMaker task, after an OOM on ``previous`` if given."""
+    return SizingRequest(
         "recipes",
         "features",
         "day-60",
         target=SizingTarget.SAGEMAKER,
         input_bytes=12 * 10**9,
-        attempt=3,
-        previous_outcome="oom",
-        previous_instance_type="ml.r5.2xlarge",
-        retries_left=0,
+        attempt=attempt,
+        previous_outcome="oom" if previous else None,
+        previous_instance_type=previous,
+        retries_left=retries_left,
     )
-    decision = policy.decide(request)
+
+
+def test_the_last_attempt_after_an_oom_gets_the_largest_size(policy: Policy, catalog: Catalog) -> None:
+    decision = policy.decide(features(3, "ml.r5.2xlarge", retries_left=0))
     largest = max(o.total_memory for o in catalog.for_target(SizingTarget.SAGEMAKER) if o.gpu == 0)
     assert memory_of(catalog, SizingTarget.SAGEMAKER, decision.instance_type) == largest
     assert "the last attempt gets the largest size" in decision.reason
 
 
 def test_a_retry_with_attempts_left_steps_up_more_than_one_size(policy: Policy, catalog: Catalog) -> None:
-    base = SizingRequest(
-        "recipes",
-        "features",
-        "day-60",
-        target=SizingTarget.SAGEMAKER,
-        input_bytes=12 * 10**9,
-        attempt=2,
-        previous_outcome="oom",
-        previous_instance_type="ml.m5.xlarge",
-    )
-    one_step = policy.decide(base)
-    planned = policy.decide(SizingRequest(**{**base.__dict__, "retries_left": 1}))
+    one_step = policy.decide(features(2, "ml.m5.xlarge", retries_left=None))
+    planned = policy.decide(features(2, "ml.m5.xlarge", retries_left=1))
     failed = memory_of(catalog, SizingTarget.SAGEMAKER, "ml.m5.xlarge")
     assert memory_of(catalog, SizingTarget.SAGEMAKER, one_step.instance_type) > failed
     assert memory_of(catalog, SizingTarget.SAGEMAKER, planned.instance_type) >= 2 * failed
@@ -101,17 +95,7 @@ def test_an_oom_on_a_new_task_is_one_at_most_when_retries_plan_for_the_catalog(
     ooms = 0
     previous: str | None = None
     for attempt in (1, 2, 3):
-        request = SizingRequest(
-            "recipes",
-            "features",
-            "day-60",
-            target=SizingTarget.SAGEMAKER,
-            input_bytes=12 * 10**9,
-            attempt=attempt,
-            previous_outcome="oom" if previous else None,
-            previous_instance_type=previous,
-            retries_left=3 - attempt,
-        )
+        request = features(attempt, previous, retries_left=3 - attempt)
         decision = policy.decide(request, history)
         capacity = memory_of(catalog, SizingTarget.SAGEMAKER, decision.instance_type)
         if capacity >= true_peak:
