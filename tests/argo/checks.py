@@ -54,7 +54,7 @@ def validator(schema: dict[str, Any], kind: str) -> jsonschema.protocols.Validat
         "definitions": schema["definitions"],
     }
     validator_class = jsonschema.validators.validator_for(root)
-    return validator_class(root)  # type: ignore[no-any-return]
+    return validator_class(root)
 
 
 @cache

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import copy
 import json
+from typing import Any
 
 import pytest
 
-from pipelines.argo import KINDS, compile_pipeline
+from pipelines.argo import KINDS, Kind, compile_pipeline
 from pipelines.argo.version import MIN_ARGO_VERSION
 from pipelines.graph import Pipeline
 from steps.loader import load_object
@@ -29,15 +30,15 @@ def _in_project_root(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
 
 
-def _reference(kind: str) -> dict[str, object]:
+def _reference(kind: Kind) -> dict[str, Any]:
     pipeline = load_object(REFERENCE)
     assert isinstance(pipeline, Pipeline)
-    return compile_pipeline(pipeline, spec=REFERENCE, kind=kind, settings=Settings())  # type: ignore[arg-type]
+    return compile_pipeline(pipeline, spec=REFERENCE, kind=kind, settings=Settings())
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_reference_pipeline_uses_only_fields_the_oldest_supported_argo_knows(kind: str) -> None:
-    assert errors_against(OLDEST_SCHEMA, _reference(kind)) == []  # type: ignore[arg-type]
+def test_reference_pipeline_uses_only_fields_the_oldest_supported_argo_knows(kind: Kind) -> None:
+    assert errors_against(OLDEST_SCHEMA, _reference(kind)) == []
 
 
 def test_a_field_the_oldest_supported_argo_lacks_is_caught() -> None:
@@ -46,7 +47,7 @@ def test_a_field_the_oldest_supported_argo_lacks_is_caught() -> None:
     schema = strict(json.loads(OLDEST_SCHEMA.read_text()))
     older = copy.deepcopy(schema)
     del older["definitions"]["io.argoproj.workflow.v1alpha1.Backoff"]["properties"]["cap"]
-    errors = errors_against(older, _reference("workflow"))  # type: ignore[arg-type]
+    errors = errors_against(older, _reference("workflow"))
     assert errors and all("'cap' was unexpected" in e for e in errors)
 
 
