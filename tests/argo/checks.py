@@ -19,6 +19,7 @@ import jsonschema
 from hera.workflows.models import CronWorkflow, Workflow, WorkflowTemplate
 
 from pipelines.argo.version import MIN_ARGO_VERSION
+from tests.argo import argo_rules, kube_rules
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 SCHEMA = SCHEMAS / "argo-workflows.strict.schema.json"
@@ -86,6 +87,8 @@ def assert_valid_argo(obj: dict[str, Any]) -> None:
     assert hera_round_trip(obj) == obj, "Hera's models changed the object (a field it does not know?)"
     assert schema_errors(obj) == []
     assert reference_errors(obj) == []
+    assert argo_rules.errors(obj) == []
+    assert kube_rules.errors(obj) == []
 
 
 _TAG = re.compile(r"\{\{\s*(=?)([^}]*?)\s*\}\}")
