@@ -859,4 +859,10 @@ def _resource_problems(where: str, resources: Resources) -> list[str]:
                 found.append(f"{where}: resources.memory_limit is below resources.memory; raise the limit")
         except QuantityError:
             pass
+    if resources.cpu and resources.cpu_limit:
+        try:
+            if cpu_cores(resources.cpu_limit) < cpu_cores(resources.cpu):
+                found.append(f"{where}: resources.cpu_limit is below resources.cpu; raise the limit")
+        except QuantityError:
+            pass
     return found
