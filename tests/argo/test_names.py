@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pipelines.argo import KINDS, compile_pipeline
+from pipelines.argo.submit import prepare
 from pipelines.graph import OutputRef, Pipeline, Resources, Retry, Schedule, Task
 from steps.settings import Settings
 from tests.argo import argo_rules, kube_rules
@@ -142,3 +143,14 @@ def test_validate_refuses_namespace_service_account_and_label_keys_kubernetes_wo
     assert "service_account" in _pipeline(ok, service_account="Runner").problems()[0]
     assert "label" in _pipeline(ok, labels={"k" * 64: "v"}).problems()[0]
     assert "label" in _pipeline(ok, labels={"-bad.prefix/k": "v"}).problems()[0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(run_date=st.one_of(st.text(max_size=80), st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat())))
+@example(run_date="2026-11-01 03:00")
+@example(run_date="2026-11-01T03:00:00+05:30")
+def test_any_run_date_becomes_a_label_kubernetes_accepts_at_submit(run_date: str) -> None:
+    obj = compile_pipeline(_pipeline([("t", "static", ())]), spec="flows/daily.py:pipeline", settings=Settings())
+    submitted = prepare(obj, params={"run_date": run_date}, namespace="ml")
+    assert kube_rules.errors(submitted) == []
+    assert argo_rules.errors(submitted) == []
