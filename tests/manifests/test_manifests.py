@@ -338,3 +338,12 @@ def test_the_watcher_network_policy_selects_the_watcher_pods_and_lets_nothing_in
     pod_labels = _deployment("base", "headrace-watcher")["spec"]["template"]["metadata"]["labels"]
     assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
     assert "Ingress" in policy["spec"]["policyTypes"] and not policy["spec"].get("ingress")
+
+
+@pytest.mark.parametrize(("name", "obj"), ARGO, ids=[n for n, _ in ARGO])
+def test_rendered_pipeline_pods_meet_the_restricted_pod_security_standard(name: str, obj: dict[str, Any]) -> None:
+    from tests.argo.pod_security import argo_pods, restricted
+    from tests.argo.test_pod_security import documented_executor
+
+    for template, pod in argo_pods(obj, documented_executor()):
+        assert restricted(pod) == [], template
