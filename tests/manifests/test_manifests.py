@@ -13,6 +13,7 @@ import pytest
 import yaml
 from hera.workflows.models import CronWorkflow, Workflow, WorkflowTemplate
 
+from tests.argo import argo_rules, kube_rules
 from tests.argo.checks import schema_errors
 from tests.manifests.kustomize import build, load_yaml_documents
 from tests.manifests.policy import findings
@@ -76,9 +77,9 @@ def _identity(obj: dict[str, Any]) -> tuple[str, str]:
 
 
 def argo_problems(obj: dict[str, Any]) -> list[str]:
-    """Strict-schema errors (Argo's newest and oldest supported releases) plus any field Hera's
-    v4 model would drop or change."""
-    problems = schema_errors(obj)
+    """Strict-schema errors (Argo's newest and oldest supported releases), Argo's and Kubernetes'
+    name and label rules, plus any field Hera's v4 model would drop or change."""
+    problems = schema_errors(obj) + argo_rules.errors(obj) + kube_rules.errors(obj)
     dumped = ARGO_KINDS[obj["kind"]].model_validate(obj).model_dump(by_alias=True, exclude_none=True)
     if dumped != obj:
         problems.append("Hera's model does not give the object back unchanged (an unknown or misspelled field?)")
