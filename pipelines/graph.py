@@ -749,7 +749,7 @@ def _task_problems(pipeline: Pipeline, task: Task) -> list[str]:
     auto_sized = task.sizing == "auto"
     limit = MAX_SIZED_TASK_NAME if auto_sized else MAX_TASK_NAME
     found = _name_problems(where, "name", task.name, limit)
-    if found and auto_sized and isinstance(task.name, str) and len(task.name) <= MAX_TASK_NAME:
+    if found and auto_sized and isinstance(task.name, str) and MAX_SIZED_TASK_NAME < len(task.name) <= MAX_TASK_NAME:
         found = [f"{found[0]} (sizing='auto': its sizing node's pod label is size-<name>)"]
     if not found and not task.name[0].isalpha():
         found.append(
