@@ -348,3 +348,13 @@ def test_rendered_pipeline_pods_meet_the_restricted_pod_security_standard(name: 
 
     for template, pod in argo_pods(obj, documented_executor()):
         assert restricted(pod) == [], template
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_every_workload_of_the_manifests_meets_the_restricted_pod_security_standard(layer: str) -> None:
+    from tests.argo.pod_security import restricted
+
+    workloads = [o for o in built(layer) if o["kind"] == "Deployment"]
+    assert {o["metadata"]["name"] for o in workloads} == {"headrace-control-room", "headrace-watcher"}
+    for obj in workloads:
+        assert restricted(obj["spec"]["template"]["spec"]) == [], obj["metadata"]["name"]
