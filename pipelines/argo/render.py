@@ -28,11 +28,12 @@ class _Emitter(_Dumper):  # type: ignore[misc,valid-type]
 
 
 #: Plain scalars that YAML 1.2's core schema or Go's yaml.v2 read as a number, boolean or null,
-#: beyond what PyYAML's YAML 1.1 resolver already quotes (and the 1.1 booleans ``y``/``n`` it misses).
+#: beyond what PyYAML's YAML 1.1 resolver already quotes (and the 1.1 booleans ``y``/``n`` it misses);
+#: digits, '_' and '.' alone are quoted too, as some readers (ruamel.yaml) take ``-_`` or ``._`` for numbers.
 _READ_AS_OTHER_TYPES = re.compile(
     r"""^(?:
-      [-+]?(?:0[bB][01_]+|0[oO][0-7_]+|0[xX][0-9a-fA-F_]+|[0-9][0-9_]*)
-    | [-+]?(?:\.[0-9][0-9_]*|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?
+      [-+]?(?:0[bB][01_]+|0[oO][0-7_]+|0[xX][0-9a-fA-F_]+|[0-9_]+)
+    | [-+]?(?:\.[0-9_]*|[0-9_]+(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?
     | [-+]?\.(?:inf|Inf|INF) | \.(?:nan|NaN|NAN)
     | null|Null|NULL|~|true|True|TRUE|false|False|FALSE|[yYnN]
     )$""",
