@@ -35,6 +35,9 @@ K8S_NAME_RULE = "lowercase letters, digits and '-', starting and ending with a l
 PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+#: Kubernetes: a label key's name part is at most 63 characters, its DNS-subdomain prefix 253.
+MAX_LABEL_NAME, MAX_LABEL_PREFIX = 63, 253
+#: Pod labels carry task names (``headrace.dev/task``), and label values are at most 63 characters.
 MAX_TASK_NAME = 63
 #: Argo appends an 11-character suffix to CronWorkflow names; 52 keeps the result a valid name.
 MAX_PIPELINE_NAME = 52
@@ -49,6 +52,8 @@ DEFAULT_IMAGE = "ghcr.io/headrace/headrace:0.1.0"
 RESERVED_PREFIX = "headrace-"
 #: The Argo compiler puts a sizing node named ``size-<task>`` before each ``sizing="auto"`` task.
 SIZING_NODE_PREFIX = "size-"
+#: ...and labels its pod ``headrace.dev/task: size-<task>``, so a sized task's name is shorter.
+MAX_SIZED_TASK_NAME = MAX_TASK_NAME - len(SIZING_NODE_PREFIX)
 #: Output parameters the compiler derives from each output ``<name>``.
 OUTPUT_SUFFIXES = ("-bytes", "-rows")
 #: Input parameters the compiler adds to a sized task.
@@ -548,10 +553,16 @@ class Pipeline:
         for name in dict.fromkeys(self._duplicates):
             found.append(f"{where}, task {name}: defined twice; give the second one name='{name}-2' or similar")
         found += _schedule_problems(where, self.schedule, self.timezone)
+        if self.namespace is not None:
+            found += _name_problems(where, "namespace", self.namespace, 63)
+        if self.service_account is not None and not _is_dns_subdomain(self.service_account):
+            found.append(
+                f"{where}: service_account {self.service_account!r} is not a valid Kubernetes name; use {K8S_NAME_RULE}, '.' between parts, at most 253 characters"
+            )
         for key, value in self.labels.items():
-            if not LABEL_KEY.match(key) or not LABEL_VALUE.match(value) or len(value) > 63:
+            if not _is_label_key(key) or not LABEL_VALUE.match(value) or len(value) > 63:
                 found.append(
-                    f"{where}: label {key}={value!r} is not a valid Kubernetes label; keys and values use letters, digits, '-', '_', '.' (values at most 63)"
+                    f"{where}: label {key}={value!r} is not a valid Kubernetes label; keys and values use letters, digits, '-', '_', '.' (values and key names at most 63, key prefixes 253)"
                 )
         for pname in self.params:
             if not PARAM_NAME.match(pname):
@@ -609,6 +620,17 @@ class PipelineInvalid(PipelineDefinitionError):
 
 
 # ----------------------------------------------------------------------------- rules
+
+
+def _is_dns_subdomain(value: str) -> bool:
+    return isinstance(value, str) and len(value) <= 253 and all(K8S_NAME.match(part) for part in value.split("."))
+
+
+def _is_label_key(key: str) -> bool:
+    prefix, slash, name = key.rpartition("/")
+    if slash and not _is_dns_subdomain(prefix):
+        return False
+    return bool(LABEL_KEY.match(key)) and len(name) <= MAX_LABEL_NAME and len(prefix) <= MAX_LABEL_PREFIX
 
 
 def _name_problems(where: str, field_name: str, value: str, limit: int) -> list[str]:
@@ -724,7 +746,15 @@ def _timezone_problems(where: str, field_name: str, timezone: str) -> list[str]:
 
 def _task_problems(pipeline: Pipeline, task: Task) -> list[str]:
     where = f"pipeline {pipeline.name}, task {task.name}"
-    found = _name_problems(f"pipeline {pipeline.name}, task {task.name}", "name", task.name, MAX_TASK_NAME)
+    auto_sized = task.sizing == "auto"
+    limit = MAX_SIZED_TASK_NAME if auto_sized else MAX_TASK_NAME
+    found = _name_problems(where, "name", task.name, limit)
+    if found and auto_sized and isinstance(task.name, str) and MAX_SIZED_TASK_NAME < len(task.name) <= MAX_TASK_NAME:
+        found = [f"{found[0]} (sizing='auto': its sizing node's pod label is size-<name>)"]
+    if not found and not task.name[0].isalpha():
+        found.append(
+            f"{where}: name {task.name!r} starts with a digit, which Argo refuses for a task that waits for others (every sized task does); start it with a letter"
+        )
     if isinstance(task.name, str) and task.name.startswith(RESERVED_PREFIX):
         found.append(f"{where}: name starts with {RESERVED_PREFIX!r}, which headrace reserves; rename the task")
     if isinstance(task.name, str) and task.name.startswith(SIZING_NODE_PREFIX):
@@ -827,6 +857,12 @@ def _resource_problems(where: str, resources: Resources) -> list[str]:
         try:
             if memory_bytes(resources.memory_limit) < memory_bytes(resources.memory):
                 found.append(f"{where}: resources.memory_limit is below resources.memory; raise the limit")
+        except QuantityError:
+            pass
+    if resources.cpu and resources.cpu_limit:
+        try:
+            if cpu_cores(resources.cpu_limit) < cpu_cores(resources.cpu):
+                found.append(f"{where}: resources.cpu_limit is below resources.cpu; raise the limit")
         except QuantityError:
             pass
     return found

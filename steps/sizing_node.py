@@ -34,6 +34,7 @@ from steps.contract import (
     SizingTarget,
     artifact_totals,
 )
+from steps.quantities import parse_quantity
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -96,7 +97,10 @@ def _retries_left(task: Any, attempt: int) -> int | None:
 def pod_spec_patch(decision: SizingDecision, declared: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``podSpecPatch`` for the task's ``main`` container: requests, and a memory limit equal to
     the request (a predictable OOM beats a noisy neighbour); no CPU limit (throttling hurts more).
-    A fallback to the declared resources keeps their own ``memory_limit``/``cpu_limit``."""
+    A fallback to the declared resources keeps their own ``memory_limit``/``cpu_limit``.
+
+    Argo merges the patch into the template, which keeps a declared ``cpu_limit``; a chosen CPU
+    above it is set as the limit too, since Kubernetes refuses a request over its limit."""
     if decision.target != SizingTarget.POD or not (decision.cpu or decision.memory):
         return {}
     own = (declared or {}) if decision.source == "declared" else {}
@@ -106,6 +110,9 @@ def pod_spec_patch(decision: SizingDecision, declared: dict[str, Any] | None = N
         requests["cpu"] = decision.cpu
     if own.get("cpu_limit"):
         limits["cpu"] = str(own["cpu_limit"])
+    template_limit = (declared or {}).get("cpu_limit")
+    if decision.cpu and template_limit and parse_quantity(decision.cpu) > parse_quantity(str(template_limit)):
+        limits["cpu"] = decision.cpu
     if decision.memory:
         requests["memory"] = decision.memory
         limits["memory"] = str(own.get("memory_limit") or decision.memory)

@@ -10,7 +10,8 @@ Public surface (everything else in this package is internal)::
 Concerns are split by module: :mod:`.commands` (argv of each pod), :mod:`.templates` (task
 containers), :mod:`.resources`, :mod:`.sizing` (sizing nodes), :mod:`.exit_handler`,
 :mod:`.dag`, :mod:`.workflow` (the shared spec), :mod:`.schedule` (CronWorkflow),
-:mod:`.render` (YAML), :mod:`.compiler` (the entry points). The pipeline is validated first; a
+:mod:`.render` (YAML), :mod:`.compiler` (the entry points), :mod:`.version` (the oldest Argo
+release the output runs on). The pipeline is validated first; a
 broken one raises :class:`pipelines.graph.PipelineInvalid` listing every problem.
 
 Hera (0.6 s to import) loads only when ``build`` or ``compile_pipeline`` is first used, so the

@@ -3,11 +3,19 @@
 Keys are ordered for people (``name`` first, then scalars, lists, mappings, each alphabetical),
 as Hera's own ``to_yaml`` does, but over a plain dict so every kind renders the same way.
 Multi-line strings use block style; PyYAML's C emitter is used when present.
+
+Every string stays a string for every reader of the file. PyYAML quotes what YAML 1.1 reads as
+another type (``yes``, ``on``, ``~``, ``0777``, ``1_000``); the readers that matter on a cluster
+read more: YAML 1.2's core schema (``1e3``, ``0o17``) and Go's yaml.v2 behind sigs.k8s.io/yaml
+in kubectl and Argo's CLI (numbers as Go's ``strconv`` parses them: underscores, ``0b``/``0o``/``0x``
+prefixes, exponents without a dot). Those are quoted too; a label ``version: 1e3`` would
+otherwise reach the API server as the number 1000 and be refused.
 """
 
 from __future__ import annotations
 
 import gc
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -18,14 +26,28 @@ _Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 class _Emitter(_Dumper):  # type: ignore[misc,valid-type]
-    """A safe dumper whose strings are block-styled when multi-line and quoted when they could
-    read as YAML 1.1 booleans (``y``, ``n``)."""
+    """A safe dumper whose strings are block-styled when multi-line and quoted wherever some
+    reader would take them for another type."""
+
+
+#: Plain scalars that YAML 1.2's core schema or Go's yaml.v2 read as a number, boolean or null,
+#: beyond what PyYAML's YAML 1.1 resolver already quotes (and the 1.1 booleans ``y``/``n`` it misses);
+#: digits, '_' and '.' alone are quoted too, as some readers (ruamel.yaml) take ``-_`` or ``._`` for numbers.
+_READ_AS_OTHER_TYPES = re.compile(
+    r"""^(?:
+      [-+]?(?:0[bB][01_]+|0[oO][0-7_]+|0[xX][0-9a-fA-F_]+|[0-9_]+)
+    | [-+]?(?:\.[0-9_]*|[0-9_]+(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?
+    | [-+]?\.(?:inf|Inf|INF) | \.(?:nan|NaN|NAN)
+    | null|Null|NULL|~|true|True|TRUE|false|False|FALSE|[yYnN]
+    )$""",
+    re.VERBOSE,
+)
 
 
 def _str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
     if "\n" in data:
         return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|")
-    if data in ("y", "Y", "n", "N"):
+    if _READ_AS_OTHER_TYPES.match(data):
         return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="'")
     return dumper.represent_scalar("tag:yaml.org,2002:str", data)
 

@@ -178,8 +178,12 @@ def declared_tasks(obj: Mapping[str, Any]) -> list[str]:
 
 
 def run_date_label(run_date: str) -> str:
-    """A run date as a label value: ``2026-11-01``, or ``2026-11-01T0300`` for a time of day."""
-    return run_date.replace(":", "").replace("+", "p")[:63]
+    """A run date as a label value: ``2026-11-01``, or ``2026-11-01T0300`` for a time of day.
+
+    Whatever the user passed, the result is a valid Kubernetes label value (at most 63 of
+    ``[A-Za-z0-9-_.]``, alphanumeric at both ends): other characters become ``-``."""
+    text = re.sub(r"[^A-Za-z0-9_.-]", "-", run_date.replace(":", "").replace("+", "p"))
+    return re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", text[:63])
 
 
 def today(timezone: str) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from hera.workflows.models import (
     Backoff,
+    Capabilities,
     ConfigMapEnvSource,
     Container,
     EnvFromSource,
@@ -24,7 +25,9 @@ from hera.workflows.models import (
     Parameter,
     ResourceRequirements,
     RetryStrategy,
+    SeccompProfile,
     SecretEnvSource,
+    SecurityContext,
     Template,
     ValueFrom,
 )
@@ -41,6 +44,16 @@ TASK_LABEL = "headrace.dev/task"
 #: Argo's retry expression: a bad-input exit is never retried, whatever the policy says.
 NO_RETRY_ON_BAD_INPUT = f"asInt(lastRetry.exitCode) != {EXIT_USAGE}"
 SIZE_OUTPUTS = ("decision", "pod-spec-patch", "instance-type", "instance-count")
+#: Every container the compiler writes meets the Pod Security Standard "restricted" on its own
+#: (the pod's context says the same, but a container's must say allowPrivilegeEscalation and
+#: capabilities itself). Argo's init and wait containers take theirs from the controller's
+#: ``executor`` setting (docs/deploy.md).
+CONTAINER_SECURITY = SecurityContext(
+    allow_privilege_escalation=False,
+    capabilities=Capabilities(drop=["ALL"]),
+    run_as_non_root=True,
+    seccomp_profile=SeccompProfile(type="RuntimeDefault"),
+)
 
 
 @dataclass(frozen=True)
@@ -62,6 +75,7 @@ class PodEnvironment:
                 EnvFromSource(secret_ref=SecretEnvSource(name=SECRET, optional=True)),
             ],
             resources=resources,
+            security_context=CONTAINER_SECURITY,
         )
 
 

@@ -1,7 +1,10 @@
-"""The checks every compiled object must pass: Hera round trip and Argo's strict JSON schema.
+"""The checks every compiled object must pass: Hera round trip and Argo's strict JSON schemas.
 
 Hera's models drop fields they do not know, so a round trip alone misses a misspelled field;
-the vendored strict schema (``additionalProperties: false`` everywhere, Argo v4.1.2) catches it.
+the vendored strict schemas (``additionalProperties: false`` everywhere) catch it. Two releases
+are checked: the newest vendored (v4.1.2) and the oldest headrace supports
+(:data:`pipelines.argo.version.MIN_ARGO_VERSION`), so a field that only newer controllers know
+fails here instead of being ignored by an older cluster.
 """
 
 from __future__ import annotations
@@ -15,26 +18,62 @@ from typing import Any
 import jsonschema
 from hera.workflows.models import CronWorkflow, Workflow, WorkflowTemplate
 
-SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "argo-workflows.strict.schema.json"
+from pipelines.argo.version import MIN_ARGO_VERSION
+from tests.argo import argo_rules, kube_rules
+
+SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
+SCHEMA = SCHEMAS / "argo-workflows.strict.schema.json"
+#: The oldest supported release's schema, as Argo publishes it (made strict by :func:`strict`).
+OLDEST_SCHEMA = SCHEMAS / f"argo-workflows-v{MIN_ARGO_VERSION}.schema.json"
+INT_OR_STRING = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
 MODELS: dict[str, Any] = {"Workflow": Workflow, "WorkflowTemplate": WorkflowTemplate, "CronWorkflow": CronWorkflow}
 
 
+def strict(schema: dict[str, Any]) -> dict[str, Any]:
+    """Argo's published schema made strict: unknown fields rejected wherever a definition lists
+    its properties, IntOrString as string or integer (Argo's schema says string only)."""
+    definitions = {
+        name: {**item, "additionalProperties": False}
+        if "properties" in item and "additionalProperties" not in item
+        else item
+        for name, item in schema["definitions"].items()
+    }
+    definitions[INT_OR_STRING] = {**definitions[INT_OR_STRING], "type": ["string", "integer"]}
+    return {**schema, "definitions": definitions}
+
+
 @cache
-def _validator(kind: str) -> jsonschema.protocols.Validator:
-    schema = json.loads(SCHEMA.read_text())
+def _schema(path: Path) -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads(path.read_text())
+    return schema if path == SCHEMA else strict(schema)
+
+
+def validator(schema: dict[str, Any], kind: str) -> jsonschema.protocols.Validator:
     root = {
         "$schema": schema["$schema"],
         "$ref": f"#/definitions/io.argoproj.workflow.v1alpha1.{kind}",
         "definitions": schema["definitions"],
     }
     validator_class = jsonschema.validators.validator_for(root)
-    return validator_class(root)  # type: ignore[no-any-return]
+    return validator_class(root)
+
+
+@cache
+def _validator(path: Path, kind: str) -> jsonschema.protocols.Validator:
+    return validator(_schema(path), kind)
+
+
+def errors_against(schema: dict[str, Any] | Path, obj: dict[str, Any]) -> list[str]:
+    """Every place ``obj`` breaks ``schema`` (a vendored file or a schema dict)."""
+    checker = _validator(schema, obj["kind"]) if isinstance(schema, Path) else validator(schema, obj["kind"])
+    return sorted(f"{'/'.join(map(str, e.absolute_path))}: {e.message[:200]}" for e in checker.iter_errors(obj))
 
 
 def schema_errors(obj: dict[str, Any]) -> list[str]:
-    """Every place ``obj`` breaks Argo's strict schema, as ``path: message`` lines."""
-    errors = _validator(obj["kind"]).iter_errors(obj)
-    return sorted(f"{'/'.join(map(str, e.absolute_path))}: {e.message[:200]}" for e in errors)
+    """Every place ``obj`` breaks the strict schema of the newest vendored Argo release or of the
+    oldest supported one, as ``path: message`` lines (the oldest marked with its version)."""
+    oldest = [f"v{MIN_ARGO_VERSION} {line}" for line in errors_against(OLDEST_SCHEMA, obj)]
+    return errors_against(SCHEMA, obj) + oldest
 
 
 def hera_round_trip(obj: dict[str, Any]) -> dict[str, Any]:
@@ -48,6 +87,8 @@ def assert_valid_argo(obj: dict[str, Any]) -> None:
     assert hera_round_trip(obj) == obj, "Hera's models changed the object (a field it does not know?)"
     assert schema_errors(obj) == []
     assert reference_errors(obj) == []
+    assert argo_rules.errors(obj) == []
+    assert kube_rules.errors(obj) == []
 
 
 _TAG = re.compile(r"\{\{\s*(=?)([^}]*?)\s*\}\}")

@@ -122,3 +122,24 @@ def test_console_script_compiles_validates_and_shows_its_version(broken: str) ->
     version = subprocess.run([str(headrace), "--version"], capture_output=True, text=True)
     assert version.returncode == 0
     assert version.stdout.startswith("headrace ")
+
+
+DIGIT_NAMED = """
+from pipelines import Pipeline, step
+
+@step
+def extract() -> int:
+    return 1
+
+with Pipeline("digits") as pipeline:
+    extract(name="2024-extract", sizing="auto")
+"""
+
+
+def test_validate_refuses_a_task_name_argo_would_refuse_in_one_line_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "digits_flow.py"
+    path.write_text(DIGIT_NAMED)
+    result = runner.invoke(app, ["validate", f"{path}:pipeline"])
+    assert result.exit_code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "task 2024-extract" in line and "start it with a letter" in line
