@@ -243,10 +243,11 @@ def _train_local(
         framework=framework,
         instance_type=instance_type,
         job_name=name,
+        region=ctx.settings.aws_region,
     )
     ctx.log.info("training %s locally in %s (SageMaker container contract)", entry_point, run_dir)
     result = sagemaker_local.run(
-        run_dir, entry_point, env, hyperparameters, on_line=lambda line: ctx.log.info("%s", line), timeout=runtime
+        run_dir, entry_point, env, on_line=lambda line: ctx.log.info("%s", line), timeout=runtime
     )
     if result.exit_code != 0:
         reason = result.failure or f"exit code {result.exit_code}"
@@ -308,19 +309,10 @@ def create_request(
     checkpoint_uri: str | None = None,
 ) -> dict[str, Any]:
     """The ``CreateTrainingJob`` request, as the SageMaker SDK's framework estimators build it."""
-    from steps.sagemaker_local import encode_hyperparameters
+    from steps.sagemaker_local import job_hyperparameters
 
-    encoded = encode_hyperparameters(hyperparameters)
-    encoded.update(
-        encode_hyperparameters(
-            {
-                "sagemaker_program": entry_point,
-                "sagemaker_submit_directory": submit_uri,
-                "sagemaker_container_log_level": 20,
-                "sagemaker_job_name": name,
-                "sagemaker_region": region,
-            }
-        )
+    encoded = job_hyperparameters(
+        hyperparameters, entry_point=entry_point, submit_directory=submit_uri, job_name=name, region=region
     )
     stopping: dict[str, int] = {"MaxRuntimeInSeconds": runtime}
     request: dict[str, Any] = {
