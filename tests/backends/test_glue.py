@@ -4,11 +4,11 @@ moto stores Glue jobs and runs and walks a run through STARTING → RUNNING → 
 by its state manager), but it never executes the job script: nothing is scored and no output is
 written, a run can not be made to fail, and moto has no ``UpdateJob``. So the cloud tests check
 the job definition and the run's arguments, the uploaded script and code zip, attaching on a
-retry, the state changes logged while polling, the guard against a "successful" run that wrote
-nothing, and the rows/bytes read back once the test has written output where the job would.
-The generated script itself is executed by real local Spark in ``test_generated_glue_script_...``.
-Left uncovered: Glue's own ``ErrorMessage`` on a failed run (mapped on a run shaped like Glue's)
-and ``UpdateJob`` when the code changes.
+retry (past GetJobRuns' first page), one job per code version, the state changes logged while
+polling, the guard against a "successful" run that wrote nothing, and the rows/bytes read back
+once the test has written output where the job would. The generated script itself is executed
+by real local Spark in ``test_generated_glue_script_...``. Left uncovered: Glue's own
+``ErrorMessage`` on a failed run (mapped on a run shaped like Glue's).
 """
 
 from __future__ import annotations
@@ -140,6 +140,11 @@ def stepped_runs(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None
     post("unset-transition", {"model_name": "glue::job_run"})
 
 
+def only_job(glue: object) -> dict[str, object]:
+    (job,) = glue.get_jobs()["Jobs"]  # type: ignore[attr-defined]
+    return job  # type: ignore[no-any-return]
+
+
 def cloud_inputs(ctx: object, tmp_path: Path) -> tuple[ArtifactRef, ArtifactRef]:
     write_input(tmp_path / "in.parquet", 100, row_group_size=100)
     store = ctx.store  # type: ignore[attr-defined]
@@ -181,7 +186,8 @@ def test_glue_job_is_defined_with_the_script_and_code_and_run_with_the_sized_wor
 
     assert ref == ArtifactRef(f"s3://{BUCKET}/artifacts/demo/r1/score/scores/", size, 100, "parquet")
     glue, s3 = client("glue", aws_settings), client("s3", aws_settings)
-    job = glue.get_job(JobName="headrace-demo-score")["Job"]
+    job = only_job(glue)
+    assert job["Name"].startswith("headrace-demo-score-")
     assert job["GlueVersion"] == "5.0" and job["Command"]["Name"] == "glueetl"
     assert job["Role"] == "arn:aws:iam::123456789012:role/headrace-glue"
     script_key = job["Command"]["ScriptLocation"].removeprefix(f"s3://{BUCKET}/")
@@ -190,7 +196,7 @@ def test_glue_job_is_defined_with_the_script_and_code_and_run_with_the_sized_wor
     zip_key = job["DefaultArguments"]["--extra-py-files"].removeprefix(f"s3://{BUCKET}/")
     names = zipfile.ZipFile(io.BytesIO(s3.get_object(Bucket=BUCKET, Key=zip_key)["Body"].read())).namelist()
     assert {"steps/model_io.py", "steps/errors.py", "pipelines/graph.py", "scoring_examples.py"} <= set(names)
-    (run,) = glue.get_job_runs(JobName="headrace-demo-score")["JobRuns"]
+    (run,) = glue.get_job_runs(JobName=job["Name"])["JobRuns"]
     assert run["WorkerType"] == "G.2X" and run["NumberOfWorkers"] == 6
     assert run["Arguments"]["--score"] == "scoring_examples:score"
     assert run["Arguments"]["--input"] == data.uri and run["Arguments"]["--model"] == model.uri
@@ -215,7 +221,8 @@ def test_retried_attempt_attaches_to_its_run_and_a_new_attempt_reuses_the_job(
     batch_infer(ctx, score, model, data)
 
     assert first == again
-    runs = client("glue", aws_settings).get_job_runs(JobName="headrace-demo-score")["JobRuns"]
+    glue = client("glue", aws_settings)
+    runs = glue.get_job_runs(JobName=only_job(glue)["Name"])["JobRuns"]
     assert sorted(r["Arguments"]["--headrace-attempt"] for r in runs) == ["r1/score/1", "r1/score/2"]
 
 
@@ -286,7 +293,7 @@ with Pipeline("e2e") as pipeline:
 TRAIN = """
 import argparse, os, pickle
 parser = argparse.ArgumentParser()
-parser.add_argument("--w", type=float)
+parser.add_argument("-w", type=float)  # the toolkit passes one-letter names with one dash
 with open(os.path.join(os.environ["SM_MODEL_DIR"], "model.pkl"), "wb") as handle:
     pickle.dump({"w": parser.parse_args().w}, handle)
 """
@@ -359,5 +366,162 @@ def test_scoring_module_requirements_become_glue_additional_python_modules(
 
     batch_infer(ctx, "needs_lightgbm:score", model, data)
 
-    job = client("glue", aws_settings).get_job(JobName="headrace-demo-score")["Job"]
+    job = only_job(client("glue", aws_settings))
     assert job["DefaultArguments"]["--additional-python-modules"] == "lightgbm==4.6.0"
+
+
+@pytest.mark.integration
+def test_two_code_versions_run_as_two_jobs_and_neither_definition_changes(
+    tmp_path: Path, aws_settings: Settings, stepped_runs: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from steps.aws import client
+
+    (tmp_path / "v2").mkdir()
+    (tmp_path / "v2" / "scoring_v2.py").write_text("def score(batch, model):\n    return batch\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "v2"))
+    ctx = make_context(aws_settings, task="score")
+    model, data = cloud_inputs(ctx, tmp_path)
+    write_output_where_the_job_would(aws_settings, 100)
+    glue = client("glue", aws_settings)
+
+    batch_infer(ctx, score, model, data)
+    (first,) = glue.get_jobs()["Jobs"]
+    ctx.attempt = 2  # a retry that runs changed code
+    batch_infer(ctx, "scoring_v2:score", model, data)
+
+    jobs = {job["Name"]: job for job in glue.get_jobs()["Jobs"]}
+    assert len(jobs) == 2 and all(name.startswith("headrace-demo-score-") for name in jobs)
+    assert jobs[first["Name"]]["DefaultArguments"] == first["DefaultArguments"]
+    zips = {job["DefaultArguments"]["--extra-py-files"] for job in jobs.values()}
+    assert len(zips) == 2
+    for name in jobs:
+        (run,) = glue.get_job_runs(JobName=name)["JobRuns"]
+        assert run["Arguments"]["--score"] in ("scoring_examples:score", "scoring_v2:score")
+
+
+@pytest.mark.integration
+def test_retry_finds_its_run_beyond_the_first_page_of_the_jobs_runs(
+    tmp_path: Path, aws_settings: Settings, stepped_runs: None
+) -> None:
+    """The pod died right after StartJobRun (no run record) and the job has 60 other runs."""
+    from steps.aws import client
+
+    ctx = make_context(aws_settings, task="score")
+    model, data = cloud_inputs(ctx, tmp_path)
+    write_output_where_the_job_would(aws_settings, 100)
+    ctx.attempt = 9
+    batch_infer(ctx, score, model, data)  # creates the job
+    glue = client("glue", aws_settings)
+    name = only_job(glue)["Name"]
+    for other in range(60):
+        run_id = glue.start_job_run(JobName=name, Arguments={"--headrace-attempt": f"other/score/{other}"})["JobRunId"]
+        while glue.get_job_run(JobName=name, RunId=run_id)["JobRun"]["JobRunState"] != "SUCCEEDED":
+            pass  # each read steps moto's run one state on; the job allows 10 concurrent runs
+    ctx.attempt = 1
+    batch_infer(ctx, score, model, data)
+    ctx.store.delete_prefix(ctx.output_key("glue-run.json"))
+    assert not ctx.store.exists(ctx.store.uri_for(ctx.output_key("glue-run.json")))
+    first_page = glue.get_job_runs(JobName=name, MaxResults=50)["JobRuns"]
+    assert len(first_page) == 50 and "r1/score/1" not in [r["Arguments"]["--headrace-attempt"] for r in first_page]
+
+    batch_infer(ctx, score, model, data)
+
+    runs = [r for p in glue.get_paginator("get_job_runs").paginate(JobName=name) for r in p["JobRuns"]]
+    assert len(runs) == 62
+    assert [r["Arguments"]["--headrace-attempt"] for r in runs].count("r1/score/1") == 1
+
+
+@pytest.mark.integration
+def test_scoring_module_that_does_not_import_is_one_error_before_anything_is_sent(
+    tmp_path: Path, aws_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from steps.aws import client
+
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "broken_scoring.py").write_text(
+        "import not_installed_anywhere\nglue_python_modules = ['x==1']\n\ndef score(batch, model):\n    return batch\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path / "code"))
+    ctx = make_context(aws_settings, task="score")
+    model, data = cloud_inputs(ctx, tmp_path)
+
+    with pytest.raises(UserError, match=r"score 'broken_scoring:score': .*not_installed_anywhere.*glue_python_modules"):
+        batch_infer(ctx, "broken_scoring:score", model, data)
+
+    assert client("glue", aws_settings).get_jobs()["Jobs"] == []
+
+
+@pytest.mark.integration
+def test_the_models_framework_version_is_pinned_on_the_glue_job_and_a_conflicting_pin_is_refused(
+    tmp_path: Path, aws_settings: Settings, stepped_runs: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from steps.aws import client
+    from steps.frameworks import RECORD_SUFFIX, framework_for, record
+
+    ctx = make_context(aws_settings, task="score")
+    model, data = cloud_inputs(ctx, tmp_path)
+    ctx.store.put_bytes(record(framework_for("sklearn", "1.2-1")), "demo/r1/train/model.tar.gz" + RECORD_SUFFIX)  # type: ignore[arg-type]
+    write_output_where_the_job_would(aws_settings, 100)
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "pins_other.py").write_text(
+        "glue_python_modules = ['scikit-learn==1.5.2']\n\ndef score(batch, model):\n    return batch\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path / "code"))
+
+    batch_infer(ctx, score, model, data)
+    with pytest.raises(UserError, match=r"pins scikit-learn==1.5.2 but the model was trained with scikit-learn==1.2.1"):
+        batch_infer(ctx, "pins_other:score", model, data)
+
+    job = only_job(client("glue", aws_settings))
+    assert job["DefaultArguments"]["--additional-python-modules"] == "scikit-learn==1.2.1"
+
+
+# ----------------------------------------------------------------------------- acceptance: the example
+
+
+@pytest.mark.spark
+def test_example_model_trained_locally_scores_the_same_on_local_spark_with_the_glue_script_and_pins(
+    tmp_path: Path,
+) -> None:
+    """The recipe stream's own training script and scoring function, end to end on this machine:
+    training runs under the model's framework version (scikit-learn 1.2.1, the SageMaker 1.2-1
+    container's), the model records it, and both the Arrow engine and the generated Glue script on
+    real local Spark score under it; the pin the Glue job would get is that same version."""
+    import datetime as dt
+
+    from examples.recipe_stream import data as sample
+    from examples.recipe_stream import scoring, tasks
+    from steps.frameworks import framework_for, read_local_framework
+    from steps.glue import python_modules, score_reference, with_model_pin
+
+    day = dt.date(2026, 3, 2)
+    events = pa.concat_tables(sample.generate_events(day, rows=3000, seed=7))
+    events = events.set_column(
+        events.schema.get_field_index("outcome"), "outcome", events.column("outcome").cast(pa.string())
+    )
+    pq.write_table(events, tmp_path / "events.parquet")
+    pq.write_table(pa.concat_tables(sample.generate_items(day, rows=3000, seed=7)), tmp_path / "items.parquet")
+    settings = load_settings({"profile": "local", "artifact_root": str(tmp_path / "artifacts")})
+    ctx = make_context(settings, pipeline="recipe-stream", task="train")
+    training_data = ArtifactRef((tmp_path / "events.parquet").as_uri(), 0)
+
+    model = tasks.train_model(ctx, training_data, retrain="always", train_weekday="monday")
+
+    model_path = Path(model.uri.removeprefix("file://"))
+    assert read_local_framework(model_path) == framework_for("sklearn", "1.2-1")
+    spec, shipped = score_reference(scoring.score)
+    pins = with_model_pin(
+        python_modules(scoring.score, spec, shipped, "test"), read_local_framework(model_path), "test"
+    )
+    assert pins == ["scikit-learn==1.2.1"]
+
+    scored = {}
+    for engine in ("arrow", "spark"):
+        score_ctx = make_context(settings.replace(glue_engine=engine), pipeline="recipe-stream", task=f"score-{engine}")
+        ref = batch_infer(score_ctx, scoring.score, model, tmp_path / "items.parquet")
+        assert ref.rows == pq.read_metadata(tmp_path / "items.parquet").num_rows
+        frame = pq.read_table(Path(ref.uri.removeprefix("file://"))).to_pandas()
+        scored[engine] = frame.sort_values("recipe_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(scored["spark"], scored["arrow"])
+    assert set(scored["arrow"]["predicted_class"]) <= {"cook", "save", "skip"}
+    assert scored["arrow"]["confidence"].between(0, 1).all()

@@ -521,6 +521,42 @@ def test_image_uri_by_region_and_passthrough() -> None:
     assert image_uri(custom, None, "us-east-1", "ml.m5.large") == custom
 
 
+def test_pytorch_images_come_from_each_regions_own_account() -> None:
+    assert image_uri("pytorch", "2.3.0", "us-east-1", "ml.g5.xlarge") == (
+        "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.3.0-gpu-py311"
+    )
+    assert image_uri("pytorch", "2.3", "ap-east-1", "ml.m5.large") == (
+        "871362719292.dkr.ecr.ap-east-1.amazonaws.com/pytorch-training:2.3.0-cpu-py311"
+    )
+    assert image_uri("sklearn", "1.2-1", "cn-north-1", "ml.m5.large") == (
+        "450853457545.dkr.ecr.cn-north-1.amazonaws.com.cn/sagemaker-scikit-learn:1.2-1-cpu-py3"
+    )
+
+
+def test_unknown_framework_version_names_the_versions_there_are() -> None:
+    from steps.errors import UserError
+
+    with pytest.raises(
+        UserError, match=r"framework_version '9.9-9': sklearn has no such SageMaker image; use one of .*1.2-1"
+    ):
+        image_uri("sklearn", "9.9-9", "us-east-1", "ml.m5.large")
+
+
+def test_vendored_image_tables_equal_the_installed_sagemaker_sdks() -> None:
+    """The copy in steps/sagemaker_images.json against the SDK's own JSON (the [aws] extra)."""
+    import importlib.util
+
+    from steps.sagemaker_images import tables
+
+    spec = importlib.util.find_spec("sagemaker")
+    folders = [Path(p, "core", "image_uri_config") for p in (spec.submodule_search_locations or [])] if spec else []
+    folder = next((f for f in folders if (f / "sklearn.json").is_file()), None)
+    if folder is None:
+        pytest.skip("the sagemaker SDK ([aws] extra) is not installed: vendored image tables not compared")
+    for framework, vendored in tables().items():
+        assert json.loads((folder / f"{framework}.json").read_text())["training"] == vendored, framework
+
+
 def test_sigterm_while_waiting_on_a_job_becomes_an_interrupt_and_the_handler_is_restored() -> None:
     import os
     import signal
