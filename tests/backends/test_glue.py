@@ -7,8 +7,11 @@ the job definition and the run's arguments, the uploaded script and code zip, at
 retry (past GetJobRuns' first page), one job per code version, the state changes logged while
 polling, the guard against a "successful" run that wrote nothing, and the rows/bytes read back
 once the test has written output where the job would. The generated script itself is executed
-by real local Spark in ``test_generated_glue_script_...``. Left uncovered: Glue's own
-``ErrorMessage`` on a failed run (mapped on a run shaped like Glue's).
+by real local Spark in ``test_generated_glue_script_...``, and the parity suite at the end runs on
+both sides: locally (the Arrow engine) and on the cloud side, where moto holds the job and the run
+while the test does Glue's work with real local Spark on the script and zip headrace uploaded
+(:func:`play_glue`). Left uncovered: Glue's own ``ErrorMessage`` on a failed run (mapped on a run
+shaped like Glue's).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 
 import botocore.session
 import joblib
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -33,6 +37,7 @@ from steps.batch_local import score_parquet
 from steps.contract import ArtifactRef, SizingDecision, SizingTarget
 from steps.errors import ConfigError, HandoffFailed, UserError
 from steps.glue import GLUE_STATES, batch_infer, check_run, run_script_locally
+from steps.glue_script import ROWS_FILE
 from steps.model_io import clear_cache, pack_dir
 from steps.settings import Settings, load_settings
 from tests.backends.conftest import BUCKET, make_context
@@ -525,3 +530,151 @@ def test_example_model_trained_locally_scores_the_same_on_local_spark_with_the_g
     pd.testing.assert_frame_equal(scored["spark"], scored["arrow"])
     assert set(scored["arrow"]["predicted_class"]) <= {"cook", "save", "skip"}
     assert scored["arrow"]["confidence"].between(0, 1).all()
+
+
+# ----------------------------------------------------------------------------- parity: one suite, both sides
+
+
+def play_glue(settings: Settings, endpoint: str, work: Path) -> None:
+    """Do what Glue does with the run headrace started on moto (moto runs nothing): fetch the job's
+    script and its --extra-py-files zip from S3, run that script on real local Spark with the
+    run's arguments (inputs fetched from S3, the zip as the only code on PYTHONPATH), put the
+    output where the run's --output names, then let moto's run succeed."""
+    import subprocess
+    import sys
+    import time
+
+    from steps.aws import client
+
+    glue, s3 = client("glue", settings), client("s3", settings)
+    deadline = time.monotonic() + 60
+    runs: list[dict[str, object]] = []
+    while not runs and time.monotonic() < deadline:
+        jobs = glue.get_jobs()["Jobs"]
+        runs = glue.get_job_runs(JobName=jobs[0]["Name"])["JobRuns"] if jobs else []
+        time.sleep(0.2)
+    (job,) = glue.get_jobs()["Jobs"]
+    (run,) = runs
+    arguments = {**job["DefaultArguments"], **run["Arguments"]}  # type: ignore[dict-item]
+
+    def fetch(uri: str, name: str) -> Path:
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        s3.download_file(bucket, key, str(work / name))
+        return work / name
+
+    work.mkdir()
+    script = fetch(job["Command"]["ScriptLocation"], "glue_script.py")
+    bundle = fetch(arguments["--extra-py-files"], "job.zip")
+    command = [sys.executable, str(script), "--JOB_ID", "j_1", "--JOB_RUN_ID", str(run["Id"])]
+    command += ["--input", str(fetch(arguments["--input"], "input.parquet")), "--output", str(work / "out")]
+    command += ["--model", str(fetch(arguments["--model"], "model.tar.gz")), "--score", arguments["--score"]]
+    command += ["--batch-size", arguments["--batch-size"], "--spark-master", "local[2]"]
+    command += ["--spark-conf", "spark.ui.enabled=false", "--spark-conf", "spark.sql.shuffle.partitions=2"]
+    command += ["--spark-conf", "spark.driver.extraJavaOptions=-XX:+UseSerialGC -XX:TieredStopAtLevel=1"]
+    if "--output-schema" in arguments:
+        command += ["--output-schema", arguments["--output-schema"]]
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(work), "PYTHONPATH": str(bundle), "PYSPARK_PYTHON": sys.executable}
+    done = subprocess.run(command, env=env, cwd=work, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    bucket, _, prefix = arguments["--output"].removeprefix("s3://").partition("/")
+    for path in sorted((work / "out").iterdir()):
+        if not path.name.startswith((".", "_")) or path.name in (ROWS_FILE, "_SUCCESS"):
+            s3.upload_file(str(path), bucket, f"{prefix}/{path.name}")
+    request = urllib.request.Request(
+        f"{endpoint}/moto-api/state-manager/set-transition",
+        json.dumps({"model_name": "glue::job_run", "transition": {"progression": "immediate"}}).encode(),
+    )
+    urllib.request.urlopen(request).read()
+
+
+@pytest.fixture(params=["local", "cloud"])
+def side(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which side ``run_batch`` scores on: local (the Arrow engine) or cloud (moto holds the Glue
+    job and run, real local Spark runs the uploaded script, see :func:`play_glue`)."""
+    if request.param == "cloud":
+        endpoint = request.getfixturevalue("aws_env")
+        request.getfixturevalue("s3_root")
+        monkeypatch.setattr(handoff, "DEFAULT_BACKOFF", handoff.Backoff(initial=0.2, maximum=0.2))
+        held = {"model_name": "glue::job_run", "transition": {"progression": "manual", "times": 10**9}}
+        urllib.request.urlopen(
+            urllib.request.Request(f"{endpoint}/moto-api/state-manager/set-transition", json.dumps(held).encode())
+        ).read()
+        request.addfinalizer(
+            lambda: urllib.request.urlopen(
+                urllib.request.Request(
+                    f"{endpoint}/moto-api/state-manager/unset-transition",
+                    json.dumps({"model_name": "glue::job_run"}).encode(),
+                )
+            ).read()
+        )
+    return str(request.param)
+
+
+def library_model_archive(tmp_path: Path) -> Path:
+    """The same linear scorer as a scikit-learn model: a class Glue workers can unpickle (the
+    tests' own LinearModel lives in a module the job's zip does not ship)."""
+    from sklearn.linear_model import LinearRegression
+
+    folder = tmp_path / "library-model"
+    folder.mkdir()
+    model = LinearRegression()
+    model.coef_, model.intercept_, model.n_features_in_ = np.array([2.0, -1.0]), 0.0, 2
+    joblib.dump(model, folder / "model.joblib")
+    clear_cache()
+    return pack_dir(folder, tmp_path / "library-model.tar.gz")
+
+
+def run_batch(side: str, tmp_path: Path, frame_rows: int, **options: object) -> tuple[ArtifactRef, pd.DataFrame]:
+    """Score ``frame_rows`` rows with ``scoring_examples.score`` on ``side``; the output and its rows."""
+    import threading
+
+    write_input(tmp_path / "in.parquet", frame_rows, row_group_size=max(frame_rows // 3, 1))
+    if side == "local":
+        settings = load_settings({"profile": "local", "artifact_root": str(tmp_path / "artifacts")})
+    else:
+        settings = load_settings(
+            {
+                "profile": "aws",
+                "artifact_root": f"s3://{BUCKET}/artifacts",
+                "glue_role_arn": "arn:aws:iam::123456789012:role/headrace-glue",
+            }
+        )
+    ctx = make_context(settings, task="score")
+    data = ctx.store.put_file(
+        tmp_path / "in.parquet", "demo/r1/prep/features.parquet", rows=frame_rows, format="parquet"
+    )
+    model = ctx.store.put_file(library_model_archive(tmp_path), "demo/r1/train/model.tar.gz", format="model")
+    if side == "local":
+        ref = batch_infer(ctx, score, model, data, **options)  # type: ignore[arg-type]
+        return ref, ctx.artifact(ref).read_pandas()
+    import os
+
+    outcome: dict[str, object] = {}
+
+    def score_on_glue() -> None:
+        try:
+            outcome["ref"] = batch_infer(ctx, score, model, data, **options)  # type: ignore[arg-type]
+        except BaseException as error:  # reported by the main thread
+            outcome["error"] = error
+
+    worker = threading.Thread(target=score_on_glue)
+    worker.start()
+    try:
+        play_glue(settings, os.environ["HEADRACE_AWS_ENDPOINT_URL"], tmp_path / "glue")
+    finally:
+        worker.join(timeout=120)
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    ref = outcome["ref"]
+    assert isinstance(ref, ArtifactRef)
+    return ref, ctx.artifact(ref).read_pandas()
+
+
+@pytest.mark.spark
+@pytest.mark.integration
+def test_batch_inference_scores_every_row_and_reports_rows_and_bytes_on_either_side(side: str, tmp_path: Path) -> None:
+    ref, scored = run_batch(side, tmp_path, 3_000, output_schema={"id": "int64", "score": "double"})
+
+    expected = expected_scores(pd.read_parquet(tmp_path / "in.parquet"))
+    pd.testing.assert_frame_equal(scored.sort_values("id").reset_index(drop=True), expected)
+    assert ref.rows == 3_000 and ref.format == "parquet" and ref.bytes > 0
