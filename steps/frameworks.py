@@ -10,7 +10,8 @@ model fails ``predict_proba`` under 1.5 and 1.9). So the framework travels with 
   ``--additional-python-modules``.
 
 Where this interpreter already has the package at that version it is used as it is. Otherwise a
-virtual environment per framework version is built once (pip, from the package index) and cached
+virtual environment per framework version is built once (pip, wheels only: a version without a
+wheel for this Python is refused at once instead of compiled for an hour) and cached
 outside the project, in ``~/.cache/headrace-frameworks/<package>-<version>-py<major><minor>``
 (``HEADRACE_FRAMEWORK_CACHE`` moves it). A version pip can not install for this Python is one
 line naming the version and what to do, never a silently different model.
@@ -137,8 +138,9 @@ def _build(framework: Framework, venv: Path, where: str) -> None:
     key = "numpy1" if (framework.package, framework.package_version) in NUMPY1_PACKAGES else "default"
     started = time.monotonic()
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, capture_output=True)
+    pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--only-binary=:all:"]
     install = subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", framework.pin, *COMPANIONS[key]],
+        [*pip, framework.pin, *COMPANIONS[key]],
         capture_output=True,
         text=True,
         check=False,

@@ -5,20 +5,24 @@ runs it over every row of a Parquet input and returns the scored Parquet dataset
 files) with its size and row count.
 
 * **aws profile**: the job script (:mod:`steps.glue_script`, a plain ``SparkSession`` program) is
-  uploaded under the run's artifact prefix with a zip of the user's module and the few headrace
-  modules the script needs (``--extra-py-files``). The Glue job ``headrace-<pipeline>-<task>`` is
-  created or updated (Glue 5.0, worker type and count from the control room when sized), a run is
-  started (or, on a retry of the same attempt, the earlier run is attached to), polled with backoff
-  and mapped through :data:`GLUE_STATES`. Success is proven by the ``_rows`` file the script writes
-  last; the bytes are the sum of the output objects. A scoring module may list pip requirements in
-  a module attribute ``glue_python_modules = ["scikit-learn==1.5.2"]`` (sent as
-  ``--additional-python-modules``). The zip holds every ``steps`` module and the DSL's pure model
-  (``pipelines/graph.py``), so the scoring function may live in the pipeline module itself; what
-  else that module imports at the top must exist on Glue (pandas, NumPy, pyarrow and scikit-learn
-  do; anything else goes in ``glue_python_modules``).
+  uploaded under a content-addressed prefix with a zip of the user's module and the few headrace
+  modules the script needs (``--extra-py-files``). The Glue job ``headrace-<pipeline>-<task>-<hash>``
+  is created once per code version (:func:`job_name`: never updated, so concurrent runs of
+  different code never share a script), a run is started with the worker type and count from the
+  control room when sized (or, on a retry of the same attempt, the earlier run is attached to:
+  :func:`_existing_run`), polled with backoff and mapped through :data:`GLUE_STATES`. Success is
+  proven by the ``_rows`` file the script writes last; the bytes are the sum of the output
+  objects. A scoring module may list pip requirements in a module attribute
+  ``glue_python_modules = ["lightgbm==4.6.0"]`` (sent as ``--additional-python-modules``, with the
+  model's recorded framework pin added: :mod:`steps.frameworks`); a scoring module that does not
+  import is one error, never a silently missing requirement. The zip holds every ``steps`` module
+  and the DSL's pure model (``pipelines/graph.py``), so the scoring function may live in the
+  pipeline module itself; what else that module imports at the top must exist on Glue (pandas,
+  NumPy, pyarrow and scikit-learn do; anything else goes in ``glue_python_modules``).
 * **local profile**: the Arrow engine (:mod:`steps.batch_local`, parallel workers, one per CPU,
   memory bounded by the batch size; ``worker_type``/``number_of_workers`` apply to Glue only). ``glue_engine = "spark"`` (``HEADRACE_GLUE_ENGINE=spark``) runs the generated Glue script
   itself on local Spark (the ``[spark]`` extra and Java 17) through :func:`run_script_locally`.
+  Both run under the Python that has the model's recorded framework version (:func:`model_python`).
 """
 
 from __future__ import annotations

@@ -101,6 +101,28 @@ def test_unknown_engine_is_a_config_error_naming_the_setting(tmp_path: Path, mon
         batch_infer(make_context(settings), score, model_archive(tmp_path), tmp_path / "in.parquet")
 
 
+def test_model_of_a_framework_version_that_does_not_install_here_is_refused_in_one_line(
+    tmp_path: Path, local_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from steps.frameworks import RECORD_SUFFIX, Framework, record
+
+    monkeypatch.setenv("HEADRACE_FRAMEWORK_CACHE", str(tmp_path / "frameworks"))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # nothing to install from: as a version with no wheel here
+    ctx = make_context(local_settings, task="score")
+    write_input(tmp_path / "in.parquet", 10, row_group_size=10)
+    model = ctx.store.put_file(model_archive(tmp_path), "demo/r1/train/model.tar.gz", format="model")
+    old = Framework("sklearn", "0.20.0", "scikit-learn", "0.20.0")
+    ctx.store.put_bytes(record(old), "demo/r1/train/model.tar.gz" + RECORD_SUFFIX)
+
+    with pytest.raises(ConfigError) as raised:
+        batch_infer(ctx, score, model, tmp_path / "in.parquet")
+
+    message = str(raised.value)
+    assert "\n" not in message
+    assert "model framework sklearn 0.20.0 needs scikit-learn==0.20.0, which does not install for Python 3." in message
+    assert not (tmp_path / "artifacts" / "demo" / "r1" / "score" / "scores").exists()
+
+
 @pytest.mark.spark
 def test_generated_glue_script_on_local_spark_scores_the_same_as_the_arrow_engine(tmp_path: Path) -> None:
     frame = write_input(tmp_path / "in.parquet", 5_000, row_group_size=1_000)
