@@ -5,24 +5,29 @@ runs it over every row of a Parquet input and returns the scored Parquet dataset
 files) with its size and row count.
 
 * **aws profile**: the job script (:mod:`steps.glue_script`, a plain ``SparkSession`` program) is
-  uploaded under the run's artifact prefix with a zip of the user's module and the few headrace
-  modules the script needs (``--extra-py-files``). The Glue job ``headrace-<pipeline>-<task>`` is
-  created or updated (Glue 5.0, worker type and count from the control room when sized), a run is
-  started (or, on a retry of the same attempt, the earlier run is attached to), polled with backoff
-  and mapped through :data:`GLUE_STATES`. Success is proven by the ``_rows`` file the script writes
-  last; the bytes are the sum of the output objects. A scoring module may list pip requirements in
-  a module attribute ``glue_python_modules = ["scikit-learn==1.5.2"]`` (sent as
-  ``--additional-python-modules``). The zip holds every ``steps`` module and the DSL's pure model
-  (``pipelines/graph.py``), so the scoring function may live in the pipeline module itself; what
-  else that module imports at the top must exist on Glue (pandas, NumPy, pyarrow and scikit-learn
-  do; anything else goes in ``glue_python_modules``).
+  uploaded under a content-addressed prefix with a zip of the user's module and the few headrace
+  modules the script needs (``--extra-py-files``). The Glue job ``headrace-<pipeline>-<task>-<hash>``
+  is created once per code version (:func:`job_name`: never updated, so concurrent runs of
+  different code never share a script), a run is started with the worker type and count from the
+  control room when sized (or, on a retry of the same attempt, the earlier run is attached to:
+  :func:`_existing_run`), polled with backoff and mapped through :data:`GLUE_STATES`. Success is
+  proven by the ``_rows`` file the script writes last; the bytes are the sum of the output
+  objects. A scoring module may list pip requirements in a module attribute
+  ``glue_python_modules = ["lightgbm==4.6.0"]`` (sent as ``--additional-python-modules``, with the
+  model's recorded framework pin added: :mod:`steps.frameworks`); a scoring module that does not
+  import is one error, never a silently missing requirement. The zip holds every ``steps`` module
+  and the DSL's pure model (``pipelines/graph.py``), so the scoring function may live in the
+  pipeline module itself; what else that module imports at the top must exist on Glue (pandas,
+  NumPy, pyarrow and scikit-learn do; anything else goes in ``glue_python_modules``).
 * **local profile**: the Arrow engine (:mod:`steps.batch_local`, parallel workers, one per CPU,
   memory bounded by the batch size; ``worker_type``/``number_of_workers`` apply to Glue only). ``glue_engine = "spark"`` (``HEADRACE_GLUE_ENGINE=spark``) runs the generated Glue script
   itself on local Spark (the ``[spark]`` extra and Java 17) through :func:`run_script_locally`.
+  Both run under the Python that has the model's recorded framework version (:func:`model_python`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import inspect
 import json
@@ -41,6 +46,7 @@ from steps.batch_local import ScoreResult, score_parquet
 from steps.context import StepContext
 from steps.contract import ArtifactRef
 from steps.errors import ConfigError, HandoffFailed, NotFoundError, StepFailed, UserError
+from steps.frameworks import Framework, read_model_framework
 from steps.glue_script import ROWS_FILE
 from steps.handoff import Phase, phase_of, poll, terminate_as_interrupt
 from steps.settings import Settings
@@ -63,6 +69,8 @@ GLUE_VERSION = "5.0"
 #: pure model is shipped too, so a scoring function living in a pipeline module imports on Glue.
 SHIPPED_DSL = ("pipelines/__init__.py", "pipelines/graph.py")
 ENGINES = ("arrow", "spark")
+#: The attempt's record of the Glue run it started, under its output prefix.
+RUN_RECORD = "glue-run.json"
 
 ScoreFunction = Callable[[Any, Any], Any]
 
@@ -143,10 +151,13 @@ def _run_local(
     target = store.path / key if isinstance(store, LocalStore) else Path(tempfile.mkdtemp(prefix="headrace-")) / "out"
     target.parent.mkdir(parents=True, exist_ok=True)
     chosen = engine(ctx.settings)
+    python = model_python(model_path, f"pipeline {ctx.pipeline}, task {ctx.task}")
     if chosen == "spark":
         result = run_script_locally(
-            data_path, target, score, model_path, batch_size=batch_size, output_schema=output_schema
+            data_path, target, score, model_path, batch_size=batch_size, output_schema=output_schema, python=python
         )
+    elif python != sys.executable:
+        result = score_in(python, data_path, target, score, model_path, batch_size, output_schema)
     else:
         result = score_parquet(
             data_path,
@@ -165,6 +176,54 @@ def _run_local(
     stored = store.put_file(target, key, rows=result.rows, format="parquet")
     shutil.rmtree(target.parent, ignore_errors=True)
     return ArtifactRef(stored.uri, result.bytes, result.rows, "parquet")
+
+
+def model_python(model_path: Path, where: str) -> str:
+    """The interpreter that has the model's recorded framework version (this one when it does, or
+    when nothing was recorded); see :mod:`steps.frameworks`."""
+    from steps import frameworks
+
+    framework = frameworks.read_local_framework(model_path)
+    return frameworks.python_for(framework, where=where) if framework else sys.executable
+
+
+def score_in(
+    python: str,
+    source: Path,
+    output: Path,
+    score: ScoreFunction | str,
+    model_path: Path,
+    batch_size: int,
+    output_schema: Mapping[str, str] | None,
+) -> ScoreResult:
+    """The Arrow engine run by another interpreter (the model's framework environment)."""
+    spec, shipped = score_reference(score)
+    program = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from steps.batch_local import score_parquet\n"
+        "a = json.loads(sys.argv[1])\n"
+        "r = score_parquet(Path(a['source']), Path(a['output']), a['score'], a['model'], batch_size=a['batch_size'],"
+        " output_schema=a['schema'], pool='thread')\n"
+        "print(json.dumps({'rows': r.rows, 'bytes': r.bytes}))\n"
+    )
+    arguments = {
+        "source": str(source),
+        "output": str(output),
+        "score": spec if shipped is None or not shipped.is_file() else f"{shipped}:{spec.partition(':')[2]}",
+        "model": str(model_path),
+        "batch_size": batch_size,
+        "schema": dict(output_schema) if output_schema else None,
+    }
+    env = {**os.environ, "PYTHONPATH": _python_path(shipped)}
+    completed = subprocess.run(
+        [python, "-c", program, json.dumps(arguments)], env=env, capture_output=True, text=True, check=False
+    )
+    if completed.returncode != 0:
+        tail = _error_lines(completed.stderr + completed.stdout)
+        raise HandoffFailed(f"scoring under {python} failed (exit {completed.returncode}): {tail}", reason=tail)
+    answer = json.loads(completed.stdout.strip().splitlines()[-1])
+    return ScoreResult(output, int(answer["rows"]), int(answer["bytes"]))
 
 
 def score_reference(score: ScoreFunction | str) -> tuple[str, Path | None]:
@@ -240,8 +299,12 @@ def run_script_locally(
     master: str = "local[2]",
     conf: Mapping[str, str] | None = None,
     timeout: float | None = None,
+    python: str | None = None,
 ) -> ScoreResult:
     """Run the generated Glue job script itself on local Spark, in a subprocess.
+
+    ``python`` (default: this interpreter) runs the driver and the Python workers: the model's
+    framework environment, with this interpreter's pyspark linked in (:func:`steps.frameworks.spark_path`).
 
     The same program Glue runs, with ``--spark-master`` added; output lands under a ``.partial-``
     name and is renamed only on success. Spark's log goes to this process's stderr; on failure the
@@ -255,8 +318,9 @@ def run_script_locally(
         **dict(conf or {}),
     }
     staging = output.parent / f".partial-{output.name}-{uuid.uuid4().hex[:8]}"
+    interpreter = python or sys.executable
     command = [
-        sys.executable,
+        interpreter,
         str(Path(__file__).with_name("glue_script.py")),
         "--input",
         str(source),
@@ -274,7 +338,12 @@ def run_script_locally(
     ]
     if output_schema:
         command += ["--output-schema", json.dumps(dict(output_schema))]
-    env = {**os.environ, "PYTHONPATH": _python_path(shipped), "PYSPARK_PYTHON": sys.executable}
+    python_path = _python_path(shipped)
+    if interpreter != sys.executable:
+        from steps.frameworks import spark_path
+
+        python_path = os.pathsep.join([python_path, spark_path(interpreter)])
+    env = {**os.environ, "PYTHONPATH": python_path, "PYSPARK_PYTHON": interpreter, "PYSPARK_DRIVER_PYTHON": interpreter}
     try:
         completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as error:
@@ -306,10 +375,16 @@ def _error_lines(text: str) -> str:
 # ----------------------------------------------------------------------------- Glue side
 
 
-def job_name(pipeline: str, task: str) -> str:
-    """One Glue job per pipeline task (runs of every run id share it): ``headrace-<pipeline>-<task>``."""
-    name = f"headrace-{pipeline}-{task}"
-    return name[:255]
+def job_name(pipeline: str, task: str, definition: Mapping[str, Any]) -> str:
+    """One Glue job per pipeline task and code version: ``headrace-<pipeline>-<task>-<hash>``.
+
+    The hash covers the whole definition (script, code zip, modules, role, Glue version; not the
+    worker type and count, which travel with each run), so a definition is created once and never
+    updated: two runs of different code at the same time run different jobs, each its own script.
+    """
+    canonical = {k: v for k, v in definition.items() if k not in ("WorkerType", "NumberOfWorkers")}
+    digest = hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()[:12]
+    return f"headrace-{pipeline}-{task}"[:242] + f"-{digest}"
 
 
 def _run_glue(
@@ -322,7 +397,7 @@ def _run_glue(
     batch_size: int,
     output_schema: dict[str, str] | None,
 ) -> ArtifactRef:
-    from steps.aws import client, translate
+    from steps.aws import client, provider_errors, translate
 
     where = f"pipeline {ctx.pipeline}, task {ctx.task}"
     role = ctx.settings.glue_role_arn
@@ -331,18 +406,18 @@ def _run_glue(
             f"{where}: glue_role_arn is not set; set HEADRACE_GLUE_ROLE_ARN=arn:aws:iam::<account>:role/<role> "
             "or glue_role_arn in headrace.toml"
         )
-    for name, ref in (("model", model), ("data", data)):
+    for label, ref in (("model", model), ("data", data)):
         if not ref.uri.startswith("s3://"):
             raise UserError(
-                f"{where}: {name} {ref.uri} is not on S3; on the aws profile inputs must be s3:// artifacts"
+                f"{where}: {label} {ref.uri} is not on S3; on the aws profile inputs must be s3:// artifacts"
             )
     spec, shipped = score_reference(score)
+    modules = python_modules(score, spec, shipped, where)
     chosen_type = ctx.instance_type(worker_type) or worker_type
     workers = ctx.instance_count(number_of_workers)
     output_uri = ctx.store.uri_for(ctx.output_key("scores")).rstrip("/")
     token = f"{ctx.run_id}/{ctx.task}/{ctx.attempt}"
     glue = client("glue", ctx.settings)
-    name = job_name(ctx.pipeline, ctx.task)
 
     arguments = {
         "--input": data.uri,
@@ -354,22 +429,24 @@ def _run_glue(
     }
     if output_schema:
         arguments["--output-schema"] = json.dumps(output_schema)
+    name = ""
     try:
-        run_id = _existing_run(glue, name, token)
+        modules = with_model_pin(modules, read_model_framework(ctx.store, model.uri), where)
+        script_uri, zip_uri = _upload_code(ctx, shipped)
+        definition = job_definition(role, script_uri, zip_uri, modules, chosen_type, workers)
+        name = job_name(ctx.pipeline, ctx.task, definition)
+        run_id = _existing_run(ctx, glue, name, token)
         if run_id:
             ctx.log.info("attaching to Glue run %s of job %s (started by an earlier try)", run_id, name)
         else:
-            script_uri, zip_uri = _upload_code(ctx, shipped)
-            modules = _python_modules(spec)
-            _create_or_update_job(glue, name, role, script_uri, zip_uri, modules, chosen_type, workers)
+            _ensure_job(glue, name, definition)
             run_id = glue.start_job_run(
                 JobName=name, Arguments=arguments, WorkerType=chosen_type, NumberOfWorkers=workers
             )["JobRunId"]
+            ctx.store.put_bytes(json.dumps({"job": name, "run_id": run_id}).encode(), ctx.output_key(RUN_RECORD))
             ctx.log.info("started Glue run %s of job %s on %d x %s", run_id, name, workers, chosen_type)
-    except Exception as error:
-        if isinstance(error, HandoffFailed | UserError):
-            raise
-        raise translate(error, f"{where}: glue job {name}") from error
+    except provider_errors() as error:
+        raise translate(error, f"{where}: glue job {name or ctx.task}") from error
     ctx.record(
         glue_job=name, glue_run_id=run_id, worker_type=chosen_type, number_of_workers=workers, batch_size=batch_size
     )
@@ -385,17 +462,35 @@ def _run_glue(
     return ArtifactRef(output_uri + "/", size, rows, "parquet")
 
 
-def _existing_run(glue: Any, name: str, token: str) -> str | None:
-    """The run this attempt already started (a retried pod attaches instead of starting twice)."""
-    from steps.aws import error_code
+def _existing_run(ctx: StepContext, glue: Any, name: str, token: str) -> str | None:
+    """The live or finished run this attempt already started, so a retried pod attaches instead of
+    starting twice.
 
-    try:
-        runs = glue.get_job_runs(JobName=name, MaxResults=50).get("JobRuns", [])
-    except Exception as error:
-        if error_code(error) == "EntityNotFoundException":
-            return None
-        raise
-    for run in runs:
+    First the attempt's own record (``glue-run.json`` under its output prefix, written right after
+    StartJobRun: one read, whatever the job's history); then, for a pod that died between the two
+    calls, every page of GetJobRuns for the attempt's token.
+    """
+    from steps.aws import error_code, provider_errors
+
+    record = ctx.store.uri_for(ctx.output_key(RUN_RECORD))
+    candidates: list[dict[str, Any]] = []
+    if ctx.store.exists(record):
+        known = json.loads(ctx.store.read_bytes(record))
+        if known.get("job") == name:
+            try:
+                candidates = [glue.get_job_run(JobName=name, RunId=known["run_id"])["JobRun"]]
+            except provider_errors() as error:
+                if error_code(error) != "EntityNotFoundException":
+                    raise
+    if not candidates:
+        try:
+            for page in glue.get_paginator("get_job_runs").paginate(JobName=name):
+                candidates += page.get("JobRuns", [])
+        except provider_errors() as error:
+            if error_code(error) == "EntityNotFoundException":
+                return None
+            raise
+    for run in candidates:
         phase = GLUE_STATES.get(run.get("JobRunState", ""), Phase.RUNNING)
         if run.get("Arguments", {}).get("--headrace-attempt") == token and phase in (
             Phase.PENDING,
@@ -424,8 +519,6 @@ def _upload_code(ctx: StepContext, shipped: Path | None) -> tuple[str, str]:
     Content-addressed keys keep the Glue job definition unchanged from run to run while the code
     is unchanged (no ``UpdateJob`` at all), and let runs of different code coexist.
     """
-    import hashlib
-
     here = Path(__file__).resolve().parent
     files = _bundle_files(shipped)
     digest = hashlib.sha256()
@@ -445,24 +538,48 @@ def _upload_code(ctx: StepContext, shipped: Path | None) -> tuple[str, str]:
     return script_uri, zip_uri
 
 
-def _python_modules(spec: str) -> list[str]:
+def python_modules(score: ScoreFunction | str, spec: str, shipped: Path | None, where: str) -> list[str]:
+    """The scoring module's ``glue_python_modules``; a module that does not import here is one
+    clear error (its requirements would otherwise silently never reach Glue)."""
     from steps.glue_script import load_callable
 
-    module_name = spec.partition(":")[0]
-    module = sys.modules.get(module_name)
+    if callable(score) and not isinstance(score, str):
+        module = sys.modules.get(getattr(score, "__module__", "") or "")
+    else:
+        module = sys.modules.get(spec.partition(":")[0])
     if module is None:
+        target = f"{shipped}:{spec.partition(':')[2]}" if shipped is not None and shipped.is_file() else spec
         try:
-            module = sys.modules[load_callable(spec).__module__]
-        except (UserError, KeyError):
-            return []
+            module = sys.modules[load_callable(target).__module__]
+        except UserError as error:
+            raise UserError(
+                f"{where}: score {spec!r}: {error}; fix the import so its glue_python_modules reach Glue"
+            ) from error
     return [str(item) for item in getattr(module, "glue_python_modules", [])]
 
 
-def _create_or_update_job(
-    glue: Any, name: str, role: str, script_uri: str, zip_uri: str, modules: list[str], worker_type: str, workers: int
-) -> None:
-    from steps.aws import error_code
+def with_model_pin(modules: list[str], framework: Framework | None, where: str) -> list[str]:
+    """``modules`` plus the model's framework pin (``scikit-learn==1.2.1``) from the model's
+    framework record; a module list that pins another version of it is one clear error."""
+    if framework is None:
+        return modules
+    package, version = framework.package, framework.package_version
+    for item in modules:
+        name, _, pinned = item.partition("==")
+        if name.strip().lower() == package and pinned and pinned.strip() != version:
+            raise UserError(
+                f"{where}: glue_python_modules pins {item} but the model was trained with {package}=={version}; "
+                f"pin {package}=={version} or retrain"
+            )
+        if name.strip().lower() == package:
+            return modules
+    return [*modules, f"{package}=={version}"]
 
+
+def job_definition(
+    role: str, script_uri: str, zip_uri: str, modules: list[str], worker_type: str, workers: int
+) -> dict[str, Any]:
+    """The CreateJob definition for one code version."""
     default_arguments = {
         "--extra-py-files": zip_uri,
         "--job-language": "python",
@@ -471,7 +588,7 @@ def _create_or_update_job(
     }
     if modules:
         default_arguments["--additional-python-modules"] = ",".join(modules)
-    definition: dict[str, Any] = {
+    return {
         "Role": role,
         "Command": {"Name": "glueetl", "ScriptLocation": script_uri, "PythonVersion": "3"},
         "DefaultArguments": default_arguments,
@@ -481,33 +598,35 @@ def _create_or_update_job(
         "MaxRetries": 0,  # Argo's retryStrategy owns retries, with the control room's sizing
         "ExecutionProperty": {"MaxConcurrentRuns": 10},
     }
+
+
+def _ensure_job(glue: Any, name: str, definition: Mapping[str, Any]) -> None:
+    """Create the job of this code version unless it exists (never updated: see :func:`job_name`)."""
+    from steps.aws import error_code, provider_errors
+
     try:
-        current = glue.get_job(JobName=name)["Job"]
-    except Exception as error:
+        glue.get_job(JobName=name)
+        return
+    except provider_errors() as error:
         if error_code(error) != "EntityNotFoundException":
             raise
+    try:
         glue.create_job(Name=name, Description="headrace batch scoring", Tags={"headrace": "batch_infer"}, **definition)
-        return
-    same = (
-        current.get("Command", {}).get("ScriptLocation") == script_uri
-        and current.get("DefaultArguments", {}) == default_arguments
-        and current.get("GlueVersion") == GLUE_VERSION
-        and current.get("Role") == role
-    )
-    if not same:  # worker type and count travel with each run (StartJobRun), not the definition
-        glue.update_job(JobName=name, JobUpdate=definition)
+    except provider_errors() as error:
+        if error_code(error) != "AlreadyExistsException":  # a concurrent run of the same code created it
+            raise
 
 
 def wait_for_run(ctx: StepContext, glue: Any, name: str, run_id: str) -> dict[str, Any]:
     """Poll the run with backoff until it ends, logging each state change."""
-    from steps.aws import translate
+    from steps.aws import provider_errors, translate
 
     seen: list[str] = []
 
     def describe() -> dict[str, Any]:
         try:
             run: dict[str, Any] = glue.get_job_run(JobName=name, RunId=run_id)["JobRun"]
-        except Exception as error:
+        except provider_errors() as error:
             raise translate(error, f"glue get_job_run {name}/{run_id}") from error
         return run
 
@@ -533,15 +652,13 @@ def check_run(where: str, run: Mapping[str, Any]) -> None:
 
 def output_size(ctx: StepContext, output_uri: str) -> tuple[int, int]:
     """Rows (from the ``_rows`` file the job writes last) and bytes (sum of the Parquet objects)."""
-    from steps.aws import client, translate
+    from steps.aws import client, error_code, provider_errors, translate
 
     bucket, _, prefix = output_uri.removeprefix("s3://").partition("/")
     s3 = client("s3", ctx.settings)
     try:
         body = s3.get_object(Bucket=bucket, Key=f"{prefix}/{ROWS_FILE}")["Body"].read()
-    except Exception as error:
-        from steps.aws import error_code
-
+    except provider_errors() as error:
         if error_code(error) in ("NoSuchKey", "404"):
             raise HandoffFailed(
                 f"pipeline {ctx.pipeline}, task {ctx.task}: the Glue run reported success but wrote no "

@@ -8,7 +8,7 @@ which :func:`steps.model_io.load_model` and :func:`steps.glue.batch_infer` read 
 tree into every step image and its estimator API has changed shape across major versions;
 ``CreateTrainingJob``/``DescribeTrainingJob`` have been stable for years and boto3 is already a
 core dependency. What the SDK adds for framework estimators is reproduced here in a few lines:
-the framework image URI (:data:`IMAGE_REGISTRIES`), ``sourcedir.tar.gz`` and the JSON-encoded
+the framework image URI (the SDK's own tables, :mod:`steps.sagemaker_images`), ``sourcedir.tar.gz`` and the JSON-encoded
 hyperparameters with ``sagemaker_program``/``sagemaker_submit_directory``.
 
 **aws profile.** The job name is derived from pipeline, task, run id and attempt, so a retried
@@ -58,34 +58,8 @@ SAGEMAKER_STATES: dict[str, Phase] = {
 #: SecondaryStatus values that mean the job was stopped for running too long (ours: TIMEOUT).
 TIMEOUT_SECONDARY = frozenset({"MaxRuntimeExceeded", "MaxWaitTimeExceeded"})
 
-#: Default framework versions: (image repository, default version, tag template).
-FRAMEWORKS: dict[str, tuple[str, str, str]] = {
-    "sklearn": ("sagemaker-scikit-learn", "1.2-1", "{version}-cpu-py3"),
-    "xgboost": ("sagemaker-xgboost", "1.7-1", "{version}"),
-    "pytorch": ("pytorch-training", "2.3.0", "{version}-{device}-py311"),
-}
-#: AWS's public ECR accounts for the SageMaker scikit-learn and XGBoost images, by region (from the
-#: SageMaker developer guide, "Docker Registry Paths and Example Code"). The PyTorch deep learning
-#: containers live in one account (763104351884) in these regions. For another region, or a custom
-#: image, pass the full image URI as ``framework``.
-IMAGE_REGISTRIES: dict[str, str] = {
-    "us-east-1": "683313688378",
-    "us-east-2": "257758044811",
-    "us-west-1": "746614075791",
-    "us-west-2": "246618743249",
-    "ca-central-1": "341280168497",
-    "eu-west-1": "141502667606",
-    "eu-west-2": "764974769150",
-    "eu-central-1": "492215442770",
-    "eu-north-1": "662702820516",
-    "ap-northeast-1": "354813040037",
-    "ap-northeast-2": "366743142698",
-    "ap-southeast-1": "121021644041",
-    "ap-southeast-2": "783357654285",
-    "ap-south-1": "720646828776",
-    "sa-east-1": "737474898029",
-}
-DLC_ACCOUNT = "763104351884"
+#: Default framework container versions (images per region: :mod:`steps.sagemaker_images`).
+FRAMEWORKS: dict[str, str] = {"sklearn": "1.2-1", "xgboost": "1.7-1", "pytorch": "2.3.0"}
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 GPU_FAMILIES = ("ml.p", "ml.g", "ml.trn", "ml.inf")
 
@@ -123,7 +97,7 @@ def train(
     ctx.record(
         training_job=name,
         framework=framework,
-        framework_version=framework_version or FRAMEWORKS.get(framework, ("", "", ""))[1],
+        framework_version=framework_version or default_version(framework),
         instance_type=chosen_type,
         instance_count=count,
         spot=spot,
@@ -133,13 +107,20 @@ def train(
         entry_point=entry_point,
     )
     if ctx.is_local:
-        return _train_local(ctx, name, entry_point, source, channels, hps, framework, chosen_type, runtime)
+        return _train_local(
+            ctx, name, entry_point, source, channels, hps, framework, framework_version, chosen_type, runtime
+        )
     return _train_cloud(
         ctx, name, entry_point, source, channels, hps, framework, framework_version, chosen_type, count, spot, runtime
     )
 
 
 train.__headrace_target__ = "sagemaker"  # type: ignore[attr-defined]
+
+
+def default_version(framework: str) -> str:
+    """The framework container version used when none is given (empty for a custom image)."""
+    return FRAMEWORKS.get(framework, "")
 
 
 def resolve_source_dir(ctx: StepContext, source_dir: str) -> Path:
@@ -223,10 +204,11 @@ def _train_local(
     channels: dict[str, ArtifactRef],
     hyperparameters: dict[str, Any],
     framework: str,
+    framework_version: str | None,
     instance_type: str,
     runtime: int,
 ) -> ArtifactRef:
-    from steps import sagemaker_local
+    from steps import frameworks, sagemaker_local
 
     where = f"pipeline {ctx.pipeline}, task {ctx.task}"
     local_channels = {channel: ctx.artifact(ref).local_path() for channel, ref in channels.items()}
@@ -243,10 +225,15 @@ def _train_local(
         framework=framework,
         instance_type=instance_type,
         job_name=name,
+        region=ctx.settings.aws_region,
     )
-    ctx.log.info("training %s locally in %s (SageMaker container contract)", entry_point, run_dir)
+    model_framework = frameworks.framework_for(framework, framework_version or default_version(framework))
+    python = frameworks.python_for(model_framework, where=where) if model_framework else None
+    ctx.log.info(
+        "training %s locally in %s (SageMaker container contract, %s)", entry_point, run_dir, python or sys.executable
+    )
     result = sagemaker_local.run(
-        run_dir, entry_point, env, hyperparameters, on_line=lambda line: ctx.log.info("%s", line), timeout=runtime
+        run_dir, entry_point, env, python=python, on_line=lambda line: ctx.log.info("%s", line), timeout=runtime
     )
     if result.exit_code != 0:
         reason = result.failure or f"exit code {result.exit_code}"
@@ -259,6 +246,10 @@ def _train_local(
     with tempfile.TemporaryDirectory(prefix="headrace-model-") as tmp:
         archive = pack_dir(result.model_dir, Path(tmp) / "model.tar.gz")
         ref = ctx.store.put_file(archive, ctx.output_key("model.tar.gz"), format="model")
+    if model_framework:
+        ctx.store.put_bytes(
+            frameworks.record(model_framework), ctx.output_key("model.tar.gz") + frameworks.RECORD_SUFFIX, format="json"
+        )
     if not any(result.model_dir.iterdir()):
         ctx.log.warning("%s wrote nothing to SM_MODEL_DIR; the model artifact is empty", entry_point)
     return ref
@@ -269,24 +260,12 @@ def _train_local(
 
 def image_uri(framework: str, version: str | None, region: str, instance_type: str) -> str:
     """The framework's training image in ``region``; a full image URI passes through unchanged."""
+    from steps.sagemaker_images import image_uri as from_tables
+
     if "/" in framework:
         return framework
-    if framework not in FRAMEWORKS:
-        raise UserError(
-            f"framework {framework!r}: use one of {', '.join(FRAMEWORKS)}, or a full image URI for another container"
-        )
-    repository, default_version, tag = FRAMEWORKS[framework]
-    if framework == "pytorch":
-        account = DLC_ACCOUNT
-    elif region in IMAGE_REGISTRIES:
-        account = IMAGE_REGISTRIES[region]
-    else:
-        raise ConfigError(
-            f"aws_region {region!r}: no {framework} image registry known to headrace; pass the image URI as framework"
-        )
     device = "gpu" if instance_type.startswith(GPU_FAMILIES) else "cpu"
-    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
-    return f"{account}.dkr.ecr.{region}.{suffix}/{repository}:{tag.format(version=version or default_version, device=device)}"
+    return from_tables(framework, version or default_version(framework), region, device)
 
 
 def create_request(
@@ -308,19 +287,10 @@ def create_request(
     checkpoint_uri: str | None = None,
 ) -> dict[str, Any]:
     """The ``CreateTrainingJob`` request, as the SageMaker SDK's framework estimators build it."""
-    from steps.sagemaker_local import encode_hyperparameters
+    from steps.sagemaker_local import job_hyperparameters
 
-    encoded = encode_hyperparameters(hyperparameters)
-    encoded.update(
-        encode_hyperparameters(
-            {
-                "sagemaker_program": entry_point,
-                "sagemaker_submit_directory": submit_uri,
-                "sagemaker_container_log_level": 20,
-                "sagemaker_job_name": name,
-                "sagemaker_region": region,
-            }
-        )
+    encoded = job_hyperparameters(
+        hyperparameters, entry_point=entry_point, submit_directory=submit_uri, job_name=name, region=region
     )
     stopping: dict[str, int] = {"MaxRuntimeInSeconds": runtime}
     request: dict[str, Any] = {
@@ -369,7 +339,7 @@ def _train_cloud(
     spot: bool,
     runtime: int,
 ) -> ArtifactRef:
-    from steps.aws import client, translate
+    from steps.aws import client, provider_errors, translate
 
     where = f"pipeline {ctx.pipeline}, task {ctx.task}"
     role = ctx.settings.sagemaker_role_arn
@@ -411,9 +381,7 @@ def _train_cloud(
             )
             sagemaker.create_training_job(**request)
             ctx.log.info("created training job %s on %d x %s (%s)", name, instance_count, instance_type, image)
-    except Exception as error:
-        if isinstance(error, UserError | ConfigError | HandoffFailed):
-            raise
+    except provider_errors() as error:
         raise translate(error, f"{where}: sagemaker training job {name}") from error
     try:
         with terminate_as_interrupt():
@@ -422,16 +390,31 @@ def _train_cloud(
         ctx.log.warning("interrupted: stopping training job %s", name)
         sagemaker.stop_training_job(TrainingJobName=name)
         raise
-    return model_artifact(ctx, final)
+    ref = model_artifact(ctx, final)
+    record_framework(ctx, ref.uri, framework, framework_version)
+    return ref
+
+
+def record_framework(ctx: StepContext, model_uri: str, framework: str, version: str | None) -> None:
+    """Write the model's framework record beside the job's ``model.tar.gz`` (under the task's
+    ``sagemaker/`` output prefix, where SageMaker put the artifact)."""
+    from steps import frameworks
+
+    model_framework = frameworks.framework_for(framework, version or default_version(framework))
+    prefix = ctx.store.uri_for(ctx.output_key("sagemaker"))
+    if model_framework is None or not model_uri.startswith(prefix):
+        return
+    key = ctx.output_key("sagemaker") + model_uri[len(prefix) :] + frameworks.RECORD_SUFFIX
+    ctx.store.put_bytes(frameworks.record(model_framework), key, format="json")
 
 
 def describe(sagemaker: Any, name: str) -> dict[str, Any] | None:
     """The job's description, or ``None`` when no job has this name."""
-    from steps.aws import error_code, error_message
+    from steps.aws import error_code, error_message, provider_errors
 
     try:
         answer: dict[str, Any] = sagemaker.describe_training_job(TrainingJobName=name)
-    except Exception as error:
+    except provider_errors() as error:
         message = error_message(error).lower()
         if error_code(error) in ("ValidationException", "ResourceNotFound") and (
             "not find" in message or "not found" in message
@@ -458,7 +441,7 @@ class LogFollower:
         self.tokens: dict[str, str | None] = {}
 
     def lines(self) -> list[str]:
-        from steps.aws import error_code
+        from steps.aws import error_code, provider_errors
 
         found: list[str] = []
         try:
@@ -477,7 +460,7 @@ class LogFollower:
                     self.tokens[name] = token
                     if not events or unchanged:
                         break
-        except Exception as error:
+        except provider_errors() as error:
             if error_code(error) != "ResourceNotFoundException":
                 raise
         return found
@@ -485,7 +468,7 @@ class LogFollower:
 
 def wait(ctx: StepContext, sagemaker: Any, logs: Any, name: str) -> dict[str, Any]:
     """Poll the job until it ends, streaming status transitions and log lines to the step log."""
-    from steps.aws import translate
+    from steps.aws import provider_errors, translate
 
     follower = LogFollower(logs, name)
     seen_transitions = [0]
@@ -494,7 +477,7 @@ def wait(ctx: StepContext, sagemaker: Any, logs: Any, name: str) -> dict[str, An
     def current() -> dict[str, Any]:
         try:
             answer = describe(sagemaker, name)
-        except Exception as error:
+        except provider_errors() as error:
             raise translate(error, f"sagemaker describe_training_job {name}") from error
         if answer is None:
             raise HandoffFailed(f"training job {name} disappeared while running", reason="job not found")
@@ -513,7 +496,7 @@ def wait(ctx: StepContext, sagemaker: Any, logs: Any, name: str) -> dict[str, An
         try:
             for line in follower.lines():
                 ctx.log.info("%s", line)
-        except Exception as error:  # logs are a nicety: never fail a job over them
+        except provider_errors() as error:  # logs are a nicety: an AWS error reading them never fails a job
             ctx.log.warning("could not read CloudWatch logs of %s: %s", name, error)
 
     return poll(current, job_phase, on_update=report)
@@ -521,7 +504,7 @@ def wait(ctx: StepContext, sagemaker: Any, logs: Any, name: str) -> dict[str, An
 
 def model_artifact(ctx: StepContext, description: Mapping[str, Any]) -> ArtifactRef:
     """The finished job's ``model.tar.gz`` with its size; a failed job raises HandoffFailed."""
-    from steps.aws import client, error_code, translate
+    from steps.aws import client, error_code, provider_errors, translate
 
     name = str(description.get("TrainingJobName", ""))
     where = f"pipeline {ctx.pipeline}, task {ctx.task}"
@@ -534,7 +517,7 @@ def model_artifact(ctx: StepContext, description: Mapping[str, Any]) -> Artifact
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     try:
         head = client("s3", ctx.settings).head_object(Bucket=bucket, Key=key)
-    except Exception as error:
+    except provider_errors() as error:
         if error_code(error) in ("404", "NoSuchKey", "NotFound"):
             raise HandoffFailed(
                 f"{where}: training job {name} completed but its model artifact {uri} does not exist; "

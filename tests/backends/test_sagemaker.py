@@ -35,6 +35,7 @@ from steps.sagemaker import (
 )
 from steps.settings import Settings, load_settings
 from tests.backends.conftest import BUCKET, make_context
+from tests.backends.sagemaker_toolkit import DUMP_SCRIPT, contract_of, lay_out_job, run_toolkit
 
 TRAIN_SCRIPT = textwrap.dedent(
     """
@@ -104,7 +105,7 @@ def test_local_training_runs_the_script_under_the_container_contract(tmp_path: P
     assert ref.format == "model" and ref.uri.endswith("/demo/r1/train/model.tar.gz") and ref.bytes > 0
     assert load_model(ref.uri) == {"rows": 3, "n_estimators": 50, "learning_rate": 0.1}
     seen = json.loads((unpack(Path(ref.uri.removeprefix("file://")), tmp_path / "unpacked") / "seen.json").read_text())
-    assert seen["argv"] == ["--n_estimators", "50", "--learning_rate", "0.1", "--loss", "log_loss"]
+    assert seen["argv"] == ["--learning_rate", "0.1", "--loss", "log_loss", "--n_estimators", "50"]
     hps = seen["hyperparameters.json"]
     assert hps["n_estimators"] == "50" and hps["loss"] == '"log_loss"' and hps["sagemaker_program"] == '"train.py"'
     assert seen["resourceconfig.json"]["current_host"] == "algo-1"
@@ -206,6 +207,135 @@ def test_missing_entry_point_names_the_folder(tmp_path: Path, local_settings: Se
 
     with pytest.raises(NotFoundError, match=r"entry_point 'fit.py' is not in .*src"):
         train(ctx, "fit.py", str(source_dir(tmp_path)), training_data(ctx))
+
+
+#: The issue's example: a bool, a dict, a one-letter name, and None.
+TOOLKIT_HYPERPARAMETERS = {"use_gpu": True, "opts": {"a": 1}, "k": 5, "none": None}
+
+
+def dump_source(tmp_path: Path) -> Path:
+    folder = tmp_path / "dump-src"
+    folder.mkdir()
+    (folder / "train.py").write_text(DUMP_SCRIPT)
+    return folder
+
+
+def test_local_runner_gives_the_script_exactly_what_the_sagemaker_toolkit_gives_it(
+    tmp_path: Path, local_settings: Settings
+) -> None:
+    """headrace's local runner and the real toolkit (its own venv) run the same job folder: the
+    script's argv, working folder, SM_* variables and PYTHONPATH head must be identical."""
+    ctx = make_context(local_settings, task="train")
+    ref = train(
+        ctx, "train.py", str(dump_source(tmp_path)), training_data(ctx), hyperparameters=TOOLKIT_HYPERPARAMETERS
+    )
+    local = json.loads((unpack(Path(ref.uri.removeprefix("file://")), tmp_path / "local") / "seen.json").read_text())
+    job = training_job_name(ctx.pipeline, ctx.task, ctx.run_id, ctx.attempt)
+    run_dir = local_settings.state_path / "sagemaker" / job
+
+    toolkit = run_toolkit(run_dir.resolve(), job)
+
+    assert contract_of(local) == contract_of(toolkit)
+
+
+@pytest.fixture(params=["local", "cloud"])
+def script_saw(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, object]:
+    """What the dump script saw when trained on one side.
+
+    local: headrace's local runner. cloud: ``train`` against the moto server (which records the
+    CreateTrainingJob request but runs nothing), then the real toolkit plays the container on that
+    job: the test lays out /opt/ml from moto's DescribeTrainingJob and the S3 channel, and the
+    toolkit downloads ``sourcedir.tar.gz`` from moto's S3 itself.
+    """
+    if request.param == "local":
+        ctx = make_context(request.getfixturevalue("local_settings"), task="train")
+        ref = train(
+            ctx, "train.py", str(dump_source(tmp_path)), training_data(ctx), hyperparameters=TOOLKIT_HYPERPARAMETERS
+        )
+        return contract_of(
+            json.loads((unpack(Path(ref.uri.removeprefix("file://")), tmp_path / "m") / "seen.json").read_text())
+        )
+    from steps.aws import client
+
+    settings = request.getfixturevalue("aws_settings")
+    endpoint = request.getfixturevalue("aws_env")
+    ctx = make_context(settings, task="train")
+    put_model_where_sagemaker_would(ctx, b"placeholder: moto trains nothing")
+    train(ctx, "train.py", str(dump_source(tmp_path)), training_data(ctx), hyperparameters=TOOLKIT_HYPERPARAMETERS)
+    job = training_job_name(ctx.pipeline, ctx.task, ctx.run_id, ctx.attempt)
+    description = client("sagemaker", settings).describe_training_job(TrainingJobName=job)
+    base = tmp_path / "opt-ml"
+    lay_out_job(description, client("s3", settings), base)
+    credentials = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}
+    return contract_of(run_toolkit(base, job, {"S3_ENDPOINT_URL": endpoint, **credentials}))
+
+
+@pytest.mark.integration
+def test_script_gets_the_toolkits_arguments_and_variables_on_either_side(script_saw: dict[str, object]) -> None:
+    env = script_saw["env"]
+    assert isinstance(env, dict)
+    assert script_saw["argv"] == ["train.py", "-k", "5", "--none", "", "--opts", "a=1", "--use_gpu", "True"]
+    assert env["SM_USER_ARGS"] == '["-k","5","--none","","--opts","a=1","--use_gpu","True"]'
+    assert env["SM_HPS"] == '{"k":5,"none":null,"opts":{"a":1},"use_gpu":true}'
+    assert (env["SM_HP_USE_GPU"], env["SM_HP_OPTS"], env["SM_HP_K"], env["SM_HP_NONE"]) == ("true", '{"a":1}', "5", "")
+    assert "SM_CHECKPOINT_DIR" not in env
+    assert env["SM_CHANNELS"] == '["train"]'
+    assert Path(env["SM_CHANNEL_TRAIN"], "data.csv").read_text().startswith("x,label")
+    assert Path(str(script_saw["cwd"]), "train.py").is_file() and script_saw["pythonpath_head"] == script_saw["cwd"]
+    assert (env["SM_CURRENT_HOST"], env["SM_MODULE_NAME"], env["SM_USER_ENTRY_POINT"]) == (
+        "algo-1",
+        "train",
+        "train.py",
+    )
+    assert env["SM_FRAMEWORK_MODULE"] == "sagemaker_sklearn_container.training:main"
+    assert env["TRAINING_JOB_NAME"] == env["SAGEMAKER_JOB_NAME"] == "demo-train-r1-a1"
+
+
+def test_source_dir_dot_with_the_state_folder_inside_copies_the_project_once(
+    tmp_path: Path, local_settings: Settings
+) -> None:
+    """The entry script beside the pipeline module (source_dir=".") while .headrace/ sits in the
+    same folder: the code copy leaves the state folder out instead of copying into itself."""
+    source_dir(tmp_path)
+    (tmp_path / "src" / "train.py").rename(tmp_path / "train.py")
+    ctx = make_context(local_settings, task="train")
+    ctx.work_dir = tmp_path
+
+    ref = train(ctx, "train.py", ".", training_data(ctx))
+
+    assert load_model(ref.uri)["rows"] == 3
+    code = local_settings.state_path / "sagemaker" / "demo-train-r1-a1" / "code"
+    assert (code / "train.py").is_file() and (code / "src" / "helpers.py").is_file()
+    assert not (code / ".headrace").exists()
+
+
+def test_requirements_txt_is_installed_into_the_jobs_own_environment_before_the_script_runs(
+    tmp_path: Path, local_settings: Settings
+) -> None:
+    import zipfile
+
+    wheel = tmp_path / "headrace_probe-1.0-py3-none-any.whl"
+    info = "headrace_probe-1.0.dist-info"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("headrace_probe.py", "VALUE = 42\n")
+        archive.writestr(f"{info}/METADATA", "Metadata-Version: 2.1\nName: headrace-probe\nVersion: 1.0\n")
+        archive.writestr(
+            f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        )
+        archive.writestr(f"{info}/RECORD", "")
+    script = "import os, pickle, headrace_probe\n" + (
+        "pickle.dump({'probe': headrace_probe.VALUE}, open(os.path.join(os.environ['SM_MODEL_DIR'], 'model.pkl'), 'wb'))\n"
+    )
+    folder = source_dir(tmp_path, script)
+    (folder / "requirements.txt").write_text(f"{wheel}\n")
+    ctx = make_context(local_settings, task="train")
+
+    ref = train(ctx, "train.py", str(folder), training_data(ctx))
+
+    assert load_model(ref.uri) == {"probe": 42}
+    import importlib.util
+
+    assert importlib.util.find_spec("headrace_probe") is None  # headrace's own environment is untouched
 
 
 # ----------------------------------------------------------------------------- cloud side (moto)
@@ -389,6 +519,42 @@ def test_image_uri_by_region_and_passthrough() -> None:
     )
     custom = "123456789012.dkr.ecr.us-east-1.amazonaws.com/my-trainer:7"
     assert image_uri(custom, None, "us-east-1", "ml.m5.large") == custom
+
+
+def test_pytorch_images_come_from_each_regions_own_account() -> None:
+    assert image_uri("pytorch", "2.3.0", "us-east-1", "ml.g5.xlarge") == (
+        "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.3.0-gpu-py311"
+    )
+    assert image_uri("pytorch", "2.3", "ap-east-1", "ml.m5.large") == (
+        "871362719292.dkr.ecr.ap-east-1.amazonaws.com/pytorch-training:2.3.0-cpu-py311"
+    )
+    assert image_uri("sklearn", "1.2-1", "cn-north-1", "ml.m5.large") == (
+        "450853457545.dkr.ecr.cn-north-1.amazonaws.com.cn/sagemaker-scikit-learn:1.2-1-cpu-py3"
+    )
+
+
+def test_unknown_framework_version_names_the_versions_there_are() -> None:
+    from steps.errors import UserError
+
+    with pytest.raises(
+        UserError, match=r"framework_version '9.9-9': sklearn has no such SageMaker image; use one of .*1.2-1"
+    ):
+        image_uri("sklearn", "9.9-9", "us-east-1", "ml.m5.large")
+
+
+def test_vendored_image_tables_equal_the_installed_sagemaker_sdks() -> None:
+    """The copy in steps/sagemaker_images.json against the SDK's own JSON (the [aws] extra)."""
+    import importlib.util
+
+    from steps.sagemaker_images import tables
+
+    spec = importlib.util.find_spec("sagemaker")
+    folders = [Path(p, "core", "image_uri_config") for p in (spec.submodule_search_locations or [])] if spec else []
+    folder = next((f for f in folders if (f / "sklearn.json").is_file()), None)
+    if folder is None:
+        pytest.skip("the sagemaker SDK ([aws] extra) is not installed: vendored image tables not compared")
+    for framework, vendored in tables().items():
+        assert json.loads((folder / f"{framework}.json").read_text())["training"] == vendored, framework
 
 
 def test_sigterm_while_waiting_on_a_job_becomes_an_interrupt_and_the_handler_is_restored() -> None:
