@@ -159,8 +159,6 @@ def register(app: typer.Typer) -> None:
             store.close()
         if record is None:
             fail(f"run {run_id}: not found; list runs with `headrace runs list`")
-        if record.runner_alive:
-            fail(f"run {run_id}: still running (runner pid {record.pid}); wait for it or stop it before resuming")
         pipeline = _load_recorded(record)
         notifier = _notifier(settings, pipeline)
         room = _control_room(settings, notifier)
