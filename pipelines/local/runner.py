@@ -553,6 +553,7 @@ def resolve_run_params(pipeline: Pipeline, params: Mapping[str, str] | None) -> 
 
     raw = pipeline.resolve_params(params)
     raw["run_date"] = resolve_run_date(raw.get("run_date", ""), pipeline.timezone).isoformat()
+    pipeline.convert_params(raw)  # a value not of its parameter's type fails now, not in a task
     return raw
 
 
