@@ -140,7 +140,7 @@ class RunLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 4096, 0).decode("utf-8", errors="replace")
+            holder = _read_holder(fd)
             os.close(fd)
             raise RunLocked(f"run {self.run_id}: {_holder_text(holder)}; wait for it or stop it first") from None
         except BaseException:
@@ -163,6 +163,17 @@ class RunLock:
 
     def __exit__(self, *_exc: object) -> None:
         self.release()
+
+
+def _read_holder(fd: int, seconds: float = 2.0) -> str:
+    """What the holder wrote into the lock file; it writes just after it takes the lock, so a
+    lock taken an instant ago may still be empty for a moment."""
+    deadline = time.monotonic() + seconds
+    while True:
+        raw = os.pread(fd, 4096, 0).decode("utf-8", errors="replace")
+        if raw.strip() or time.monotonic() > deadline:
+            return raw
+        time.sleep(0.02)
 
 
 def _holder_text(raw: str) -> str:
