@@ -85,11 +85,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Watch Argo workflows and their pods: phase changes, OOMKilled, ImagePullBackOff, evictions
         and never-started runs become run events (stored, and sent to Slack and Datadog)."""
-        from control_room.store import Store
+        from control_room.store import open_checked
         from control_room.watch import recorder, run_watcher
 
         settings = settings_from(control_room_db=db)
-        store = Store.open(settings.control_room_db or None, settings.state_dir)
+        store = open_checked(settings.control_room_db or None, settings.state_dir)
         notifier = None
         if notify:
             from control_room.notify import build_notifier
