@@ -1,16 +1,17 @@
 """The control room service: a versioned JSON API (OpenAPI at ``/openapi.json``), metrics, a page.
 
 ``create_app(store, policy, tokens=..., notifier=...)`` builds the FastAPI app; ``headrace
-control-room serve`` runs it under uvicorn. The OpenAPI description is at ``/openapi.json``. Endpoints are plain ``def`` functions: the store does
+control-room serve`` runs it under uvicorn. Endpoints are plain ``def`` functions: the store does
 blocking database I/O, which FastAPI runs in its thread pool.
 
-Bodies are the contract dataclasses of :mod:`steps.contract`, validated by FastAPI; range checks
-it cannot express on a plain dataclass (``input_bytes >= 0``, ``attempt >= 1``...) are made here
-and answered with the same 422 shape, naming the field. Every route but ``/healthz`` needs a
-bearer token when tokens are configured (``HEADRACE_CONTROL_ROOM_TOKEN`` or the mounted Secret file
-``HEADRACE_CONTROL_ROOM_TOKEN_FILE``, re-read when it changes so a rotated Secret takes effect);
-the page also accepts ``?token=`` once and keeps it in a cookie, because a browser cannot send a
-header from its address bar.
+Bodies are the contract dataclasses of :mod:`steps.contract`, validated at the boundary by the
+pydantic models of :mod:`control_room.bounds` (every bound of every field, from the column that
+stores it): a value the database could not hold is a 422 naming the field, never a 500. Every
+route but ``/healthz`` needs a bearer token when tokens are configured
+(``HEADRACE_CONTROL_ROOM_TOKEN`` or the mounted Secret file ``HEADRACE_CONTROL_ROOM_TOKEN_FILE``,
+re-read when it changes so a rotated Secret takes effect); the page also accepts ``?token=`` once
+and keeps it in a cookie, because a browser cannot send a header from its address bar. The token
+and the body's size are checked before the body is read (:class:`Gate`).
 """
 
 from __future__ import annotations
@@ -26,17 +27,22 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import FastAPI, HTTPException, Query, Request, Response
+from fastapi import Path as FastAPIPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from pydantic import AfterValidator
 
+from control_room.bounds import NAME_LENGTHS, ObservationBody, RunEventBody, SizingRequestBody, clean_text, to_contract
 from control_room.heap import CollectorPauses, settle_heap
+from control_room.metrics import CountRequests, Metrics
 from control_room.sizing import Policy
 from control_room.store import Store
-from steps.contract import Observation, Outcome, RunEvent, SizingDecision, SizingRequest, to_dict
+from steps.contract import Observation, RunEvent, SizingDecision, SizingRequest, to_dict
+from steps.errors import ConfigError
 
 log = logging.getLogger("headrace.control_room")
 
@@ -45,6 +51,8 @@ API_VERSION = "v1"
 TOKEN_COOKIE = "headrace_token"
 #: Threads answering requests in one worker process (see ``create_app``).
 REQUEST_THREADS = 8
+#: Largest request body accepted (``HEADRACE_CONTROL_ROOM_MAX_BODY_BYTES``): 1 MiB.
+MAX_BODY_BYTES = 1024 * 1024
 
 
 # ----------------------------------------------------------------------------- auth
@@ -83,8 +91,8 @@ class Tokens:
         return bool(self.fixed or self.file)
 
     def accepts(self, presented: str) -> bool:
-        """Constant-time comparison against every accepted token."""
-        if not presented:
+        """Constant-time comparison against every accepted token (tokens are ASCII)."""
+        if not presented or not presented.isascii():
             return False
         candidate = presented.encode()
         matched = False
@@ -93,162 +101,114 @@ class Tokens:
         return matched
 
 
-# ----------------------------------------------------------------------------- metrics
+# ----------------------------------------------------------------------------- the gate
 
 
-class Metrics:
-    """Counters for ``/metrics`` in the Prometheus text format (no client library needed)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-        self.help: dict[str, tuple[str, str]] = {}
-
-    def add(
-        self,
-        name: str,
-        value: float = 1.0,
-        *,
-        kind: str = "counter",
-        help_text: str = "",
-        labels: dict[str, str] | None = None,
-    ) -> None:
-        key = (name, tuple(sorted((labels or {}).items())))
-        with self._lock:
-            self.counters[key] = self.counters.get(key, 0.0) + value
-            self.help.setdefault(name, (kind, help_text))
-
-    def render(self, gauges: dict[str, tuple[float, str]]) -> str:
-        lines: list[str] = []
-        with self._lock:
-            names = sorted({name for name, _ in self.counters})
-            for name in names:
-                kind, help_text = self.help[name]
-                lines.append(f"# HELP {name} {help_text}")
-                lines.append(f"# TYPE {name} {kind}")
-                for (metric, labels), value in sorted(self.counters.items()):
-                    if metric == name:
-                        lines.append(f"{name}{_labels(labels)} {_number(value)}")
-        for name, (value, help_text) in sorted(gauges.items()):
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {_number(value)}"]
-        return "\n".join(lines) + "\n"
+def _header(scope: Any, name: bytes) -> str:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return ""
 
 
-def _labels(labels: Sequence[tuple[str, str]]) -> str:
-    if not labels:
-        return ""
-    escaped = (f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"' for k, v in labels)
-    return "{" + ",".join(escaped) + "}"
+async def _refuse(send: Any, status: int, detail: str, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(value)
+class Gate:
+    """Pure ASGI middleware that refuses a request before its body is read: a missing or wrong
+    bearer token (401) and a body over ``max_body`` bytes (413, from ``Content-Length`` alone
+    when it says so, else by counting at most ``max_body`` bytes as they arrive).
 
+    The app behind gets the body replayed from memory, so nothing bigger than the limit is ever
+    buffered. ``open_paths`` need no token here: health, and the page, which also takes its
+    token from ``?token=`` or its cookie.
+    """
 
-class _CountRequests:
-    """Pure ASGI middleware counting requests and time per route (cheaper than BaseHTTPMiddleware)."""
-
-    def __init__(self, app: Any, metrics: Metrics) -> None:
+    def __init__(self, app: Any, tokens: Tokens, max_body: int, open_paths: frozenset[str]) -> None:
         self.app = app
-        self.metrics = metrics
+        self.tokens = tokens
+        self.max_body = max_body
+        self.open_paths = open_paths
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        status = 500
-        begin = time.perf_counter()
+        if self.tokens.enabled and scope["path"] not in self.open_paths:
+            scheme, _, presented = _header(scope, b"authorization").partition(" ")
+            if scheme.lower() != "bearer" or not self.tokens.accepts(presented.strip()):
+                await _refuse(send, 401, UNAUTHORIZED, [(b"www-authenticate", b"Bearer")])
+                return
+        length = _header(scope, b"content-length")
+        too_big = f"request body over {self.max_body} bytes; send less (HEADRACE_CONTROL_ROOM_MAX_BODY_BYTES)"
+        if length:
+            if not length.isdigit():
+                await _refuse(send, 400, "Content-Length is not a number")
+                return
+            if int(length) > self.max_body:
+                await _refuse(send, 413, too_big)
+                return
+            if int(length) == 0:
+                await self.app(scope, receive, send)
+                return
+        elif not _header(scope, b"transfer-encoding"):
+            await self.app(scope, receive, send)  # no body
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                await _refuse(send, 413, too_big)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-        async def remember_status(message: Any) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
+        async def replay() -> Any:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
 
-        try:
-            await self.app(scope, receive, remember_status)
-        finally:
-            path = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.add(
-                "headrace_control_room_requests_total",
-                help_text="HTTP requests by route and status",
-                labels={"method": scope["method"], "route": path, "status": str(status)},
-            )
-            self.metrics.add(
-                "headrace_control_room_request_seconds_total",
-                time.perf_counter() - begin,
-                help_text="Seconds spent answering, by route",
-                labels={"route": path},
-            )
-
-
-# ----------------------------------------------------------------------------- validation
-
-
-def _problem(field: str, message: str, value: Any) -> dict[str, Any]:
-    return {"type": "value_error", "loc": ["body", field], "msg": message, "input": value}
-
-
-def _check(problems: list[dict[str, Any]], obj: Any, field: str, ok: Callable[[Any], bool], message: str) -> None:
-    value = getattr(obj, field)
-    if not ok(value):
-        problems.append(_problem(field, message, value))
-
-
-def _finite(value: float) -> bool:
-    return math.isfinite(value)
-
-
-def _common_checks(obj: Any, problems: list[dict[str, Any]]) -> None:
-    for name in ("pipeline", "task", "run_id"):
-        if hasattr(obj, name) and getattr(obj, name) is not None:
-            _check(
-                problems, obj, name, lambda v: bool(str(v).strip()) and len(str(v)) <= 200, "must be 1-200 characters"
-            )
+        await self.app(scope, replay, send)
 
 
-def validate_request(request: SizingRequest) -> None:
-    problems: list[dict[str, Any]] = []
-    _common_checks(request, problems)
-    _check(problems, request, "input_bytes", lambda v: v >= 0, "must be >= 0")
-    _check(problems, request, "input_rows", lambda v: v >= 0, "must be >= 0")
-    _check(problems, request, "attempt", lambda v: v >= 1, "must be >= 1")
-    _check(
-        problems, request, "deadline_seconds", lambda v: v is None or (v > 0 and _finite(v)), "must be > 0 when given"
-    )
-    _check(problems, request, "bytes_per_row", lambda v: v is None or (v > 0 and _finite(v)), "must be > 0 when given")
-    _check(
-        problems,
-        request,
-        "previous_outcome",
-        lambda v: v is None or v in {o.value for o in Outcome},
-        f"must be one of {', '.join(o.value for o in Outcome)}",
-    )
-    if problems:
-        raise RequestValidationError(problems)
+UNAUTHORIZED = "missing or wrong bearer token; send 'Authorization: Bearer <HEADRACE_CONTROL_ROOM_TOKEN>'"
 
 
-def validate_observation(observation: Observation) -> None:
-    problems: list[dict[str, Any]] = []
-    _common_checks(observation, problems)
-    _check(problems, observation, "attempt", lambda v: v >= 1, "must be >= 1")
-    for name in ("input_bytes", "input_rows", "output_bytes", "output_rows"):
-        _check(problems, observation, name, lambda v: v >= 0, "must be >= 0")
-    _check(problems, observation, "instance_count", lambda v: v >= 1, "must be >= 1")
-    _check(problems, observation, "duration_seconds", lambda v: v >= 0 and _finite(v), "must be >= 0")
-    _check(problems, observation, "peak_memory_bytes", lambda v: v is None or v >= 0, "must be >= 0")
-    _check(problems, observation, "cost_usd", lambda v: v is None or (v >= 0 and _finite(v)), "must be >= 0")
-    if problems:
-        raise RequestValidationError(problems)
+@dataclass(frozen=True)
+class Problem:
+    """Why a request was refused, in one sentence."""
+
+    detail: str
 
 
-def validate_event(event: RunEvent) -> None:
-    problems: list[dict[str, Any]] = []
-    _common_checks(event, problems)
-    _check(problems, event, "attempt", lambda v: v is None or v >= 1, "must be >= 1 when given")
-    _check(problems, event, "at", lambda v: v >= 0 and _finite(v), "must be unix seconds >= 0")
-    if problems:
-        raise RequestValidationError(problems)
+def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI description of the refusals a route can answer with."""
+    meaning = {
+        400: "The body is not JSON text",
+        401: "Missing or wrong bearer token",
+        404: "Not known to the control room",
+        413: "The body is over the size limit",
+        503: "The database does not answer",
+    }
+    return {code: {"model": Problem, "description": meaning[code]} for code in codes}
 
 
 # ----------------------------------------------------------------------------- the app
@@ -262,16 +222,26 @@ def create_app(
     notifier: Notifier | None = None,
     threads: int = REQUEST_THREADS,
     collector: CollectorPauses | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> FastAPI:
     """The control room's ASGI app over ``store`` and ``policy``.
 
     ``notifier`` receives every stored :class:`RunEvent` (and, when it has an ``observe`` method,
     every observation); its failures are logged and counted, never returned to the caller.
     ``collector``, when given, adds the process's garbage-collection pauses to ``/metrics``.
+    A request body over ``max_body_bytes`` is refused (413) before it is read.
     """
     accepted = tokens if tokens is not None else Tokens.from_environment()
-    metrics = Metrics()
     started = time.time()
+
+    def gauges() -> dict[str, tuple[float, str]]:
+        return {
+            "headrace_control_room_up": (1.0, "The service answers"),
+            "headrace_control_room_uptime_seconds": (time.time() - started, "Seconds since this worker started"),
+            "headrace_control_room_observations_stored": (float(store.count_observations()), "Observation rows"),
+        }
+
+    metrics = Metrics(gauges)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -295,23 +265,12 @@ def create_app(
     app.state.store = store
     app.state.policy = policy
     app.state.metrics = metrics
+    app.add_middleware(Gate, tokens=accepted, max_body=max_body_bytes, open_paths=frozenset({"/healthz", "/"}))
+    app.add_middleware(CountRequests, metrics=metrics)
+    guarded = _responses(401)
+    writes = _responses(400, 401, 413)
 
-    def authorize(request: Request) -> None:
-        if not accepted.enabled:
-            return
-        header = request.headers.get("authorization", "")
-        scheme, _, presented = header.partition(" ")
-        if scheme.lower() == "bearer" and accepted.accepts(presented.strip()):
-            return
-        raise HTTPException(
-            status_code=401,
-            detail="missing or wrong bearer token; send 'Authorization: Bearer <HEADRACE_CONTROL_ROOM_TOKEN>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-
-    app.add_middleware(_CountRequests, metrics=metrics)
-
-    @app.get("/healthz", tags=["operations"])
+    @app.get("/healthz", tags=["operations"], responses=_responses(503))
     def healthz() -> dict[str, Any]:
         """Liveness and readiness: the database answers."""
         try:
@@ -320,16 +279,12 @@ def create_app(
             raise HTTPException(status_code=503, detail=f"database unreachable: {type(error).__name__}") from error
         return {"status": "ok", "schema_version": store.version}
 
-    @app.post(f"/{API_VERSION}/observations", dependencies=[Depends(authorize)], tags=["api"], response_model=Recorded)
-    def post_observation(observation: Observation) -> Response:
+    @app.post(f"/{API_VERSION}/observations", tags=["api"], response_model=Recorded, responses=writes)
+    def post_observation(body: ObservationBody) -> Response:  # type: ignore[valid-type]
         """Record what a task attempt did; sending the same (run, task, attempt) again is harmless."""
-        validate_observation(observation)
+        observation: Observation = to_contract(Observation, body)
         store.add_observation(observation)
-        metrics.add(
-            "headrace_control_room_observations_total",
-            help_text="Observations recorded, by outcome",
-            labels={"outcome": str(observation.outcome)},
-        )
+        metrics.observations.labels(str(observation.outcome)).inc()
         observe = getattr(notifier, "observe", None)
         if callable(observe):
             try:
@@ -338,58 +293,55 @@ def create_app(
                 log.warning("notifier failed on an observation of %s: %s", observation.run_id, error)
         return _json({"status": "recorded", "run_id": observation.run_id, "task": observation.task})
 
-    @app.post(f"/{API_VERSION}/sizing", dependencies=[Depends(authorize)], tags=["api"], response_model=SizingDecision)
-    def post_sizing(request: SizingRequest) -> Response:
+    @app.post(f"/{API_VERSION}/sizing", tags=["api"], response_model=SizingDecision, responses=writes)
+    def post_sizing(body: SizingRequestBody) -> Response:  # type: ignore[valid-type]
         """Choose the size of the next task attempt; the decision is stored with the run."""
-        validate_request(request)
+        request: SizingRequest = to_contract(SizingRequest, body)
         decision = policy.decide(
             request,
             store.recent_history(request.pipeline, request.task),
             related=lambda: store.pipeline_history(request.pipeline),
         )
         store.add_decision(request, decision)
-        metrics.add(
-            "headrace_control_room_decisions_total",
-            help_text="Sizing decisions, by source and target",
-            labels={"source": decision.source, "target": str(decision.target)},
-        )
+        metrics.decisions.labels(decision.source, str(decision.target)).inc()
         return _json(to_dict(decision))
 
-    @app.post(f"/{API_VERSION}/events", dependencies=[Depends(authorize)], tags=["api"], response_model=Recorded)
-    def post_event(event: RunEvent) -> Response:
-        """Store a run event and hand it to the notifier (Slack, Datadog); a run end that was
-        already reported (by the watcher or the exit handler, whichever came first) is stored but
-        not notified again."""
-        validate_event(event)
+    @app.post(f"/{API_VERSION}/events", tags=["api"], response_model=Recorded, responses=writes)
+    def post_event(body: RunEventBody) -> Response:  # type: ignore[valid-type]
+        """Store a run event and hand it to the notifier (Slack, Datadog). An event whose
+        ``event_id`` is stored already (a retry) is not stored or notified again; a run end that
+        was already reported (by the watcher or the exit handler, whichever came first) is stored
+        but not notified again. Both answer ``repeat: true``."""
+        event: RunEvent = to_contract(RunEvent, body)
         stored = store.add_event(event)
-        metrics.add(
-            "headrace_control_room_events_total", help_text="Run events, by kind", labels={"kind": str(event.kind)}
-        )
+        metrics.events.labels(str(event.kind)).inc()
         if notifier is not None and not stored.repeat:
             try:
                 notifier(event)
             except Exception as error:
-                metrics.add("headrace_control_room_notifier_failures_total", help_text="Notifier errors")
+                metrics.notifier_failures.inc()
                 log.warning("notifier failed on %s of %s: %s", event.kind, event.run_id, error)
         return _json(
             {"status": "recorded", "id": stored.id, "run_id": event.run_id, "task": event.task, "repeat": stored.repeat}
         )
 
-    @app.get(f"/{API_VERSION}/runs", dependencies=[Depends(authorize)], tags=["api"])
-    def get_runs(pipeline: str | None = None, limit: int = Query(50, ge=1, le=1000)) -> dict[str, list[dict[str, Any]]]:
+    @app.get(f"/{API_VERSION}/runs", tags=["api"], responses=guarded)
+    def get_runs(
+        pipeline: PipelineName | None = None, limit: int = Query(50, ge=1, le=1000)
+    ) -> dict[str, list[dict[str, Any]]]:
         """Run summaries, newest first."""
         return {"runs": store.runs(pipeline, limit)}
 
-    @app.get(f"/{API_VERSION}/runs/{{run_id}}", dependencies=[Depends(authorize)], tags=["api"])
-    def get_run(run_id: str, pipeline: str | None = None) -> dict[str, Any]:
+    @app.get(f"/{API_VERSION}/runs/{{run_id}}", tags=["api"], responses=_responses(401, 404))
+    def get_run(run_id: RunId, pipeline: PipelineName | None = None) -> dict[str, Any]:
         """One run: its tasks, observations, decisions and events."""
         found = store.run(run_id, pipeline)
         if found is None:
             raise HTTPException(status_code=404, detail=f"run {run_id!r} is unknown to the control room")
         return found
 
-    @app.get(f"/{API_VERSION}/tasks/{{pipeline}}/{{task}}", dependencies=[Depends(authorize)], tags=["api"])
-    def get_task(pipeline: str, task: str, limit: int = Query(100, ge=1, le=5000)) -> dict[str, Any]:
+    @app.get(f"/{API_VERSION}/tasks/{{pipeline}}/{{task}}", tags=["api"], responses=guarded)
+    def get_task(pipeline: PipelinePath, task: TaskPath, limit: int = Query(100, ge=1, le=5000)) -> dict[str, Any]:
         """One task's history: observations (oldest first) and decisions (newest first)."""
         return {
             "pipeline": pipeline,
@@ -398,23 +350,28 @@ def create_app(
             "decisions": store.decisions(pipeline, task, limit=limit),
         }
 
-    @app.get("/openapi.json", dependencies=[Depends(authorize)], include_in_schema=False)
+    @app.get("/openapi.json", include_in_schema=False)
     def openapi_spec() -> JSONResponse:
         """The OpenAPI description of this API (behind the token like everything but health)."""
         return JSONResponse(app.openapi())
 
-    @app.get("/metrics", dependencies=[Depends(authorize)], tags=["operations"])
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        response_class=PlainTextResponse,
+        responses={**guarded, 200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     def get_metrics() -> PlainTextResponse:
-        """Prometheus text exposition."""
-        gauges = {
-            "headrace_control_room_up": (1.0, "The service answers"),
-            "headrace_control_room_uptime_seconds": (time.time() - started, "Seconds since start"),
-            "headrace_control_room_observations_stored": (float(store.count_observations()), "Observation rows"),
-        }
-        text = metrics.render(gauges) + (collector.exposition() if collector is not None else "")
+        """Prometheus text exposition, summed over every worker process."""
+        text = metrics.render() + (collector.exposition() if collector is not None else "")
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
-    @app.get("/", response_class=HTMLResponse, tags=["page"])
+    @app.get(
+        "/",
+        response_class=HTMLResponse,
+        tags=["page"],
+        responses={401: {"description": "Not signed in", "content": {"text/html": {"schema": {"type": "string"}}}}},
+    )
     def page(
         request: Request,
         token: str | None = None,
@@ -440,7 +397,7 @@ def create_app(
         response = HTMLResponse(
             render_page(store, policy.catalog, pipeline=pipeline or None, task=task or None, run=run or None)
         )
-        if token and accepted.enabled:
+        if token and accepted.enabled and accepted.accepts(token):  # only a token that signs in is kept
             response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
         return response
 
@@ -455,6 +412,14 @@ def create_app(
         )
 
     return app
+
+
+PipelineName = Annotated[str, Query(min_length=1, max_length=NAME_LENGTHS["pipeline"]), AfterValidator(clean_text)]
+PipelinePath = Annotated[
+    str, FastAPIPath(min_length=1, max_length=NAME_LENGTHS["pipeline"]), AfterValidator(clean_text)
+]
+TaskPath = Annotated[str, FastAPIPath(min_length=1, max_length=NAME_LENGTHS["task"]), AfterValidator(clean_text)]
+RunId = Annotated[str, FastAPIPath(min_length=1, max_length=NAME_LENGTHS["run_id"]), AfterValidator(clean_text)]
 
 
 @dataclass(frozen=True)
@@ -475,13 +440,29 @@ def _json(content: dict[str, Any]) -> Response:
 
 
 def _jsonable(value: Any) -> Any:
+    """``value`` as JSON can carry it: what a 422 echoes back may be NaN or a lone surrogate."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {_jsonable(str(k)): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, str | int | float | bool):
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value is None or isinstance(value, int | float | bool):
         return value
     return str(value)
+
+
+def max_body_bytes(setting: str) -> int:
+    """The body limit a ``control_room_max_body_bytes`` setting asks for (empty: 1 MiB)."""
+    if not setting.strip():
+        return MAX_BODY_BYTES
+    if not setting.strip().isdigit() or int(setting) < 1:
+        raise ConfigError(
+            f"HEADRACE_CONTROL_ROOM_MAX_BODY_BYTES={setting!r}: must be a whole number of bytes >= 1, e.g. 1048576"
+        )
+    return int(setting)
 
 
 def app_from_environment() -> FastAPI:
@@ -504,7 +485,15 @@ def app_from_environment() -> FastAPI:
 
         notifier = build_notifier(settings, engine=store.engine, start=True)
     pauses = CollectorPauses()
-    app = create_app(store, policy, tokens=tokens, notifier=notifier, threads=REQUEST_THREADS, collector=pauses)
+    app = create_app(
+        store,
+        policy,
+        tokens=tokens,
+        notifier=notifier,
+        threads=REQUEST_THREADS,
+        collector=pauses,
+        max_body_bytes=max_body_bytes(settings.control_room_max_body_bytes),
+    )
     store.warm_pool(REQUEST_THREADS)  # no database connection is opened inside a request
     settle_heap()  # after the app is built: everything start-up made is frozen
     pauses.install()

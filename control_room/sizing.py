@@ -30,6 +30,7 @@ import math
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeGuard
 
 from control_room.catalog import Catalog, Option, Rules
 from control_room.fits import AffineFit, LogFit, fit_affine, fit_log, median
@@ -561,12 +562,17 @@ class Policy:
             instance_count=option.count,
             cpu=format_cpu(option.vcpu) if pod else None,
             memory=format_memory(option.memory_bytes) if pod else None,
-            predicted_duration_seconds=round(duration, 1) if duration is not None else None,
-            predicted_peak_memory_bytes=int(memory) if memory is not None else None,
-            predicted_cost_usd=round(cost, 4) if cost is not None else None,
+            predicted_duration_seconds=round(duration, 1) if _finite(duration) else None,
+            # A prediction past 2^63 bytes (an input declared absurdly big) is "at least that".
+            predicted_peak_memory_bytes=min(int(memory), 2**63 - 1) if _finite(memory) else None,
+            predicted_cost_usd=round(cost, 4) if _finite(cost) else None,
             reason=reason + tail,
             source=source,
         )
+
+
+def _finite(value: float | None) -> TypeGuard[float]:
+    return value is not None and math.isfinite(value)
 
 
 def _cpu_of(observation: Observation) -> float:

@@ -23,6 +23,7 @@ On PostgreSQL an observation or a decision and its run's touch go as one autocom
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -49,11 +50,13 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     literal_column,
     select,
     text,
 )
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import DeclarativeBase
 
 from steps.contract import (
@@ -181,7 +184,10 @@ events = Table(
     Column("at", Float, nullable=False),
     Column("payload", JSON, nullable=False),
     Column("received_at", Float, nullable=False),
+    #: The sender's id of the event (``RunEvent.event_id``): a retry with the same id is stored once.
+    Column("event_id", String(64)),
     Index("ix_events_run", "pipeline", "run_id", "id"),
+    Index("uq_events_event_id", "pipeline", "run_id", "event_id", unique=True),
 )
 
 
@@ -195,6 +201,13 @@ def _create(*tables: Table) -> Callable[[Connection], None]:
     return apply
 
 
+def _add_event_ids(conn: Connection) -> None:
+    """Events carry their sender's id, unique per run (databases made by version 1 lack it)."""
+    if "event_id" not in {column["name"] for column in inspect(conn).get_columns("events")}:
+        conn.execute(text("ALTER TABLE events ADD COLUMN event_id VARCHAR(64)"))
+    next(i for i in events.indexes if i.name == "uq_events_event_id").create(conn, checkfirst=True)
+
+
 #: Ordered migrations; append (version, description, function) to change the schema.
 MIGRATIONS: list[Migration] = [
     (
@@ -202,6 +215,7 @@ MIGRATIONS: list[Migration] = [
         "observations, decisions, runs, task states, events",
         _create(observations, decisions, runs, task_states, events),
     ),
+    (2, "events.event_id: one stored event per sender id", _add_event_ids),
 ]
 
 
@@ -247,14 +261,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def masked(url: str) -> str:
+    """``url`` with its password hidden, also when it is too malformed to parse."""
+    return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", url)
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url`` (SQLite files get WAL mode and their folder created)."""
     try:
         parsed = make_url(url)
     except Exception as error:
         raise ConfigError(
-            f"control room database {url!r} is not a database URL; use sqlite:///path.db or postgresql+psycopg://user@host/db"
-        ) from error
+            f"control room database {masked(url)!r} is not a database URL; use sqlite:///path.db or postgresql+psycopg://user@host/db"
+        ) from None if "@" in url else error
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -262,7 +281,12 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     # No pre-ping (a round trip per checkout); recycle instead, and reconnect on the next call.
-    return create_engine(url, pool_recycle=1800, pool_size=10, max_overflow=20)
+    try:
+        return create_engine(url, pool_recycle=1800, pool_size=10, max_overflow=20)
+    except ArgumentError:  # an unknown dialect or driver
+        raise ConfigError(
+            f"control room database {masked(url)!r}: {parsed.drivername} is not supported; use sqlite:///path.db or postgresql+psycopg://user@host/db"
+        ) from None
 
 
 def _dialect_insert(dialect: str, table: Table) -> Any:
@@ -354,6 +378,15 @@ def _attempt_row_and_run_statement(table: Table, columns: tuple[str, ...], stamp
         },
     )
     return run.add_cte(row.cte(table.name))
+
+
+def _event_once_statement(dialect: str) -> Any:
+    """INSERT of an event that does nothing (returns no id) when its sender's id is stored."""
+    return (
+        _dialect_insert(dialect, events)
+        .on_conflict_do_nothing(index_elements=["pipeline", "run_id", "event_id"])
+        .returning(events.c.id)
+    )
 
 
 _RUN_STATUS = {
@@ -518,19 +551,31 @@ class Store:
         repeat = False
         at = run_event.at or now
         with self.transaction() as conn:
-            result = conn.execute(
-                insert(events).values(
-                    pipeline=run_event.pipeline,
-                    run_id=run_event.run_id,
-                    task=run_event.task,
-                    attempt=run_event.attempt,
-                    kind=str(run_event.kind),
-                    at=at,
-                    payload=to_dict(run_event),
-                    received_at=now,
-                )
-            )
-            event_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+            dialect = conn.dialect.name
+            statement = _cached((dialect, "event-once"), lambda: _event_once_statement(dialect))
+            event_id = conn.execute(
+                statement,
+                {
+                    "pipeline": run_event.pipeline,
+                    "run_id": run_event.run_id,
+                    "task": run_event.task,
+                    "attempt": run_event.attempt,
+                    "kind": str(run_event.kind),
+                    "at": at,
+                    "payload": to_dict(run_event),
+                    "received_at": now,
+                    "event_id": run_event.event_id,
+                },
+            ).scalar()
+            if event_id is None:  # this sender's event is stored already: a retry
+                stored = conn.execute(
+                    select(events.c.id).where(
+                        events.c.pipeline == run_event.pipeline,
+                        events.c.run_id == run_event.run_id,
+                        events.c.event_id == run_event.event_id,
+                    )
+                ).scalar_one()
+                return StoredEvent(int(stored), repeat=True)
             self._touch_run(conn, run_event.pipeline, run_event.run_id, at, url=run_event.url)
             kind = EventKind(run_event.kind)
             if kind in _RUN_STATUS:
@@ -740,3 +785,26 @@ class Store:
     def ping(self) -> None:
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
+
+
+def open_checked(url: str | None = None, state_dir: str | Path = ".headrace") -> Store:
+    """:meth:`Store.open`, a database that cannot be reached or opened said in one line
+    (:class:`ConfigError`) naming it, password hidden, and what to do."""
+    from sqlalchemy.exc import DBAPIError
+
+    where = database_url(url, state_dir)
+    try:
+        return Store.open(url, state_dir)
+    except DBAPIError as error:
+        reason = (
+            str(error.orig or error).strip().splitlines()[0]
+            if str(error.orig or error).strip()
+            else type(error).__name__
+        )
+        raise ConfigError(
+            f"control room database {masked(where)}: cannot open it ({reason}); start it or fix --db / HEADRACE_CONTROL_ROOM_DB"
+        ) from None
+    except ModuleNotFoundError as error:
+        raise ConfigError(
+            f"control room database {masked(where)}: its driver {error.name} is not installed; pip install 'headrace[postgres]'"
+        ) from None

@@ -744,6 +744,28 @@ def _timezone_problems(where: str, field_name: str, timezone: str) -> list[str]:
     return []
 
 
+def _missing_arguments(task: Task) -> list[str]:
+    """Parameters of the step function without a default that the task's call leaves out
+    (``ctx`` is passed by headrace): they would fail the task when it runs."""
+    try:
+        parameters = inspect.signature(task.fn).parameters.values()
+    except (TypeError, ValueError):  # a callable without a signature: nothing to check
+        return []
+    needed = (
+        inspect.Parameter.POSITIONAL_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.KEYWORD_ONLY,
+    )
+    return [
+        p.name
+        for p in parameters
+        if p.kind in needed
+        and p.default is inspect.Parameter.empty
+        and p.name != "ctx"
+        and p.name not in task.arguments
+    ]
+
+
 def _task_problems(pipeline: Pipeline, task: Task) -> list[str]:
     where = f"pipeline {pipeline.name}, task {task.name}"
     auto_sized = task.sizing == "auto"
@@ -772,6 +794,8 @@ def _task_problems(pipeline: Pipeline, task: Task) -> list[str]:
             )
     if len(set(task.outputs)) != len(task.outputs):
         found.append(f"{where}: outputs name the same output twice; give each output its own name")
+    for missing in _missing_arguments(task):
+        found.append(f"{where}: the step needs argument {missing!r}, which the call does not pass; pass {missing}=...")
     parameter_names: dict[str, OutputRef] = {}
     for ref in task.input_refs():
         parameter = f"{ref.task}-{ref.output}"

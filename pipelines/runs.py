@@ -10,9 +10,11 @@ methods; they never touch the tables directly.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
 import os
 import secrets
+import socket
 import sqlite3
 import threading
 import time
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from steps.contract import ArtifactRef
+from steps.errors import UserError
 from steps.settings import Settings
 
 RUN_STATUSES = ("running", "succeeded", "failed", "cancelled")
@@ -104,6 +107,82 @@ def pid_alive(pid: int | None) -> bool:
             return handle.read().rsplit(")", 1)[-1].split()[0] != "Z"
     except OSError:
         return True
+
+
+#: The file in a run's folder (``<state>/runs/<run id>/``) its runner holds locked.
+RUNNER_LOCK = "runner.lock"
+
+
+class RunLocked(UserError):
+    """Another runner (``run`` or ``resume``) holds the run; running it twice would run its
+    tasks twice, at once, on the same artifact paths."""
+
+
+class RunLock:
+    """One runner per run: an exclusive ``flock`` on a file in the run's folder.
+
+    The kernel drops the lock when the holder's file is closed, which happens when the holder
+    exits or is killed (SIGKILL included), so a dead runner never blocks a ``resume``. The
+    descriptor is not inherited by task processes (Python opens files non-inheritable and every
+    child is started through ``exec``), so a task that outlives its runner does not keep the
+    lock either. The file holds who took it (pid, host, start time) for the refusal message.
+    """
+
+    def __init__(self, state_path: str | Path, run_id: str) -> None:
+        self.path = Path(state_path) / "runs" / run_id / RUNNER_LOCK
+        self.run_id = run_id
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        """Take the lock now or raise :class:`RunLocked` naming the holder; never waits."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise RunLocked(f"run {self.run_id}: {_holder_text(holder)}; wait for it or stop it first") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        holder = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()})
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, holder.encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        """Give the lock up (closing the file drops it); safe to call twice."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.release()
+
+
+def _read_holder(fd: int, seconds: float = 2.0) -> str:
+    """What the holder wrote into the lock file; it writes just after it takes the lock, so a
+    lock taken an instant ago may still be empty for a moment."""
+    deadline = time.monotonic() + seconds
+    while True:
+        raw = os.pread(fd, 4096, 0).decode("utf-8", errors="replace")
+        if raw.strip() or time.monotonic() > deadline:
+            return raw
+        time.sleep(0.02)
+
+
+def _holder_text(raw: str) -> str:
+    try:
+        holder = json.loads(raw)
+        started = dt.datetime.fromtimestamp(float(holder["started"]), dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return f"another runner holds it (pid {int(holder['pid'])} on {holder['host']}, since {started})"
+    except (ValueError, KeyError, TypeError):  # taken an instant ago, holder not written yet
+        return "another runner holds it"
 
 
 @dataclass(frozen=True)

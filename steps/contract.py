@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -194,6 +195,9 @@ class RunEvent:
     output_rows: int | None = None
     url: str | None = None  # Argo UI link where the run runs on Argo
     source: str = "local"  # local | entrypoint | watcher | exit-handler
+    #: Made where the event is made, sent with every retry of it: the control room stores an
+    #: event once per id (a retry whose answer was lost is not a second event).
+    event_id: str | None = field(default_factory=lambda: os.urandom(16).hex())
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)

@@ -25,7 +25,7 @@ from steps.context import ProgressSink, StepContext, _no_progress
 from steps.contract import ArtifactRef, SizingDecision
 from steps.errors import NotFoundError, StepFailed, UserError
 from steps.settings import Settings
-from steps.values import Artifact, write_value
+from steps.values import Artifact, UnstorableValue, write_value
 
 
 class OutputRefLike(Protocol):
@@ -234,7 +234,10 @@ def _store_outputs(ctx: StepContext, task: TaskLike, value: Any) -> dict[str, Ar
         if missing:
             raise StepFailed(f"pipeline {ctx.pipeline}, task {task.name}: output {missing[0]!r} was not returned")
         values = {name: value[name] for name in task.outputs}
-    return {name: write_value(ctx.store, ctx.output_key(name), item) for name, item in values.items()}
+    try:
+        return {name: write_value(ctx.store, ctx.output_key(name), item) for name, item in values.items()}
+    except UnstorableValue as error:
+        raise UnstorableValue(f"pipeline {ctx.pipeline}, task {task.name}: {error}") from None
 
 
 def write_output_files(directory: Path, result: TaskResult) -> None:

@@ -47,6 +47,8 @@ class Settings:
     #: Instance catalog and sizing rules YAML overriding the ones shipped with headrace.
     control_room_catalog: str = ""
     control_room_rules: str = ""
+    #: Largest request body the control room service reads, in bytes (default 1 MiB).
+    control_room_max_body_bytes: str = ""
     aws_region: str = "us-east-1"
     #: Endpoint override for every AWS client (a moto server in tests, a VPC endpoint in prod).
     aws_endpoint_url: str = ""

@@ -8,14 +8,44 @@ a value is actually met, so trivial steps start fast.
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
+import enum
 import json
 import tempfile
-from pathlib import Path
+import uuid
+from pathlib import Path, PurePath
 from typing import Any
 
 from steps.artifacts import ArtifactStore, LocalStore
 from steps.contract import ArtifactRef
-from steps.errors import StepFailed
+from steps.errors import StepFailed, UserError
+
+
+class UnstorableValue(UserError):
+    """A step returned something that is no JSON, table, bytes or path: storing its ``str()``
+    would hand the next task text it never asked for, so the task fails and says what it got."""
+
+
+def _json_default(value: Any) -> Any:
+    """The JSON form of values that have one beyond JSON's own types (dates, decimals, numpy)."""
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal | uuid.UUID | PurePath):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if _module_of(value) == "numpy" and hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(type(value).__name__)
+
+
+def _kind(value: Any, error: Exception) -> str:
+    """What was returned, or (inside a list or dict) what in it could not be stored."""
+    inner = str(error)
+    if isinstance(value, list | tuple | dict) and inner.isidentifier():
+        return f"{type(value).__name__} holding a {inner}"
+    return type(value).__name__
 
 
 def _module_of(value: Any) -> str:
@@ -39,12 +69,12 @@ def write_value(store: ArtifactStore, key: str, value: Any) -> ArtifactRef:
     if isinstance(value, bytes | bytearray):
         return store.put_bytes(bytes(value), key + ".bin")
     try:
-        data = json.dumps(value, sort_keys=True, default=str).encode()
+        data = json.dumps(value, sort_keys=True, default=_json_default).encode()
     except (TypeError, ValueError) as error:
-        raise StepFailed(
-            f"output {key}: a {type(value).__name__} can not be stored; return a DataFrame, "
-            "Arrow table, Path, bytes or a JSON value"
-        ) from error
+        raise UnstorableValue(
+            f"output {key.rsplit('/', 1)[-1]} is a {_kind(value, error)}, which headrace cannot store; return "
+            "JSON (dict, list, str, number, bool), a pandas DataFrame, an Arrow table, bytes or a Path"
+        ) from None
     rows = len(value) if isinstance(value, list | dict) else None
     return store.put_bytes(data, key + ".json", rows=rows, format="json")
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
@@ -26,13 +28,64 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
 
 
 def load_pipeline(spec: str, *, check: bool = True) -> Pipeline:
-    """The pipeline named by ``MODULE:PIPELINE``, validated unless ``check`` is false."""
-    obj = load_object(spec)
+    """The pipeline named by ``MODULE:PIPELINE``, validated unless ``check`` is false.
+
+    The user's module failing to import (a syntax error, a missing import, an exception at its
+    top level) is one line naming the file and line, not a traceback through the CLI.
+    """
+    try:
+        obj = load_object(spec)
+    except HeadraceError:
+        raise
+    except SyntaxError as error:
+        raise UserError(
+            f"{spec}: syntax error at {error.filename}:{error.lineno}: {error.msg}; fix the module"
+        ) from None
+    except ModuleNotFoundError as error:
+        raise UserError(
+            f"{spec}: the module imports {error.name!r}, which is not installed ({_where(error)}); "
+            "install it or fix the import"
+        ) from None
+    except Exception as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise UserError(
+            f"{spec}: importing the module raised {type(error).__name__}"
+            f"{': ' + first if first else ''} ({_where(error)}); fix the module"
+        ) from None
     if not isinstance(obj, Pipeline):
         raise UserError(f"{spec}: is a {type(obj).__name__}, not a headrace Pipeline")
     if check:
         obj.check()
     return obj
+
+
+def _where(error: BaseException) -> str:
+    """``file:line`` of the innermost frame of ``error`` in the user's own code: not Python's
+    (import machinery, standard library), not an installed package's, not headrace's loader."""
+    import sysconfig
+    import traceback
+
+    libraries = tuple({sysconfig.get_path(name) for name in ("stdlib", "platstdlib", "purelib", "platlib")})
+    loader = str(Path(__file__).resolve().parents[2] / "steps")
+    frames = [
+        frame
+        for frame in traceback.extract_tb(error.__traceback__)
+        if not frame.filename.startswith(("<", *libraries, loader))
+    ]
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "while importing"
+
+
+def writable_folder(path: str | Path, what: str, fix: str) -> Path:
+    """``path`` as a folder this process can write (made when missing), or a :class:`UserError`
+    naming it, why, and ``fix``; checked before anything runs, rather than failing each task."""
+    folder = Path(path).resolve()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".headrace-write-check-"):
+            pass
+    except OSError as error:
+        raise UserError(f"{what} {folder}: cannot write there ({error.strerror or error}); {fix}") from None
+    return folder
 
 
 def params_from(values: Sequence[str] | None) -> dict[str, str]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 
-from pipelines.cli.common import console, err_console, guard, load_pipeline, settings_from
+from pipelines.cli.common import console, err_console, guard, load_pipeline, settings_from, writable_folder
 from pipelines.graph import Pipeline, PipelineInvalid
 from pipelines.plain import plural
 from steps.errors import EXIT_USAGE
@@ -59,8 +59,7 @@ def register(app: typer.Typer) -> None:
         if output is None:
             typer.echo(text, nl=False)
             return
-        output.mkdir(parents=True, exist_ok=True)
-        path = output / f"{pipeline.name}.{kind}.yaml"
+        path = writable_folder(output, "--output", "pass a folder you can write") / f"{pipeline.name}.{kind}.yaml"
         path.write_text(text)
         console.print(f"wrote {path}", highlight=False)
 

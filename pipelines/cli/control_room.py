@@ -27,18 +27,25 @@ def register(app: typer.Typer) -> None:
         notify: bool = typer.Option(True, help="Send run events to Slack/Datadog/console as configured."),
     ) -> None:
         """Serve the API (/v1, OpenAPI at /openapi.json), /metrics and the page at /."""
+        import shutil
+
         import uvicorn
 
-        from control_room.app import Tokens
+        from control_room.app import Tokens, max_body_bytes
         from control_room.catalog import load_catalog, load_rules
-        from control_room.store import Store
+        from control_room.metrics import MULTIPROC_VARIABLE, multiprocess_folder
+        from control_room.store import open_checked
 
         settings = settings_from(control_room_db=db, control_room_catalog=catalog, control_room_rules=rules)
         # Check everything once here, so a mistake is one line before any worker starts.
         load_rules(settings.control_room_rules or None, load_catalog(settings.control_room_catalog or None))
-        store = Store.open(settings.control_room_db or None, settings.state_dir)
+        max_body_bytes(settings.control_room_max_body_bytes)
+        store = open_checked(settings.control_room_db or None, settings.state_dir)
         where = store.url
         store.close()
+        # Several workers count into one folder, so /metrics adds up all of them.
+        made_folder = workers > 1 and not os.environ.get(MULTIPROC_VARIABLE)
+        metrics_folder = multiprocess_folder() if workers > 1 else None
         if not Tokens(settings.control_room_token.split(","), settings.control_room_token_file or None).enabled:
             console.print(
                 "[yellow]warning:[/] no HEADRACE_CONTROL_ROOM_TOKEN or _TOKEN_FILE set: the API accepts anyone",
@@ -55,15 +62,19 @@ def register(app: typer.Typer) -> None:
             if value:
                 os.environ[name] = value
         console.print(f"control room on http://{host}:{port} (database {where}, {workers} worker(s))", highlight=False)
-        uvicorn.run(
-            "control_room.app:app_from_environment",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_level="warning",
-            access_log=False,
-        )
+        try:
+            uvicorn.run(
+                "control_room.app:app_from_environment",
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                log_level="warning",
+                access_log=False,
+            )
+        finally:
+            if made_folder and metrics_folder:
+                shutil.rmtree(metrics_folder, ignore_errors=True)
 
     @group.command("watch")
     @guard
@@ -74,11 +85,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Watch Argo workflows and their pods: phase changes, OOMKilled, ImagePullBackOff, evictions
         and never-started runs become run events (stored, and sent to Slack and Datadog)."""
-        from control_room.store import Store
+        from control_room.store import open_checked
         from control_room.watch import recorder, run_watcher
 
         settings = settings_from(control_room_db=db)
-        store = Store.open(settings.control_room_db or None, settings.state_dir)
+        store = open_checked(settings.control_room_db or None, settings.state_dir)
         notifier = None
         if notify:
             from control_room.notify import build_notifier

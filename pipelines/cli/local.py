@@ -13,7 +13,16 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from pipelines.cli.common import console, err_console, fail, guard, load_pipeline, params_from, settings_from
+from pipelines.cli.common import (
+    console,
+    err_console,
+    fail,
+    guard,
+    load_pipeline,
+    params_from,
+    settings_from,
+    writable_folder,
+)
 
 if TYPE_CHECKING:
     from pipelines.local import RunSummary
@@ -72,6 +81,17 @@ def _close(room: ControlRoom | None, notifier: Any = None) -> None:
             return
 
 
+def _check_folders(settings: Settings) -> None:
+    """The state folder and the artifact root can be written: checked before any task runs
+    (each task would otherwise fail after its step did the work)."""
+    state = writable_folder(
+        settings.state_dir, "state folder", "run from a folder you can write, or set HEADRACE_STATE_DIR"
+    )
+    root = settings.artifact_root or str(state / "artifacts")
+    if "://" not in root:
+        writable_folder(root, "artifact root", "set HEADRACE_ARTIFACT_ROOT to a folder you can write")
+
+
 def _exit_for(summary: RunSummary) -> None:
     from pipelines.local.view import plain_summary, render_summary
 
@@ -127,6 +147,7 @@ def register(app: typer.Typer) -> None:
         pipeline = load_pipeline(spec)
         params = params_from(param)
         settings = settings_from()
+        _check_folders(settings)
         notifier = _notifier(settings, pipeline)
         room = _control_room(settings, notifier)
         try:
@@ -159,6 +180,7 @@ def register(app: typer.Typer) -> None:
 
         params = params_from(param)
         settings = settings_from()
+        _check_folders(settings)
         store = _store(settings)
         try:
             record = store.get_run(run_id)
@@ -166,8 +188,6 @@ def register(app: typer.Typer) -> None:
             store.close()
         if record is None:
             fail(f"run {run_id}: not found; list runs with `headrace runs list`")
-        if record.runner_alive:
-            fail(f"run {run_id}: still running (runner pid {record.pid}); wait for it or stop it before resuming")
         if record.status == "succeeded":
             console.print(
                 f"run {run_id}: succeeded already, nothing to resume (a new run: headrace run {record.spec})",
@@ -327,14 +347,34 @@ def register(app: typer.Typer) -> None:
             store.close()
 
 
+def _argo_configured(settings: Settings) -> bool:
+    """Whether an Argo Server or a Kubernetes cluster is configured to ask for a run's logs."""
+    import os
+
+    if settings.argo_server or os.environ.get("HEADRACE_ARGO_SERVER") or os.environ.get("ARGO_SERVER"):
+        return True
+    kubeconfig = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+    return any(Path(path).is_file() for path in kubeconfig.split(os.pathsep) if path)
+
+
 def _argo_logs(run_id: str, task: str | None, follow: bool, settings: Settings) -> None:
+    from steps.errors import HeadraceError
+
+    if not _argo_configured(settings):
+        fail(
+            f"run {run_id}: no such local run (`headrace runs list` lists them); for a run on Argo, "
+            f"set ARGO_SERVER=https://<argo-server>:2746 (or KUBECONFIG) and run `headrace logs {run_id}` again"
+        )
     try:
         from pipelines.argo.logs import stream_logs  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         fail(f"run {run_id}: not a local run, and Argo logs are not available yet (pipelines.argo.logs missing)")
-    for line in stream_logs(run_id, task=task, follow=follow, settings=settings):
-        sys.stdout.write(line if line.endswith("\n") else line + "\n")
-        sys.stdout.flush()
+    try:
+        for line in stream_logs(run_id, task=task, follow=follow, settings=settings):
+            sys.stdout.write(line if line.endswith("\n") else line + "\n")
+            sys.stdout.flush()
+    except HeadraceError as error:
+        fail(f"run {run_id}: not a local run, and Argo answered: {error}", error.exit_code)
 
 
 def _latest_logs(store: RunStore, run_id: str, task: str | None, number: int | None = None) -> dict[str, str]:

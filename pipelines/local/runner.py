@@ -33,7 +33,7 @@ from pipelines.local import control
 from pipelines.local.attempt import Attempt, AttemptResult, AttemptSpec, InProcessAttempt, SubprocessAttempt, log_tail
 from pipelines.local.forkserver import ForkServer
 from pipelines.local.frontier import Frontier
-from pipelines.runs import RunRecord, RunStore, new_run_id
+from pipelines.runs import RunLock, RunRecord, RunStore, new_run_id
 from steps.contract import (
     ArtifactRef,
     ControlRoom,
@@ -596,6 +596,7 @@ def resolve_run_params(pipeline: Pipeline, params: Mapping[str, str] | None) -> 
 
     raw = pipeline.resolve_params(params)
     raw["run_date"] = resolve_run_date(raw.get("run_date", ""), pipeline.timezone).isoformat()
+    pipeline.convert_params(raw)  # a value not of its parameter's type fails now, not in a task
     return raw
 
 
@@ -626,10 +627,57 @@ def run_pipeline(
     pipeline.check()
     settings = _absolute(settings)
     store = RunStore.for_settings(settings)
+    try:
+        lock = RunLock(settings.state_path, resume_run_id or new_run_id(pipeline.name)).acquire()
+    except BaseException:
+        store.close()
+        raise
+    try:  # one runner per run: the lock is held until the run's end
+        summary, first_attempts, workdir = _open_run(
+            pipeline, store, lock.run_id, spec, params, resume=resume_run_id is not None, cwd=cwd, in_process=in_process
+        )
+        summary.outputs_root = f"{settings.artifact_root.rstrip('/')}/{pipeline.name}/{summary.run_id}/"
+        runner = Runner(
+            pipeline,
+            spec=spec,
+            cwd=workdir,
+            settings=settings,
+            store=store,
+            summary=summary,
+            parallel=parallel or os.cpu_count() or 1,
+            in_process=in_process,
+            control_room=control_room,
+            first_attempts=first_attempts,
+            fork_server=fork_server,
+        )
+        if live and sys.stderr.isatty():
+            from pipelines.local.view import live_view
+
+            with live_view(summary):
+                return runner.run()
+        return runner.run()
+    finally:
+        lock.release()
+        store.close()
+
+
+def _open_run(
+    pipeline: Pipeline,
+    store: RunStore,
+    run_id: str,
+    spec: str,
+    params: Mapping[str, str] | None,
+    *,
+    resume: bool,
+    cwd: str | None,
+    in_process: bool,
+) -> tuple[RunSummary, dict[str, int], str]:
+    """The run's records, created (or reopened to resume): its summary so far, each task's first
+    attempt number and the folder its tasks run in."""
     workdir = cwd or os.getcwd()
     first_attempts: dict[str, int] = {}
-    if resume_run_id is not None:
-        record = _resumable(store, resume_run_id, pipeline)
+    if resume:
+        record = _resumable(store, run_id, pipeline)
         merged = {**record.params, **dict(params or {})}
         run_params = resolve_run_params(pipeline, merged)
         summary = RunSummary(run_id=record.id, pipeline=pipeline.name, params=run_params)
@@ -656,7 +704,7 @@ def run_pipeline(
         workdir = cwd or record.cwd or workdir
     else:
         run_params = resolve_run_params(pipeline, params)
-        summary = RunSummary(run_id=new_run_id(pipeline.name), pipeline=pipeline.name, params=run_params)
+        summary = RunSummary(run_id=run_id, pipeline=pipeline.name, params=run_params)
         summary.tasks = {name: TaskSummary(name) for name in pipeline.tasks}
         store.create_run(
             summary.run_id,
@@ -667,39 +715,13 @@ def run_pipeline(
             cwd=workdir,
             mode="in-process" if in_process else "subprocess",
         )
-    summary.outputs_root = f"{settings.artifact_root.rstrip('/')}/{pipeline.name}/{summary.run_id}/"
-    runner = Runner(
-        pipeline,
-        spec=spec,
-        cwd=workdir,
-        settings=settings,
-        store=store,
-        summary=summary,
-        parallel=parallel or os.cpu_count() or 1,
-        in_process=in_process,
-        control_room=control_room,
-        first_attempts=first_attempts,
-        fork_server=fork_server,
-    )
-    try:
-        if live and sys.stderr.isatty():
-            from pipelines.local.view import live_view
-
-            with live_view(summary):
-                return runner.run()
-        return runner.run()
-    finally:
-        store.close()
+    return summary, first_attempts, workdir
 
 
 def _resumable(store: RunStore, run_id: str, pipeline: Pipeline) -> RunRecord:
     record = store.get_run(run_id)
     if record is None:
         raise NotFoundError(f"run {run_id}: not found in {store.path}; list runs with `headrace runs list`")
-    if record.runner_alive:
-        raise UserError(
-            f"run {run_id}: still running (runner pid {record.pid}); wait for it or stop it before resuming"
-        )
     if record.pipeline != pipeline.name:
         raise UserError(f"run {run_id}: belongs to pipeline {record.pipeline}, not {pipeline.name}")
     return record

@@ -83,7 +83,12 @@ class Served:
 
 
 def serve(
-    db: str, tmp_path: Path, token: str = TOKEN, port: int | None = None, extra_env: dict[str, str] | None = None
+    db: str,
+    tmp_path: Path,
+    token: str = TOKEN,
+    port: int | None = None,
+    extra_env: dict[str, str] | None = None,
+    workers: int = 1,
 ) -> Served:
     """Start ``headrace control-room serve`` in a subprocess and wait until /healthz answers."""
     port = port or free_port()
@@ -108,6 +113,8 @@ def serve(
         "--db",
         db,
         "--no-notify",
+        "--workers",
+        str(workers),
     ]
     with log.open("wb") as handle:
         process = subprocess.Popen(

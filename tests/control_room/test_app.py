@@ -98,14 +98,14 @@ def test_tokens_come_from_a_mounted_secret_file_and_follow_its_rotation(
 @pytest.mark.parametrize(
     ("change", "field", "message"),
     [
-        ({"input_bytes": -1}, "input_bytes", "must be >= 0"),
-        ({"attempt": 0}, "attempt", "must be >= 1"),
-        ({"deadline_seconds": -5}, "deadline_seconds", "must be > 0"),
-        ({"bytes_per_row": 0}, "bytes_per_row", "must be > 0"),
-        ({"previous_outcome": "exploded"}, "previous_outcome", "must be one of"),
-        ({"input_bytes": "lots"}, "input_bytes", "valid integer"),
+        ({"input_bytes": -1}, "input_bytes", "greater than or equal to 0"),
+        ({"attempt": 0}, "attempt", "greater than or equal to 1"),
+        ({"deadline_seconds": -5}, "deadline_seconds", "greater than 0"),
+        ({"bytes_per_row": 0}, "bytes_per_row", "greater than 0"),
+        ({"previous_outcome": "exploded"}, "previous_outcome", "'oom'"),
+        ({"input_bytes": "lots"}, "input_bytes", "must be a JSON number"),
         ({"target": "lambda"}, "target", "pod"),
-        ({"pipeline": ""}, "pipeline", "1-200 characters"),
+        ({"pipeline": ""}, "pipeline", "at least 1 character"),
     ],
 )
 def test_bad_sizing_requests_are_422_naming_the_field(

@@ -136,25 +136,29 @@ def test_opening_twice_does_not_rerun_migrations(database_url: str) -> None:
     first.add_observation(observation())
     first.close()
     again = Store.open(database_url)
-    assert again.version == 1 and again.count_observations() == 1
+    newest = max(m[0] for m in store_module.MIGRATIONS)
+    assert again.version == newest and again.count_observations() == 1
     with again.engine.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM schema_version")).scalar() == 1
+        assert conn.execute(text("SELECT count(*) FROM schema_version")).scalar() == newest
     again.close()
 
 
 def test_a_new_migration_runs_once_in_order(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     Store.open(database_url).close()
     calls: list[int] = []
+    following = max(m[0] for m in store_module.MIGRATIONS) + 1
 
     def add_column(conn: object) -> None:
-        calls.append(2)
+        calls.append(following)
         conn.execute(text("ALTER TABLE observations ADD COLUMN note VARCHAR(40)"))  # type: ignore[attr-defined]
 
-    monkeypatch.setattr(store_module, "MIGRATIONS", [*store_module.MIGRATIONS, (2, "observation notes", add_column)])
+    monkeypatch.setattr(
+        store_module, "MIGRATIONS", [*store_module.MIGRATIONS, (following, "observation notes", add_column)]
+    )
     upgraded = Store.open(database_url)
-    assert upgraded.version == 2 and current_version(upgraded.engine) == 2
+    assert upgraded.version == following and current_version(upgraded.engine) == following
     Store.open(database_url).close()
-    assert calls == [2]
+    assert calls == [following]
     with upgraded.engine.connect() as conn:
         conn.execute(text("SELECT note FROM observations"))
     upgraded.close()
@@ -183,3 +187,29 @@ def test_cached_history_sees_its_own_writes_at_once_and_other_replicas_after_the
     assert [o.run_id for o in replica_b.recent_history("recipes", "train")] == ["r1", "r2", "r3"]
     replica_a.close()
     replica_b.close()
+
+
+def test_an_event_sent_again_with_its_id_is_stored_once_and_answered_as_a_repeat(store: Store) -> None:
+    started = RunEvent(EventKind.TASK_STARTED, "recipes", "r1", task="train", attempt=1, at=100.0)
+    first = store.add_event(started)
+    retry = store.add_event(started)  # the same event: its answer was lost, the sender tried again
+    assert not first.repeat and retry == (first.id, True)
+    other = store.add_event(RunEvent(EventKind.TASK_STARTED, "recipes", "r1", task="train", attempt=1, at=100.0))
+    assert not other.repeat and other.id != first.id  # a new event, though it says the same
+    assert len(store.run("r1")["events"]) == 2  # type: ignore[index]
+
+
+def test_a_version_1_database_gets_event_ids_and_keeps_its_events(database_url: str) -> None:
+    old = Store.open(database_url)
+    old.add_event(RunEvent(EventKind.RUN_STARTED, "recipes", "r1", at=100.0))
+    with old.engine.begin() as conn:  # back to what version 1 made
+        conn.execute(text("DROP INDEX uq_events_event_id"))
+        conn.execute(text("ALTER TABLE events DROP COLUMN event_id"))
+        conn.execute(text("DELETE FROM schema_version WHERE version > 1"))
+    old.close()
+    upgraded = Store.open(database_url)
+    assert upgraded.version == 2
+    again = RunEvent(EventKind.RUN_SUCCEEDED, "recipes", "r1", at=200.0)
+    assert upgraded.add_event(again).id == upgraded.add_event(again).id
+    assert [e["kind"] for e in upgraded.run("r1")["events"]] == ["run.started", "run.succeeded"]  # type: ignore[index]
+    upgraded.close()

@@ -174,8 +174,6 @@ def test_bad_input_gets_one_clear_line_and_exit_2(
     _one_line_exit_2(["run", spec, "-p", "run_date=yesterday"], "is not a date", tmp_path)
     _one_line_exit_2(["resume", "noisy-20260101-000000-beef"], "run noisy-20260101-000000-beef: not found", tmp_path)
     _one_line_exit_2(["runs", "show", "nope"], "run nope: not found", tmp_path)
-    store.create_run("noisy-20260101-000000-cafe", pipeline="noisy", spec=spec, params={}, tasks=["shout"])
-    _one_line_exit_2(["resume", "noisy-20260101-000000-cafe"], "still running (runner pid", tmp_path)
 
 
 def test_logs_of_a_run_that_is_not_local_goes_to_argo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
