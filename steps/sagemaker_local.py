@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from steps.model_io import IGNORED, cpu_count
+from steps.procs import owned_popen_options
 
 HOST = "algo-1"
 LOG_TAIL_LINES = 40
@@ -205,7 +206,7 @@ def run(
             stderr=subprocess.STDOUT,
             text=True,
             errors="replace",
-            start_new_session=True,
+            **owned_popen_options(),  # dies with the task, even a killed one
         ) as process,
     ):
         timer = None

@@ -32,6 +32,7 @@ from pipelines.graph import Pipeline, Task
 from pipelines.local import control
 from pipelines.local.attempt import Attempt, AttemptResult, AttemptSpec, InProcessAttempt, SubprocessAttempt, log_tail
 from pipelines.local.forkserver import ForkServer
+from pipelines.local.keeper import RunKeeper
 from pipelines.runs import RunRecord, RunStore, new_run_id
 from steps.contract import (
     ArtifactRef,
@@ -208,6 +209,7 @@ class Runner:
 
     def run(self) -> RunSummary:
         self._emit(EventKind.RUN_STARTED)
+        keeper = RunKeeper(self.summary.run_id, in_process=self.in_process).start()
         try:
             try:
                 with _sigterm_as_interrupt():
@@ -225,6 +227,7 @@ class Runner:
         finally:
             if self.fork_server is not None:
                 self.fork_server.close()
+            keeper.close()
             if self.worker is not None:
                 self.worker.drain()
 
