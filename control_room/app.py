@@ -32,6 +32,8 @@ import anyio.to_thread
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from pydantic import BaseModel
+from pydantic import Field as PydanticField
 
 from control_room.heap import CollectorPauses, settle_heap
 from control_room.sizing import Policy
@@ -371,6 +373,15 @@ def create_app(
             {"status": "recorded", "id": stored.id, "run_id": event.run_id, "task": event.task, "repeat": stored.repeat}
         )
 
+    @app.post(f"/{API_VERSION}/notifications", dependencies=[Depends(authorize)], tags=["api"], response_model=Recorded)
+    def post_notification(message: StepNotice) -> Response:
+        """Queue a step's own Slack message (``ctx.notify``) in the outbox, which sends it exactly
+        once; the same ``id`` again is harmless."""
+        queue = getattr(notifier, "message", None)
+        if queue is not None:
+            queue(message.model_dump())
+        return _json({"status": "queued", "run_id": message.run_id, "task": None})
+
     @app.get(f"/{API_VERSION}/runs", dependencies=[Depends(authorize)], tags=["api"])
     def get_runs(pipeline: str | None = None, limit: int = Query(50, ge=1, le=1000)) -> dict[str, list[dict[str, Any]]]:
         """Run summaries, newest first."""
@@ -442,6 +453,17 @@ def create_app(
         )
 
     return app
+
+
+class StepNotice(BaseModel):
+    """A step's message for Slack (see ``steps.notices``): bounded to what the outbox stores."""
+
+    id: str = PydanticField(min_length=1, max_length=300)
+    pipeline: str = PydanticField(min_length=1, max_length=200)
+    run_id: str = PydanticField(min_length=1, max_length=200)
+    channel: str = PydanticField("", max_length=200)
+    text: str = PydanticField(min_length=1, max_length=40_000)
+    blocks: list[dict[str, Any]] = PydanticField(default_factory=list, max_length=50)
 
 
 @dataclass(frozen=True)
