@@ -157,3 +157,65 @@ def test_sigkill_of_the_runner_leaves_no_task_process_and_resume_completes(
     assert resumed.returncode == 0, err
     assert store.get_run(record.id).status == "succeeded"  # type: ignore[union-attr]
     assert none_left(token, seconds=3) == []
+
+
+TRAINING = '''
+from steps import sagemaker
+
+SCRIPT = """
+import argparse, os, time
+from pathlib import Path
+parser = argparse.ArgumentParser()
+parser.add_argument("--token")
+parser.add_argument("--folder")
+args = parser.parse_args()
+Path(args.folder, "training").write_text(str(os.getpid()))
+while not Path(args.folder, "release").exists():
+    time.sleep(0.05)
+Path(args.folder, f"model-written-by-{os.getpid()}").write_text("a model")
+Path(os.environ["SM_MODEL_DIR"], "model.txt").write_text("a model")
+"""
+
+@step
+def fit(token, folder, ctx):
+    source = Path(folder, "src")
+    source.mkdir(exist_ok=True)
+    (source / "train.py").write_text(SCRIPT)
+    data = ctx.store.put_bytes(b"x,label\\n1,0\\n", ctx.output_key("data.csv"))
+    return sagemaker.train(ctx, "train.py", str(source), data, hyperparameters={"token": token, "folder": folder})
+
+with Pipeline("local-training") as pipeline:
+    fit(token=pipeline.param("token", ""), folder=pipeline.param("folder", ""))
+'''
+
+
+@pytest.mark.parametrize("mode", list(CLI_MODES))
+def test_sigkill_of_the_runner_stops_local_sagemaker_training_before_it_writes_its_model(
+    flow: Callable[[str], str],
+    tmp_path: Path,
+    store: RunStore,
+    token: str,
+    headrace: Callable[..., subprocess.Popen[str]],
+    mode: str,
+) -> None:
+    spec = flow(TRAINING)
+    runner = headrace("run", spec, "-p", f"token={token}", "-p", f"folder={tmp_path}", *CLI_MODES[mode], cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "training").exists():
+        assert runner.poll() is None, runner.communicate()
+        assert time.monotonic() < deadline, "the training script never started"
+        time.sleep(0.05)
+    assert with_token(token), "the training script does not carry the token"
+    runner.send_signal(signal.SIGKILL)
+    runner.wait(10)
+    assert none_left(token) == [], f"the training script outlived its killed runner ({mode})"
+    (tmp_path / "release").write_text("yes")
+    time.sleep(0.5)
+    assert list(tmp_path.glob("model-written-by-*")) == [], "a killed run's training wrote its model"
+
+    (record,) = store.list_runs(pipeline="local-training")
+    resumed = headrace("resume", record.id, cwd=tmp_path)
+    _, err = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, err
+    assert store.get_run(record.id).status == "succeeded"  # type: ignore[union-attr]
+    assert len(list(tmp_path.glob("model-written-by-*"))) == 1
