@@ -83,9 +83,15 @@ class Served:
 
 
 def serve(
-    db: str, tmp_path: Path, token: str = TOKEN, port: int | None = None, extra_env: dict[str, str] | None = None
+    db: str,
+    tmp_path: Path,
+    token: str = TOKEN,
+    port: int | None = None,
+    extra_env: dict[str, str] | None = None,
+    notify: bool = False,
 ) -> Served:
-    """Start ``headrace control-room serve`` in a subprocess and wait until /healthz answers."""
+    """Start ``headrace control-room serve`` in a subprocess and wait until /healthz answers
+    (``notify``: with the notifier its settings ask for, else ``--no-notify``)."""
     port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEADRACE_")}
     env.update(
@@ -107,7 +113,7 @@ def serve(
         str(port),
         "--db",
         db,
-        "--no-notify",
+        *([] if notify else ["--no-notify"]),
     ]
     with log.open("wb") as handle:
         process = subprocess.Popen(
