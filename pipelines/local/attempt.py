@@ -4,7 +4,10 @@ A subprocess attempt runs exactly what an Argo pod runs, ``python -m steps run .
 process group (so a timeout or Ctrl-C kills the step and everything it started) with stdout and
 stderr in a per-attempt log file. It dies with the runner (``PR_SET_PDEATHSIG``, set by the
 entrypoint itself, see :func:`steps.entry_run.apply_local_limits`), like a pod whose workflow was
-deleted, so a killed runner leaves no orphan writing outputs behind ``resume``.
+deleted, so a killed runner leaves no orphan writing outputs behind ``resume``. Everything the step
+starts, detached or not, carries the attempt's marker and ends with it (see :mod:`steps.procs`):
+the task process kills its tree when it ends, and when it was killed first the runner sweeps the
+marker. An in-process attempt kills what its thread started when it ends.
 
 Memory limits (subprocess mode only): a task's memory limit (the control room's decided
 ``memory`` when sized, else ``resources.memory_limit``, else ``resources.memory``) becomes
