@@ -336,8 +336,10 @@ class InProcessAttempt(Attempt):
             self._timer = threading.Timer(spec.timeout_seconds, self._timed_out)
             self._timer.daemon = True
             self._timer.start()
-        thread = threading.Thread(target=self._run, args=(pipeline, settings), name=f"attempt-{spec.task}", daemon=True)
-        thread.start()
+        self._thread = threading.Thread(
+            target=self._run, args=(pipeline, settings), name=f"attempt-{spec.task}", daemon=True
+        )
+        self._thread.start()
 
     def progress(self) -> tuple[float, float, str] | None:
         return self._progress
@@ -352,7 +354,7 @@ class InProcessAttempt(Attempt):
     def _end_processes(self) -> None:
         """Kill the processes the step's thread started (and theirs); detached ones that escaped
         this thread are ended with the run (see :mod:`pipelines.local.keeper`)."""
-        if self._thread_id is not None:
+        if self._thread_id is not None and self._thread.is_alive():  # a finished thread's id may be reused
             kill_descendants(thread=self._thread_id)
 
     def _timed_out(self) -> None:

@@ -209,7 +209,7 @@ class Runner:
 
     def run(self) -> RunSummary:
         self._emit(EventKind.RUN_STARTED)
-        keeper = RunKeeper(self.summary.run_id, in_process=self.in_process).start()
+        keeper = RunKeeper(self.summary.run_id, in_process=self.in_process, resumed=bool(self.first_attempts)).start()
         try:
             try:
                 with _sigterm_as_interrupt():
