@@ -443,7 +443,7 @@ class OutboxDrainer:
         if self.failing:
             self.failing = False
             self.outbox.retry_now()
-            log.warning("slack: answering again; sending the queued messages")
+            log.info("slack: answering again; sending the queued messages")
 
     def wake(self) -> None:
         """Drain soon (called after queueing) instead of at the next tick."""
