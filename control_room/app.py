@@ -34,7 +34,8 @@ from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi import Path as FastAPIPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BaseModel
+from pydantic import Field as PydanticField
 
 from control_room.bounds import NAME_LENGTHS, ObservationBody, RunEventBody, SizingRequestBody, clean_text, to_contract
 from control_room.heap import CollectorPauses, settle_heap
@@ -325,6 +326,15 @@ def create_app(
             {"status": "recorded", "id": stored.id, "run_id": event.run_id, "task": event.task, "repeat": stored.repeat}
         )
 
+    @app.post(f"/{API_VERSION}/notifications", tags=["api"], response_model=Recorded, responses=writes)
+    def post_notification(message: StepNotice) -> Response:
+        """Queue a step's own Slack message (``ctx.notify``) in the outbox, which sends it exactly
+        once; the same ``id`` again is harmless."""
+        queue = getattr(notifier, "message", None)
+        if queue is not None:
+            queue(message.model_dump())
+        return _json({"status": "queued", "run_id": message.run_id, "task": None})
+
     @app.get(f"/{API_VERSION}/runs", tags=["api"], responses=guarded)
     def get_runs(
         pipeline: PipelineName | None = None, limit: int = Query(50, ge=1, le=1000)
@@ -420,6 +430,19 @@ PipelinePath = Annotated[
 ]
 TaskPath = Annotated[str, FastAPIPath(min_length=1, max_length=NAME_LENGTHS["task"]), AfterValidator(clean_text)]
 RunId = Annotated[str, FastAPIPath(min_length=1, max_length=NAME_LENGTHS["run_id"]), AfterValidator(clean_text)]
+#: Text a step sends to Slack: no NUL, no lone surrogates (see ``clean_text``).
+NoticeText = Annotated[str, AfterValidator(clean_text)]
+
+
+class StepNotice(BaseModel):
+    """A step's message for Slack (see ``steps.notices``): bounded to what the outbox stores."""
+
+    id: NoticeText = PydanticField(min_length=1, max_length=300)
+    pipeline: NoticeText = PydanticField(min_length=1, max_length=NAME_LENGTHS["pipeline"])
+    run_id: NoticeText = PydanticField(min_length=1, max_length=NAME_LENGTHS["run_id"])
+    channel: NoticeText = PydanticField("", max_length=200)
+    text: NoticeText = PydanticField(min_length=1, max_length=40_000)
+    blocks: list[dict[str, Any]] = PydanticField(default_factory=list, max_length=50)
 
 
 @dataclass(frozen=True)

@@ -118,6 +118,10 @@ class HttpControlRoom:
     def emit(self, event: RunEvent) -> None:
         self._post_with_retries("/v1/events", to_dict(event))
 
+    def notify(self, message: dict[str, Any]) -> None:
+        """Queue a step's message in the service's outbox (idempotent by ``message["id"]``)."""
+        self._post_with_retries("/v1/notifications", message)
+
 
 def connect(settings: Settings, notifier: Notifier | None = None) -> ControlRoom:
     """The control room to use: the service at ``control_room_url``, else the embedded one.

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from steps.contract import EventKind, Observation, RunEvent
-from steps.errors import ConfigError
+from steps.errors import ConfigError, TransientError
 from steps.settings import Settings
 from steps.slack import (
     RunSummary,
@@ -116,6 +116,8 @@ class Notifier:
             from control_room.outbox import OutboxDrainer
 
             drainer = OutboxDrainer(outbox, slack)
+        if drainer is not None and drainer.before_drain is None:
+            drainer.before_drain = self.ingest_spooled
         self.settings = settings
         #: Drain the outbox in a background thread (started at the first message); without it,
         #: messages are sent by :meth:`flush` and :meth:`close` only (tests, one-shot commands).
@@ -226,6 +228,45 @@ class Notifier:
             self.drainer.start()  # no-op once running: queued messages never wait for a start() call
             self.drainer.wake()
 
+    def message(self, notice: dict[str, Any]) -> bool:
+        """Queue a step's own message (``ctx.notify``, see :mod:`steps.notices`): posted to its
+        channel (default: the pipeline's), once per ``id``. ``False`` when already queued or when
+        Slack is not configured here. Never raises."""
+        if self.slack is None or self.outbox is None:
+            return False
+        try:
+            from control_room.outbox import MESSAGE
+            from steps.slack import SlackMessage
+
+            pipeline, run_id = str(notice["pipeline"]), str(notice["run_id"])
+            channel = str(notice.get("channel") or "") or self.route(pipeline).channel
+            if not channel and self.slack.threads:
+                self._warn_once(f"channel:{pipeline}", f"slack: no channel for {notice['id']}; set slack_channel")
+                return False
+            message = SlackMessage(text=str(notice["text"]), blocks=list(notice.get("blocks") or []))
+            queued = self.outbox.enqueue(f"message:{notice['id']}", f"{pipeline}/{run_id}", MESSAGE, channel, message)
+        except Exception as error:
+            self._warn_once("message", f"notify: could not queue a step's message: {error}")
+            return False
+        if self.drainer is not None and self.background:
+            self.drainer.start()
+            self.drainer.wake()
+        return queued
+
+    def ingest_spooled(self) -> int:
+        """Move the messages local steps left in ``<state_dir>/outbox/`` into the outbox."""
+        from steps.notices import read_spooled, spool_dir
+
+        moved = 0
+        for path, notice in read_spooled(spool_dir(self.settings)):
+            self.message(notice)
+            try:
+                path.unlink()
+            except OSError:
+                continue
+            moved += 1
+        return moved
+
     def _console(self, event: RunEvent) -> None:
         if self.console is None or event.kind is EventKind.TASK_STARTED:
             return
@@ -246,14 +287,25 @@ class Notifier:
         if self.drainer is not None:
             self.drainer.start()
 
-    def flush(self) -> int:
+    def flush(self, *, ignore_backoff: bool = False) -> int:
         """Send what is queued now (a local run calls this before it exits); returns how many."""
-        return self.drainer.drain() if self.drainer is not None else 0
+        return self.drainer.drain(ignore_backoff=ignore_backoff) if self.drainer is not None else 0
 
-    def close(self) -> None:
+    def close(self, seconds: float | None = None) -> None:
+        """Send what is queued for at most ``seconds`` (default ``slack_drain_seconds``), then stop.
+
+        What Slack did not take in that time stays queued in the control room's store and is
+        sent by the next headrace process that reaches Slack."""
         if self.drainer is not None:
-            self.drainer.stop()
-            self.drainer.drain()
+            self.ingest_spooled()  # into the shared store now, whatever Slack does next
+            budget = seconds if seconds is not None else _seconds(self.settings.slack_drain_seconds, 10.0)
+            told = self.drainer.failing  # the user already read that Slack is not answering
+            if not self.drainer.finish(budget) and not told:
+                self._warn_once(
+                    "drain",
+                    f"slack: not answering within {budget:g}s; the queued messages are kept and sent by "
+                    "the next headrace process that reaches Slack",
+                )
         if self.metrics is not None:
             self.metrics.close()
 
@@ -296,6 +348,13 @@ def console_line(event: RunEvent) -> str:
     return f"[{style}]{symbol} {escape(what)}[/] {escape(who)}{tail}"
 
 
+def _seconds(text: str, default: float) -> float:
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        return default
+
+
 def _want_datadog(settings: Settings, environ: Any) -> bool:
     choice = settings.datadog.strip().lower()
     if choice:
@@ -313,6 +372,7 @@ def build_notifier(
     start: bool = False,
     background: bool = True,
     quiet: bool = False,
+    warn: Callable[[str], None] | None = None,
 ) -> Notifier:
     """The notifier the settings ask for: Slack (bot token or webhook) and/or Datadog, else console.
 
@@ -321,16 +381,28 @@ def build_notifier(
     silent failure at the first run. ``engine`` is the control room store's engine (the outbox's
     table lives there); without one the state folder's database is used. ``background=False``
     leaves sending to :meth:`Notifier.flush` / :meth:`Notifier.close`. ``quiet`` drops the console
-    fallback (a caller with its own live terminal view, like ``headrace run``).
+    fallback (a caller with its own live terminal view, like ``headrace run``). Slack not
+    answering ``auth.test`` (down, throttled, hung past a short timeout) is one line to ``warn``
+    (default: the log) and nothing more: messages are queued and the run goes on.
     """
     env = os.environ if environ is None else environ
     slack: SlackSender | None = None
+    unreachable = False
     if settings.slack_token or settings.slack_webhook_url:
+        timeout = max(1, round(_seconds(settings.slack_timeout_seconds, 10.0)))
         slack = SlackSender(
-            token=settings.slack_token, webhook_url=settings.slack_webhook_url, base_url=settings.slack_api_url
+            token=settings.slack_token,
+            webhook_url=settings.slack_webhook_url,
+            base_url=settings.slack_api_url,
+            timeout=timeout,
+            check_timeout=min(3, timeout),
         )
         if check:
-            slack.check()
+            try:
+                slack.check()
+            except TransientError as error:
+                (warn or log.warning)(str(error))
+                unreachable = True
     outbox = None
     if slack is not None:
         from control_room.outbox import Outbox
@@ -347,9 +419,43 @@ def build_notifier(
 
         console = Console(stderr=True)
     notifier = Notifier(settings, slack=slack, outbox=outbox, metrics=metrics, console=console, background=background)
+    if unreachable and notifier.drainer is not None:
+        notifier.drainer.failing = True  # one line says Slack is down; the drainer adds none
     if start:
         notifier.start()
     return notifier
+
+
+def send_queued(settings: Settings | None = None) -> threading.Thread | None:
+    """Send, in the background, what earlier headrace processes left queued (their run ended
+    while Slack was down, or they were killed): every ``headrace`` command calls this, so any
+    process that reaches Slack empties the outbox of the control room's store, whichever folder
+    it runs in. At exit the process waits for it at most ``slack_drain_seconds``, and only
+    while it is still sending (Slack down ends the pass at its first failure). Never raises."""
+    try:
+        if settings is None:
+            from steps.settings import load_settings
+
+            settings = load_settings()
+        if not (settings.slack_token or settings.slack_webhook_url):
+            return None
+    except Exception:  # a broken configuration is the command's to report, not this
+        return None
+    chosen = settings
+
+    def work() -> None:
+        try:
+            notifier = build_notifier(chosen, check=False, quiet=True, background=False)
+            notifier.flush(ignore_backoff=True)
+        except Exception as error:
+            log.debug("slack outbox: could not send queued messages: %s", error)
+
+    thread = threading.Thread(target=work, name="headrace-slack-queued", daemon=True)
+    thread.start()
+    import atexit
+
+    atexit.register(thread.join, _seconds(settings.slack_drain_seconds, 10.0))
+    return thread
 
 
 def notify_all(notifiers: Iterable[Callable[[RunEvent], None]]) -> Callable[[RunEvent], None]:

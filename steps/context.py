@@ -44,6 +44,7 @@ class StepContext:
     progress_sink: ProgressSink = _no_progress
     #: Extra records a backend wants kept with the run (hyperparameters, code hash, data scanned).
     records: dict[str, Any] = field(default_factory=dict)
+    _notices: int = 0
 
     @property
     def profile(self) -> str:
@@ -76,6 +77,25 @@ class StepContext:
     def record(self, **values: Any) -> None:
         """Keep values with this attempt's run record (experiment conditions, data scanned...)."""
         self.records.update(values)
+
+    def notify(self, text: str, *, blocks: list[dict[str, Any]] | None = None, channel: str = "", key: str = "") -> str:
+        """Send a message to Slack through the outbox: never fails, blocks or posts twice, even when
+        the task is retried or resumed (see :mod:`steps.notices`). ``channel`` defaults to the
+        pipeline's; ``key`` names the message within the run (default: the step's n-th message).
+        Returns where it goes: ``slack #channel``, ``slack webhook`` or ``console`` (no Slack set up:
+        printed to the task's log)."""
+        from steps.notices import notify
+
+        self._notices += 1
+        return notify(
+            self.settings,
+            pipeline=self.pipeline,
+            run_id=self.run_id,
+            key=key or f"{self.task}/{self._notices}",
+            text=text,
+            blocks=blocks,
+            channel=channel,
+        )
 
     def instance_type(self, declared: str | None) -> str | None:
         """The instance type to use: the control room's choice when sized, else the declared one."""

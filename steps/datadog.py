@@ -5,13 +5,19 @@ is found the standard way: ``DD_AGENT_HOST`` / ``DD_DOGSTATSD_PORT`` (defaults `
 
 Metrics must never hurt a pipeline: a missing agent (closed port, unresolvable host) drops the
 metrics with one warning, instead of one log line per packet (what the datadog package does on its
-own) or an exception.
+own) or an exception. Nor may they slow one: the caller only puts the metric on a bounded queue
+(:data:`MAX_PENDING`; beyond it metrics are dropped and counted) and one background thread does
+the sending, including the host name lookup a DNS outage can stall for seconds. :meth:`Metrics.close`
+waits a bounded :data:`CLOSE_SECONDS` for the queue, so a short-lived process still sends its
+metrics. UDP has no retries: each metric is sent at most once, never duplicated.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import queue
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -23,6 +29,10 @@ log = logging.getLogger("headrace.datadog")
 PREFIX = "headrace"
 DEFAULT_HOST = "localhost"
 DEFAULT_PORT = 8125
+#: Metrics waiting for the sending thread at most; more are dropped (and counted) rather than kept.
+MAX_PENDING = 10_000
+#: How long :meth:`Metrics.close` waits for the queued metrics to be sent.
+CLOSE_SECONDS = 2.0
 
 _RUN_STATUS = {
     EventKind.RUN_SUCCEEDED: "succeeded",
@@ -124,6 +134,34 @@ class Metrics:
             origin_detection_enabled=False,
         )
         self._statsd.on_drop = self._dropped
+        self._pending: queue.Queue[tuple[str, tuple[Any, ...], dict[str, Any]] | None] = queue.Queue(MAX_PENDING)
+        self._sender: threading.Thread | None = None
+        #: Metrics dropped because the queue was full (the agent or its host lookup far too slow).
+        self.overflowed = 0
+
+    def _submit(self, method: str, *args: Any, **kwargs: Any) -> None:
+        """Queue one DogStatsD call for the sending thread; never blocks, never raises."""
+        try:
+            self._pending.put_nowait((method, args, kwargs))
+        except queue.Full:
+            self.overflowed += 1
+            return
+        if self._sender is None:
+            with self._lock:
+                if self._sender is None:
+                    self._sender = threading.Thread(target=self._send_queued, name="headrace-dogstatsd", daemon=True)
+                    self._sender.start()
+
+    def _send_queued(self) -> None:
+        while True:
+            item = self._pending.get()
+            if item is None:
+                return
+            method, args, kwargs = item
+            try:
+                getattr(self._statsd, method)(*args, **kwargs)
+            except Exception as error:  # pragma: no cover - the datadog package swallows socket errors itself
+                log.debug("datadog: %s dropped: %s", method, error)
 
     def _dropped(self) -> None:
         with self._lock:
@@ -142,16 +180,19 @@ class Metrics:
         """True once a packet could not be sent (no agent): the one warning has been logged."""
         return self._warned
 
-    def close(self) -> None:
+    def close(self, seconds: float = CLOSE_SECONDS) -> None:
+        """Send what is queued (at most ``seconds``), then close the socket."""
+        sender = self._sender
+        if sender is not None:
+            with contextlib.suppress(queue.Full):
+                self._pending.put(None, timeout=seconds)
+            sender.join(seconds)
+            self._sender = None
         self._statsd.on_drop = None
         self._statsd.close_socket(quiet=True)
 
-    # Each call below is wrapped: a metric must never raise into a pipeline.
     def _send(self, method: str, name: str, value: float, tags: list[str]) -> None:
-        try:
-            getattr(self._statsd, method)(name, value, tags=tags)
-        except Exception as error:  # pragma: no cover - the datadog package swallows socket errors itself
-            log.debug("datadog: %s %s dropped: %s", method, name, error)
+        self._submit(method, name, value, tags=tags)
 
     @staticmethod
     def _tags(event: RunEvent | Observation, **extra: object) -> list[str]:
@@ -234,17 +275,15 @@ class Metrics:
         if event.url:
             text += f"\n{event.url}"
         tags: list[str] = [*self._tags(event), f"reason:{reason}"]
-        try:
-            self._statsd.event(
-                f"headrace: {what} failed",
-                text[:4000],
-                alert_type="error",
-                aggregation_key=f"{event.pipeline}/{event.run_id}",
-                source_type_name="headrace",
-                tags=tags,
-            )
-        except Exception as error:  # pragma: no cover - see _send
-            log.debug("datadog: event dropped: %s", error)
+        self._submit(
+            "event",
+            f"headrace: {what} failed",
+            text[:4000],
+            alert_type="error",
+            aggregation_key=f"{event.pipeline}/{event.run_id}",
+            source_type_name="headrace",
+            tags=tags,
+        )
 
 
 def metrics_from_env(environ: Mapping[str, str] | None = None, **kwargs: Any) -> Metrics:

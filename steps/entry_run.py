@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from steps.errors import EXIT_STEP_FAILED, HeadraceError
+from steps.procs import MARKER, kill_descendants, own_descendants, set_parent_death_signal
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -59,10 +60,12 @@ def apply_local_limits() -> None:
         import resource
 
         resource.setrlimit(resource.RLIMIT_AS, (int(limit), int(limit)))
+    if os.environ.get(MARKER):  # a local task: it owns (and ends) everything it starts
+        own_descendants()
     if runner and sys.platform.startswith("linux"):
-        import ctypes
+        import signal
 
-        ctypes.CDLL(None).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+        set_parent_death_signal(signal.SIGTERM)  # die with the runner, taking the task's tree along
         if os.getppid() != int(runner):  # the runner died before prctl took effect
             os._exit(137)
 
@@ -86,6 +89,14 @@ def log_to_stderr() -> None:
 def main(args: argparse.Namespace) -> int:
     apply_local_limits()
     log_to_stderr()
+    try:
+        return _main(args)
+    finally:
+        if os.environ.get(MARKER):  # the step is over: so is everything it started
+            kill_descendants()
+
+
+def _main(args: argparse.Namespace) -> int:
     outputs_dir = Path(args.outputs_dir) if args.outputs_dir else None
     reporter = None
     try:

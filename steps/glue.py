@@ -27,12 +27,14 @@ files) with its size and row count.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import inspect
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -49,6 +51,7 @@ from steps.errors import ConfigError, HandoffFailed, NotFoundError, StepFailed, 
 from steps.frameworks import Framework, read_model_framework
 from steps.glue_script import ROWS_FILE
 from steps.handoff import Phase, phase_of, poll, terminate_as_interrupt
+from steps.procs import owned_popen_options
 from steps.settings import Settings
 
 #: Every Glue JobRunState (API reference, JobRun.JobRunState) mapped to ours.
@@ -344,11 +347,19 @@ def run_script_locally(
 
         python_path = os.pathsep.join([python_path, spark_path(interpreter)])
     env = {**os.environ, "PYTHONPATH": python_path, "PYSPARK_PYTHON": interpreter, "PYSPARK_DRIVER_PYTHON": interpreter}
-    try:
-        completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired as error:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise StepFailed(f"local Spark run exceeded {timeout} s") from error
+    # Its own session, dying with the task: a timeout kills Spark's JVM and workers with the driver.
+    with subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **owned_popen_options()
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired as error:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            shutil.rmtree(staging, ignore_errors=True)
+            raise StepFailed(f"local Spark run exceeded {timeout} s") from error
+    completed = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
     if completed.returncode != 0:
         shutil.rmtree(staging, ignore_errors=True)
         tail = _error_lines(completed.stderr + completed.stdout)

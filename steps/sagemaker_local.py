@@ -43,6 +43,7 @@ from typing import Any
 
 from steps.errors import HandoffFailed
 from steps.model_io import IGNORED, cpu_count
+from steps.procs import owned_popen_options
 
 HOST = "algo-1"
 INSTANCE_GROUP = "homogeneousCluster"
@@ -455,7 +456,7 @@ def run(
             stderr=subprocess.STDOUT,
             text=True,
             errors="replace",
-            start_new_session=True,
+            **owned_popen_options(),  # dies with the task, even a killed one
         ) as process,
     ):
         timer = None

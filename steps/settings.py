@@ -71,6 +71,11 @@ class Settings:
     slack_mentions: str = ""
     #: Slack Web API base URL override (a local test server or a proxy); empty means slack.com.
     slack_api_url: str = ""
+    #: Seconds a finished run waits for its queued Slack messages; the rest is sent by the next
+    #: headrace process that reaches Slack.
+    slack_drain_seconds: str = "10"
+    #: Seconds slack-sdk waits for an answer before the outbox treats a post as "maybe sent".
+    slack_timeout_seconds: str = "10"
     #: Send Datadog metrics (``true``/``false``); empty: when ``DD_AGENT_HOST`` is set or on aws.
     datadog: str = ""
     #: The watcher reports a workflow still Pending after this many seconds as never started.

@@ -21,6 +21,7 @@ slack-sdk is imported lazily: ``steps`` is imported by every pod and most never 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,6 +82,10 @@ STATUS_EMOJI = {
 }
 
 LOG_TAIL_LINES = 20
+#: The metadata every posted message carries: ``{"event_type": ..., "event_payload": {"headrace_id": ...}}``.
+METADATA_EVENT = "headrace_message"
+METADATA_KEY = "headrace_id"
+_FIND_PAGES = 5  # 1,000 messages: far more than a channel gets between a lost answer and the retry
 _MAX_SECTION_TEXT = 2900  # Slack's section text limit is 3000 characters
 
 
@@ -378,23 +383,28 @@ class SlackSender:
         timeout: int = 10,
         rate_limit_retries: int = 3,
         connection_retries: int = 1,
+        check_timeout: int = 3,
     ) -> None:
         if not token and not webhook_url:
             raise ConfigError("slack: set HEADRACE_SLACK_TOKEN (bot token) or HEADRACE_SLACK_WEBHOOK_URL")
         from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 
-        handlers = [
-            RateLimitErrorRetryHandler(max_retry_count=rate_limit_retries),
-            ConnectionErrorRetryHandler(max_retry_count=connection_retries),
-        ]
+        # A dropped connection is not retried in place for posts: Slack may have taken the message
+        # (the answer was lost), and only the outbox, which looks for it first, may post it again.
+        rate_limits = RateLimitErrorRetryHandler(max_retry_count=rate_limit_retries)
+        handlers = [rate_limits, ConnectionErrorRetryHandler(max_retry_count=connection_retries)]
         self.threads = bool(token)
         self._web: Any = None
+        self._post_web: Any = None
         self._webhook: Any = None
+        self._channel_ids: dict[str, str] = {}
         if token:
             from slack_sdk import WebClient
 
             kwargs: dict[str, Any] = {"base_url": base_url.rstrip("/") + "/"} if base_url else {}
             self._web = WebClient(token=token, timeout=timeout, retry_handlers=handlers, **kwargs)
+            self._post_web = WebClient(token=token, timeout=timeout, retry_handlers=[rate_limits], **kwargs)
+            self._check_web = WebClient(token=token, timeout=check_timeout, retry_handlers=[], **kwargs)
         else:
             from slack_sdk.webhook import WebhookClient
 
@@ -407,27 +417,110 @@ class SlackSender:
         """
         if self._web is None:
             return "incoming-webhook"
-        response = self._call("auth.test", self._web.auth_test)
+        try:
+            response = self._call("auth.test", self._check_web.auth_test)
+        except TransientError as error:
+            raise TransientError(
+                f"slack is not reachable ({_cause(error)}); the run goes on and its messages are "
+                "queued until Slack answers"
+            ) from error
         return str(response.get("user") or response.get("bot_id") or "bot")
 
-    def post(self, channel: str, message: SlackMessage, *, thread_ts: str | None = None) -> str | None:
-        """Post ``message``; returns its ``ts`` (``None`` for webhooks, which return none)."""
+    def post(
+        self, channel: str, message: SlackMessage, *, thread_ts: str | None = None, message_id: str = ""
+    ) -> str | None:
+        """Post ``message``; returns its ``ts`` (``None`` for webhooks, which return none).
+
+        ``message_id`` travels in the message's metadata (``headrace_id``) so :meth:`find` can
+        tell, after a lost answer, whether Slack took the message.
+        """
         if self._webhook is not None:
             self._send_webhook(message)
             return None
         kwargs: dict[str, Any] = {"channel": channel, "text": message.text, "blocks": message.blocks}
+        if message_id:
+            kwargs["metadata"] = {"event_type": METADATA_EVENT, "event_payload": {METADATA_KEY: message_id}}
         if thread_ts:
             kwargs["thread_ts"] = thread_ts
             if message.broadcast:
                 kwargs["reply_broadcast"] = True
-        response = self._call("chat.postMessage", lambda: self._web.chat_postMessage(**kwargs), channel=channel)
+        response = self._call("chat.postMessage", lambda: self._post_web.chat_postMessage(**kwargs), channel=channel)
+        if response.get("channel"):
+            self._channel_ids[channel] = str(response["channel"])
         return str(response["ts"])
+
+    def find(self, channel: str, message_id: str, *, thread_ts: str | None = None, oldest: float = 0.0) -> str | None:
+        """The ``ts`` of the message posted with ``message_id`` (see :meth:`post`), or ``None``.
+
+        Reads the thread (``conversations.replies``) or the channel's history since ``oldest``
+        (``conversations.history``) with ``include_all_metadata``; needs the ``channels:history``
+        (and ``groups:history`` for private channels) scope. Webhooks cannot read: always ``None``.
+        """
+        if self._web is None:
+            return None
+        channel_id = self.channel_id(channel)
+        cursor = None
+        for _ in range(_FIND_PAGES):
+            page: dict[str, Any] = {"channel": channel_id, "include_all_metadata": True, "limit": 200}
+            if cursor:
+                page["cursor"] = cursor
+            if thread_ts:
+                response = self._call(
+                    "conversations.replies",
+                    functools.partial(self._web.conversations_replies, ts=thread_ts, **page),
+                    channel=channel,
+                )
+            else:
+                response = self._call(
+                    "conversations.history",
+                    functools.partial(self._web.conversations_history, oldest=f"{oldest:.6f}", **page),
+                    channel=channel,
+                )
+            for item in response.get("messages") or []:
+                payload = (item.get("metadata") or {}).get("event_payload") or {}
+                if payload.get(METADATA_KEY) == message_id:
+                    return str(item["ts"])
+            cursor = (response.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return None
+        return None
+
+    def channel_id(self, channel: str) -> str:
+        """The id (``C0123``) of a channel given by name (``#ml-alerts``): reading history needs it."""
+        if channel in self._channel_ids:
+            return self._channel_ids[channel]
+        name = channel.removeprefix("#")
+        if not channel.startswith("#") and name[:1] in ("C", "G", "D") and name.upper() == name:
+            return channel
+        cursor = None
+        while True:
+            response = self._call(
+                "conversations.list",
+                functools.partial(
+                    self._web.conversations_list,
+                    types="public_channel,private_channel",
+                    exclude_archived=True,
+                    limit=1000,
+                    cursor=cursor,
+                ),
+                channel=channel,
+            )
+            for item in response.get("channels") or []:
+                if item.get("name") == name:
+                    self._channel_ids[channel] = str(item["id"])
+                    return self._channel_ids[channel]
+            cursor = (response.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                raise SlackPermanentError(
+                    f"slack channel {channel!r}: channel_not_found — {_FIXES['channel_not_found']}",
+                    code="channel_not_found",
+                )
 
     def update(self, channel: str, ts: str, message: SlackMessage) -> None:
         """Replace the message ``ts`` in ``channel`` (the run's parent message) with ``message``."""
         if self._web is None:
             raise ConfigError("slack: incoming webhooks cannot update messages; use a bot token")
-        channel_id = channel
+        channel_id = self._channel_ids.get(channel, channel)
         self._call(
             "chat.update",
             lambda: self._web.chat_update(channel=channel_id, ts=ts, text=message.text, blocks=message.blocks),
@@ -460,3 +553,15 @@ class SlackSender:
             raise TransientError(f"slack {method}: {code}; the message stays queued and is retried") from error
         except Exception as error:  # connection refused/reset, timeouts: Slack is unreachable
             raise TransientError(f"slack {method}: not reachable ({error}); the message stays queued") from error
+
+
+def _cause(error: BaseException) -> str:
+    """The root cause of a wrapped error in a few words (``Connection refused``, ``timed out``)."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    response = getattr(error, "response", None)  # slack-sdk's SlackApiError: Slack's own answer
+    if response is not None:
+        return f"HTTP {getattr(response, 'status_code', '?')} {response.get('error') or ''}".strip()
+    reason = getattr(error, "reason", None)
+    text = str(reason if reason is not None else error) or type(error).__name__
+    return text.splitlines()[0][:120]

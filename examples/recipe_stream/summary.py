@@ -52,20 +52,10 @@ def summarize(ctx: StepContext, class_mix: pd.DataFrame, reports: dict[str, Arti
     mix = class_mix.to_dict(orient="records")
     loaded = {outcome: artifact.read_json() for outcome, artifact in reports.items()}
     text = render(ctx.run_date.isoformat(), ctx.pipeline, mix, loaded)
-    settings = ctx.settings
-    channel = settings.slack_channel or DEFAULT_CHANNEL
-    if settings.slack_token or settings.slack_webhook_url:
-        from steps.slack import SlackMessage, SlackSender
-
-        sender = SlackSender(
-            token=settings.slack_token, webhook_url=settings.slack_webhook_url, base_url=settings.slack_api_url
-        )
-        blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "```" + text + "```"}}]
-        sender.post(channel, SlackMessage(text=text.split("\n")[0], blocks=blocks))
-        sent_to = f"slack {channel}" if settings.slack_token else "slack webhook"
-    else:
-        print(text, flush=True)
-        sent_to = "console"
+    channel = ctx.settings.slack_channel or DEFAULT_CHANNEL
+    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "```" + text + "```"}}]
+    # Through the outbox: a Slack outage or a slow answer never fails the run, nor posts it twice.
+    sent_to = ctx.notify(text, blocks=blocks, channel=channel, key="summary")
     ctx.record(summary=text, summary_sent_to=sent_to)
     classes: dict[str, dict[str, Any]] = {}
     for row in mix:

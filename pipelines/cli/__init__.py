@@ -31,13 +31,22 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+#: Commands with a notifier of their own, which sends what earlier processes left queued.
+_OWN_NOTIFIER = frozenset({"run", "resume", "control-room"})
+
+
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
     ),
 ) -> None:
     """headrace: pipelines for ML teams on Kubernetes, and on one laptop."""
+    if ctx.invoked_subcommand not in _OWN_NOTIFIER:
+        from control_room.notify import send_queued
+
+        send_queued()  # Slack messages earlier runs could not deliver
 
 
 def _register_all() -> None:

@@ -48,7 +48,10 @@ def _notifier(settings: Settings, pipeline: Any) -> Any:
     than silently at the first event."""
     from control_room.notify import build_notifier
 
-    notifier = build_notifier(settings, quiet=True)
+    def warn(line: str) -> None:
+        err_console.print(f"warning: {line}", style="yellow", markup=False, highlight=False, soft_wrap=True)
+
+    notifier = build_notifier(settings, quiet=True, warn=warn)
     notifier.register(pipeline)
     return notifier
 

@@ -4,7 +4,10 @@ A subprocess attempt runs exactly what an Argo pod runs, ``python -m steps run .
 process group (so a timeout or Ctrl-C kills the step and everything it started) with stdout and
 stderr in a per-attempt log file. It dies with the runner (``PR_SET_PDEATHSIG``, set by the
 entrypoint itself, see :func:`steps.entry_run.apply_local_limits`), like a pod whose workflow was
-deleted, so a killed runner leaves no orphan writing outputs behind ``resume``.
+deleted, so a killed runner leaves no orphan writing outputs behind ``resume``. Everything the step
+starts, detached or not, carries the attempt's marker and ends with it (see :mod:`steps.procs`):
+the task process kills its tree when it ends, and when it was killed first the runner sweeps the
+marker. An in-process attempt kills what its thread started when it ends.
 
 Memory limits (subprocess mode only): a task's memory limit (the control room's decided
 ``memory`` when sized, else ``resources.memory_limit``, else ``resources.memory``) becomes
@@ -39,6 +42,7 @@ from pipelines.local.forkserver import ForkServer, ForkServerError
 from steps.contract import ArtifactRef, Outcome, SizingDecision
 from steps.entry_run import LOCAL_ADDRESS_SPACE, LOCAL_RUNNER_PID
 from steps.errors import EXIT_OOM, EXIT_TIMEOUT, HeadraceError
+from steps.procs import MARKER, kill_descendants, kill_marked
 from steps.settings import Settings
 
 #: Added to a task's memory limit for RLIMIT_AS: the virtual address space Python and its native
@@ -64,6 +68,11 @@ class AttemptSpec:
     sizing: SizingDecision | None = None
     timeout_seconds: float | None = None
     memory_limit_bytes: int | None = None
+
+    @property
+    def marker(self) -> str:
+        """What every process of this attempt carries in its environment (see :mod:`steps.procs`)."""
+        return f"{self.run_id}/{self.task}/{self.attempt}"
 
     @property
     def log_path(self) -> Path:
@@ -184,7 +193,11 @@ class SubprocessAttempt(Attempt):
     def _fork(self, server: ForkServer, address_space: int | None) -> int | None:
         try:
             pid = server.spawn(
-                self.command()[3:], cwd=self.spec.cwd, log=str(self.spec.log_path), address_space=address_space
+                self.command()[3:],
+                cwd=self.spec.cwd,
+                log=str(self.spec.log_path),
+                address_space=address_space,
+                marker=self.spec.marker,
             )
         except ForkServerError:
             return None
@@ -192,7 +205,7 @@ class SubprocessAttempt(Attempt):
         return pid
 
     def _exec(self, env: Mapping[str, str], address_space: int | None) -> int:
-        child_env = {**env, LOCAL_RUNNER_PID: str(os.getpid())}
+        child_env = {**env, LOCAL_RUNNER_PID: str(os.getpid()), MARKER: self.spec.marker}
         if address_space is not None:
             child_env[LOCAL_ADDRESS_SPACE] = str(address_space)
         with self.spec.log_path.open("wb") as log:
@@ -256,6 +269,9 @@ class SubprocessAttempt(Attempt):
             timer = self._timer
         if timer is not None:
             timer.cancel()
+        if code is None or code < 0 or code >= 128 or self._stop_reason is not None:
+            # The task process was killed before it could end its own tree: sweep by marker.
+            kill_marked(self.spec.marker)
         duration = time.monotonic() - self.started
         if code is None:
             self._deliver(AttemptResult(Outcome.FAILED, None, "lost: the fork server running it died", duration))
@@ -316,12 +332,15 @@ class InProcessAttempt(Attempt):
         spec.attempt_dir.mkdir(parents=True, exist_ok=True)
         self._progress: tuple[float, float, str] | None = None
         self._timer: threading.Timer | None = None
+        self._thread_id: int | None = None  # the native id of the step's thread: its processes' parent
         if spec.timeout_seconds is not None:
             self._timer = threading.Timer(spec.timeout_seconds, self._timed_out)
             self._timer.daemon = True
             self._timer.start()
-        thread = threading.Thread(target=self._run, args=(pipeline, settings), name=f"attempt-{spec.task}", daemon=True)
-        thread.start()
+        self._thread = threading.Thread(
+            target=self._run, args=(pipeline, settings), name=f"attempt-{spec.task}", daemon=True
+        )
+        self._thread.start()
 
     def progress(self) -> tuple[float, float, str] | None:
         return self._progress
@@ -331,6 +350,13 @@ class InProcessAttempt(Attempt):
 
     def cancel(self) -> None:
         self._deliver(AttemptResult(Outcome.CANCELLED, None, "cancelled", time.monotonic() - self.started))
+        self._end_processes()
+
+    def _end_processes(self) -> None:
+        """Kill the processes the step's thread started (and theirs); detached ones that escaped
+        this thread are ended with the run (see :mod:`pipelines.local.keeper`)."""
+        if self._thread_id is not None and self._thread.is_alive():  # a finished thread's id may be reused
+            kill_descendants(thread=self._thread_id)
 
     def _timed_out(self) -> None:
         result = AttemptResult(
@@ -340,6 +366,7 @@ class InProcessAttempt(Attempt):
             time.monotonic() - self.started,
         )
         if self._deliver(result):
+            self._end_processes()
             self._log("timed out; the step's thread is abandoned (in-process mode cannot stop it)")
 
     def _log(self, line: str) -> None:
@@ -347,6 +374,13 @@ class InProcessAttempt(Attempt):
             log.write(line.rstrip("\n") + "\n")
 
     def _run(self, pipeline: Any, settings: Settings) -> None:
+        self._thread_id = threading.get_native_id()
+        try:
+            self._run_step(pipeline, settings)
+        finally:
+            self._end_processes()
+
+    def _run_step(self, pipeline: Any, settings: Settings) -> None:
         from steps.entrypoint import run_task
 
         spec = self.spec

@@ -12,7 +12,7 @@ address space the preloaded libraries reserved) and death signal, and runs the v
 ``steps.__main__.main(["run", ...])`` the command line runs; it finds its modules already imported,
 as a pod finds them installed on its image, and its step runs on a fresh copy of their state.
 
-Protocol (JSON lines): the runner writes ``{"id", "argv", "cwd", "log", "address_space"}`` on the
+Protocol (JSON lines): the runner writes ``{"id", "argv", "cwd", "log", "address_space", "marker"}`` on the
 server's stdin and reads ``{"id", "pid"}`` when the child started, ``{"exit": pid, "code",
 "maxrss"}`` when it ended. When the server cannot start or dies, the runner falls back to exec.
 """
@@ -29,6 +29,8 @@ import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+from steps.procs import MARKER, set_parent_death_signal
 
 #: headrace modules imported before forking; the pipeline's own come after (pipelines.local.preload).
 PRELOAD = ("steps.__main__", "steps.entry_run", "steps.entrypoint", "steps.values", "pipelines")
@@ -75,14 +77,26 @@ class ForkServer:
     def alive(self) -> bool:
         return not self._dead and self.process.poll() is None
 
-    def spawn(self, argv: list[str], *, cwd: str, log: str, address_space: int | None, timeout: float = 30.0) -> int:
-        """Start ``python -m steps <argv>`` as a forked child; returns its pid (= its process group)."""
+    def spawn(
+        self,
+        argv: list[str],
+        *,
+        cwd: str,
+        log: str,
+        address_space: int | None,
+        marker: str = "",
+        timeout: float = 30.0,
+    ) -> int:
+        """Start ``python -m steps <argv>`` as a forked child; returns its pid (= its process group).
+
+        ``marker`` becomes the child's :data:`steps.procs.MARKER` (inherited by all it starts)."""
         if not self.alive or self.process.stdin is None:
             raise ForkServerError("the fork server is not running")
         with self._lock:
             self._next_id += 1
             request_id = self._next_id
-        line = json.dumps({"id": request_id, "argv": argv, "cwd": cwd, "log": log, "address_space": address_space})
+        request = {"id": request_id, "argv": argv, "cwd": cwd, "log": log, "address_space": address_space}
+        line = json.dumps({**request, "marker": marker})
         try:
             self.process.stdin.write(line.encode() + b"\n")
             self.process.stdin.flush()
@@ -158,7 +172,7 @@ def _send(message: dict[str, Any]) -> None:
         data = data[written:]
 
 
-def _child(request: dict[str, Any], wake_fds: tuple[int, int]) -> None:
+def _child(request: dict[str, Any], wake_fds: tuple[int, int], server: int) -> None:
     """In the forked child: become an isolated task process, run the entrypoint, never return."""
     code = 1
     try:
@@ -180,10 +194,12 @@ def _child(request: dict[str, Any], wake_fds: tuple[int, int]) -> None:
             os.chdir(request["cwd"])
             if sys.path and sys.path[0] in ("", before):  # as `python -m` would have set it
                 sys.path[0] = request["cwd"]
-        if sys.platform.startswith("linux"):
-            import ctypes
-
-            ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))  # die with the fork server
+        if request.get("marker"):
+            os.environ[MARKER] = request["marker"]
+        # Die with the fork server (and so with the runner), ending the task's tree first.
+        set_parent_death_signal(signal.SIGTERM)
+        if os.getppid() != server:  # the server died before prctl took effect
+            os._exit(137)
         if request.get("address_space"):
             import resource
 
@@ -297,6 +313,7 @@ def serve(argv: list[str]) -> None:
     if argv[:1] == ["--learned"]:
         _LEARNED_FILE, argv = argv[1], argv[2:]
     _preload(argv)
+    server = os.getpid()
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)
@@ -331,7 +348,7 @@ def serve(argv: list[str]) -> None:
                 request = json.loads(line)
                 pid = os.fork()
                 if pid == 0:
-                    _child(request, (wake_r, wake_w))
+                    _child(request, (wake_r, wake_w), server)
                 children += 1
                 _send({"id": request["id"], "pid": pid})
 

@@ -33,6 +33,7 @@ from pipelines.local import control
 from pipelines.local.attempt import Attempt, AttemptResult, AttemptSpec, InProcessAttempt, SubprocessAttempt, log_tail
 from pipelines.local.forkserver import ForkServer
 from pipelines.local.frontier import Frontier
+from pipelines.local.keeper import RunKeeper
 from pipelines.runs import RunLock, RunRecord, RunStore, new_run_id
 from steps.contract import (
     ArtifactRef,
@@ -224,6 +225,7 @@ class Runner:
     def run(self) -> RunSummary:
         self._server()  # started now, so its imports overlap the run's own start
         self._emit(EventKind.RUN_STARTED)
+        keeper = RunKeeper(self.summary.run_id, in_process=self.in_process, resumed=bool(self.first_attempts)).start()
         try:
             try:
                 with _sigterm_as_interrupt():
@@ -241,6 +243,7 @@ class Runner:
         finally:
             if self.fork_server is not None:
                 self.fork_server.close()
+            keeper.close()
             if self.worker is not None:
                 self.worker.drain()
 

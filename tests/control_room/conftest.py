@@ -89,8 +89,10 @@ def serve(
     port: int | None = None,
     extra_env: dict[str, str] | None = None,
     workers: int = 1,
+    notify: bool = False,
 ) -> Served:
-    """Start ``headrace control-room serve`` in a subprocess and wait until /healthz answers."""
+    """Start ``headrace control-room serve`` in a subprocess and wait until /healthz answers
+    (``notify``: with the notifier its settings ask for, else ``--no-notify``)."""
     port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEADRACE_")}
     env.update(
@@ -112,7 +114,7 @@ def serve(
         str(port),
         "--db",
         db,
-        "--no-notify",
+        *([] if notify else ["--no-notify"]),
         "--workers",
         str(workers),
     ]

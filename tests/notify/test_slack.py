@@ -136,7 +136,7 @@ def test_run_gets_one_channel_message_updated_in_place_and_task_events_threaded_
     top_level = [p for p in state.posted() if "thread_ts" not in p]
     replies = [p for p in state.posted() if "thread_ts" in p]
     assert len(top_level) == 1 and top_level[0]["channel"] == "#ml-alerts"
-    parent_ts = "1700000000.000001"
+    parent_ts = next(ts for ts, body in state.messages.items() if "thread_ts" not in body)
     assert {r["thread_ts"] for r in replies} == {parent_ts}
     texts = [r["text"] for r in replies]
     assert texts[0] == ":white_check_mark: `extract` succeeded in 12.5s · 1.2 MB, 10,000 rows"

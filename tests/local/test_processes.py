@@ -1,0 +1,221 @@
+"""A task owns its processes: nothing a step starts outlives the task, in every mode and every end.
+
+Each step below starts three sleepers carrying a unique token in their command line: one in the
+task's session, one detached (``start_new_session``) and one double-forked (its parent exits at
+once, so it is re-parented). The tests scan ``/proc`` for the token, as an operator would with
+``pgrep -f``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from pipelines.runs import RunStore
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process ownership uses Linux /proc")
+
+SPAWNER = """
+import subprocess
+
+def start_sleepers(token):
+    sleeper = [sys.executable, "-c", "import time; time.sleep(300)", token]
+    subprocess.Popen(sleeper)  # in the task's own session
+    subprocess.Popen(sleeper, start_new_session=True)  # detached
+    double_fork = "import subprocess, sys; subprocess.Popen(sys.argv[1:], start_new_session=True)"
+    subprocess.Popen([sys.executable, "-c", double_fork, *sleeper]).wait()  # its parent is gone at once
+    deadline = time.monotonic() + 30
+    while len(_with_token(token)) < 3:
+        assert time.monotonic() < deadline, "the sleepers did not start"
+        time.sleep(0.02)
+
+def _with_token(token):
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if token.encode() in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\\0"):
+                if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z":
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+@step(timeout=TIMEOUT)
+def work(token, ending, folder):
+    start_sleepers(token)
+    Path(folder, "started").write_text("yes")
+    if ending == "fails":
+        raise RuntimeError("the step failed after starting its helpers")
+    if ending in ("hangs", "hangs-once"):
+        while not Path(folder, "release").exists():
+            time.sleep(0.05)
+    return 1
+
+with Pipeline("spawner") as pipeline:
+    work(token=pipeline.param("token", ""), ending=pipeline.param("ending", "succeeds"),
+         folder=pipeline.param("folder", ""))
+"""
+
+MODES = {
+    "forked": {},
+    "subprocess": {"fork_server": False},
+    "in-process": {"in_process": True},
+}
+CLI_MODES = {"forked": [], "subprocess": ["--no-fork-server"], "in-process": ["--in-process"]}
+
+
+def with_token(token: str) -> list[int]:
+    """Live (not zombie) processes with ``token`` as a command-line argument."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+            if token.encode() in argv and state != "Z":
+                found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+def none_left(token: str, seconds: float = 10.0) -> list[int]:
+    """Wait up to ``seconds`` for every process with ``token`` to end; returns those still alive."""
+    deadline = time.monotonic() + seconds
+    while (left := with_token(token)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+def _kill_all(token: str) -> None:
+    for pid in with_token(token):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def token() -> Iterator[str]:
+    value = f"headrace-test-{uuid.uuid4().hex}"
+    yield value
+    _kill_all(value)  # never leave sleepers behind, even when the test fails
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("ending", ["succeeds", "fails", "times out"])
+def test_processes_a_step_starts_end_with_its_task(
+    flow: Callable[[str], str],
+    run: Callable[..., object],
+    tmp_path: Path,
+    token: str,
+    mode: str,
+    ending: str,
+) -> None:
+    spec = flow(SPAWNER.replace("TIMEOUT", "2" if ending == "times out" else "None"))
+    params = {"token": token, "ending": "hangs" if ending == "times out" else ending, "folder": str(tmp_path)}
+    summary = run(spec, params=params, **MODES[mode])
+    assert (tmp_path / "started").exists()
+    task = summary.tasks["work"]  # type: ignore[attr-defined]
+    assert task.status == ("succeeded" if ending == "succeeds" else "failed")
+    assert ("timeout" in task.reason) == (ending == "times out")
+    assert none_left(token, seconds=3) == [], f"processes outlived the {mode} task that {ending}"
+
+
+@pytest.mark.parametrize("mode", list(CLI_MODES))
+def test_sigkill_of_the_runner_leaves_no_task_process_and_resume_completes(
+    flow: Callable[[str], str],
+    tmp_path: Path,
+    store: RunStore,
+    token: str,
+    headrace: Callable[..., subprocess.Popen[str]],
+    mode: str,
+) -> None:
+    spec = flow(SPAWNER.replace("TIMEOUT", "None"))
+    args = ["-p", f"token={token}", "-p", "ending=hangs", "-p", f"folder={tmp_path}"]
+    runner = headrace("run", spec, *args, *CLI_MODES[mode], cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "started").exists():
+        assert runner.poll() is None, runner.communicate()
+        assert time.monotonic() < deadline, "the task never started"
+        time.sleep(0.05)
+    assert len(with_token(token)) == 3
+    runner.send_signal(signal.SIGKILL)
+    runner.wait(10)
+    assert none_left(token) == [], f"processes of the {mode} task outlived its killed runner"
+
+    (record,) = store.list_runs(pipeline="spawner")
+    (tmp_path / "release").write_text("yes")
+    resumed = headrace("resume", record.id, cwd=tmp_path)
+    _out, err = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, err
+    assert store.get_run(record.id).status == "succeeded"  # type: ignore[union-attr]
+    assert none_left(token, seconds=3) == []
+
+
+TRAINING = '''
+from steps import sagemaker
+
+SCRIPT = """
+import argparse, os, time
+from pathlib import Path
+parser = argparse.ArgumentParser()
+parser.add_argument("--token")
+parser.add_argument("--folder")
+args = parser.parse_args()
+Path(args.folder, "training").write_text(str(os.getpid()))
+while not Path(args.folder, "release").exists():
+    time.sleep(0.05)
+Path(args.folder, f"model-written-by-{os.getpid()}").write_text("a model")
+Path(os.environ["SM_MODEL_DIR"], "model.txt").write_text("a model")
+"""
+
+@step
+def fit(token, folder, ctx):
+    source = Path(folder, "src")
+    source.mkdir(exist_ok=True)
+    (source / "train.py").write_text(SCRIPT)
+    data = ctx.store.put_bytes(b"x,label\\n1,0\\n", ctx.output_key("data.csv"))
+    return sagemaker.train(ctx, "train.py", str(source), data, hyperparameters={"token": token, "folder": folder})
+
+with Pipeline("local-training") as pipeline:
+    fit(token=pipeline.param("token", ""), folder=pipeline.param("folder", ""))
+'''
+
+
+@pytest.mark.parametrize("mode", list(CLI_MODES))
+def test_sigkill_of_the_runner_stops_local_sagemaker_training_before_it_writes_its_model(
+    flow: Callable[[str], str],
+    tmp_path: Path,
+    store: RunStore,
+    token: str,
+    headrace: Callable[..., subprocess.Popen[str]],
+    mode: str,
+) -> None:
+    spec = flow(TRAINING)
+    runner = headrace("run", spec, "-p", f"token={token}", "-p", f"folder={tmp_path}", *CLI_MODES[mode], cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "training").exists():
+        assert runner.poll() is None, runner.communicate()
+        assert time.monotonic() < deadline, "the training script never started"
+        time.sleep(0.05)
+    assert with_token(token), "the training script does not carry the token"
+    runner.send_signal(signal.SIGKILL)
+    runner.wait(10)
+    assert none_left(token) == [], f"the training script outlived its killed runner ({mode})"
+    (tmp_path / "release").write_text("yes")
+    time.sleep(0.5)
+    assert list(tmp_path.glob("model-written-by-*")) == [], "a killed run's training wrote its model"
+
+    (record,) = store.list_runs(pipeline="local-training")
+    resumed = headrace("resume", record.id, cwd=tmp_path)
+    _, err = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, err
+    assert store.get_run(record.id).status == "succeeded"  # type: ignore[union-attr]
+    assert len(list(tmp_path.glob("model-written-by-*"))) == 1
