@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+from pipelines.triggers import Trigger, trigger_problems
 from steps.contract import SizingTarget
 from steps.errors import NotFoundError, PipelineDefinitionError, UserError
 from steps.quantities import QuantityError, cpu_cores, memory_bytes, parse_duration
@@ -443,9 +444,12 @@ class Pipeline:
         notify: Notify | None = None,
         timezone: str | None = None,
         description: str = "",
+        triggers: Sequence[Trigger] = (),
     ) -> None:
         self.name = name
         self.schedule = schedule
+        #: What starts a run besides the schedule: queue messages, other pipelines finishing.
+        self.triggers: tuple[Trigger, ...] = tuple(triggers)
         self.image = image
         self.namespace = namespace
         self.service_account = service_account
@@ -550,6 +554,7 @@ class Pipeline:
         for name in dict.fromkeys(self._duplicates):
             found.append(f"{where}, task {name}: defined twice; give the second one name='{name}-2' or similar")
         found += _schedule_problems(where, self.schedule, self.timezone)
+        found += trigger_problems(self.name, self.triggers, self.params)
         for key, value in self.labels.items():
             if not LABEL_KEY.match(key) or not LABEL_VALUE.match(value) or len(value) > 63:
                 found.append(
