@@ -41,7 +41,13 @@ def register(app: typer.Typer) -> None:
 
         def run(subscription: Subscription, params: dict[str, str], run_id: str, resume: bool) -> RunSummary:
             from pipelines.cli.local import _close, _control_room, _notifier
+            from pipelines.runs import RunStore
 
+            store = RunStore.for_settings(settings)
+            try:
+                started_by = store.started_by(run_id)
+            finally:
+                store.close()
             notifier = _notifier(settings, subscription.pipeline)
             room = _control_room(settings, notifier)
             try:
@@ -56,6 +62,7 @@ def register(app: typer.Typer) -> None:
                     fork_server=fork_server,
                     run_id=None if resume else run_id,
                     resume_run_id=run_id if resume else None,
+                    started_by=f"started by {started_by}" if started_by else "",
                 )
             finally:
                 _close(room, notifier)

@@ -185,6 +185,7 @@ class Runner:
         control_room: ControlRoom | None,
         first_attempts: Mapping[str, int],
         fork_server: bool = True,
+        started_by: str = "",
     ) -> None:
         self.pipeline = pipeline
         self.spec = spec
@@ -203,11 +204,12 @@ class Runner:
         self.runs_dir = settings.state_path / "runs" / summary.run_id
         self.use_fork_server = fork_server and not in_process and sys.platform.startswith("linux")
         self.fork_server: ForkServer | None = None
+        self.started_by = started_by
 
     # -- the loop
 
     def run(self) -> RunSummary:
-        self._emit(EventKind.RUN_STARTED)
+        self._emit(EventKind.RUN_STARTED, reason=self.started_by)
         try:
             try:
                 with _sigterm_as_interrupt():
@@ -570,6 +572,7 @@ def run_pipeline(
     cwd: str | None = None,
     fork_server: bool = True,
     run_id: str | None = None,
+    started_by: str = "",
 ) -> RunSummary:
     """Run ``pipeline`` here and return what happened; the run records say the same.
 
@@ -580,7 +583,8 @@ def run_pipeline(
     Ctrl-C returns a summary with status ``cancelled``. ``fork_server=False`` starts every
     subprocess attempt with a fresh ``python -m steps run`` instead of forking it from the run's
     fork server (same entrypoint, ~60 ms more CPU per task). ``run_id`` names a new run (a
-    trigger claims it before the run starts). With ``events_url`` set, the finished run publishes
+    trigger claims it before the run starts); ``started_by`` (``"started by amqp queue ..."``)
+    goes with the run's start event to Slack, Datadog and the control room. With ``events_url`` set, the finished run publishes
     its completion there (:mod:`steps.events`; never changes the run's outcome).
     """
     pipeline.check()
@@ -640,6 +644,7 @@ def run_pipeline(
         control_room=control_room,
         first_attempts=first_attempts,
         fork_server=fork_server,
+        started_by=started_by,
     )
     try:
         if live and sys.stderr.isatty():
