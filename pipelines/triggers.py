@@ -24,6 +24,7 @@ The same model compiles to Argo Events objects (:mod:`pipelines.argo.events`) an
 
 from __future__ import annotations
 
+import json
 import re
 import urllib.parse
 from collections.abc import Mapping, Sequence
@@ -171,7 +172,10 @@ def field_value(message: Any, path: str) -> Any:
 
 
 def as_text(value: Any) -> str:
-    """A message value as the string a parameter receives (JSON's true/false stay lowercase)."""
+    """A message value as the string a parameter receives: JSON's true/false stay lowercase, an
+    object or a list arrives as its JSON text (as Argo Events hands it on)."""
+    if isinstance(value, Mapping | list):
+        return json.dumps(value, sort_keys=True)
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:
@@ -215,10 +219,6 @@ def message_params(pipeline: str, trigger: Trigger, message: Any) -> dict[str, s
         if value is MISSING:
             raise ValueError(
                 f"pipeline {pipeline}, trigger {trigger.key}: message has no field {path} for parameter {param}"
-            )
-        if isinstance(value, Mapping | list):
-            raise ValueError(
-                f"pipeline {pipeline}, trigger {trigger.key}: field {path} for parameter {param} is not a scalar"
             )
         values[param] = as_text(value)
     return values
