@@ -74,6 +74,4 @@ def register(app: typer.Typer) -> None:
         def say(line: str) -> None:
             err_console.print(line, highlight=False, soft_wrap=True, markup=False)
 
-        names: Any = ", ".join(p.name for _, p in pipelines)
-        say(f"listening for {names} (concurrency {concurrency}); SIGTERM or Ctrl-C stops")
         listen(pipelines, settings, run, concurrency=concurrency, log=say)

@@ -67,6 +67,8 @@ def listen(
 
     say = log or (lambda line: print(line, file=sys.stderr, flush=True))
     grouped = subscriptions(pipelines, settings)
+    names = ", ".join(pipeline.name for _, pipeline in pipelines)
+    say(f"listening for {names} (concurrency {concurrency}); SIGTERM or Ctrl-C stops")
     store = RunStore.for_settings(settings)
     listener = Listener(store, run, concurrency=concurrency, log=say)
     sources: list[Any] = []
