@@ -213,6 +213,30 @@ def test_sigterm_takes_no_more_messages_and_lets_the_running_run_finish(
     assert broker.count(queue_name) == 1  # the later message waits for the next listener
 
 
+def test_second_sigterm_exits_at_once_and_hands_the_message_back_for_the_next_listener_to_resume(
+    flow: Callable[[str], str],
+    listen: Callable[..., Listening],
+    broker: Broker,
+    queue_name: str,
+    amqp_url: str,
+    isolated_headrace: Path,
+) -> None:
+    spec = flow(daily(queue_name, amqp_url, seconds=4))
+    first = listen(spec)
+    broker.publish(queue_name, {"date": "2026-12-11"}, message_id="interrupted")
+    first.wait_for("starts run")
+    wait_until(lambda: runs(isolated_headrace), message="run recorded")
+    first.process.send_signal(signal.SIGTERM)
+    first.wait_for("stopping")
+    first.process.send_signal(signal.SIGTERM)
+    assert first.process.wait(10) == 130
+    wait_until(lambda: broker.count(queue_name) == 1, message="message handed back")
+    second = listen(spec)
+    second.wait_for("resumes run")
+    wait_until(lambda: runs(isolated_headrace)[0].status == "succeeded", message="run resumed to success")
+    assert len(runs(isolated_headrace)) == 1
+
+
 def test_closed_broker_connection_reconnects_with_backoff_and_loses_nothing(
     flow: Callable[[str], str],
     listen: Callable[..., Listening],
