@@ -349,7 +349,8 @@ class RunStore:
     def claim_message(self, run_id: str, *, trigger: str, source: str, message_id: str) -> str:
         """The run that owns message ``message_id`` of ``source``: ``run_id`` when this call is the
         first to see it, else the run an earlier delivery claimed (a redelivery never starts a
-        second run). Atomic across processes sharing the file."""
+        second run); ``""`` when ``run_id`` is already taken by another message (pick another).
+        Atomic across processes sharing the file."""
         with self._write() as db:
             db.execute(
                 "INSERT OR IGNORE INTO run_triggers (run_id, trigger, source, message_id, received) VALUES (?, ?, ?, ?, ?)",
@@ -358,7 +359,7 @@ class RunStore:
             row = db.execute(
                 "SELECT run_id FROM run_triggers WHERE source = ? AND message_id = ?", (source, message_id)
             ).fetchone()
-        return str(row["run_id"])
+        return str(row["run_id"]) if row is not None else ""
 
     def started_by(self, run_id: str) -> str:
         """What started the run: ``"amqp queue recipes.ready, message 7f3a..."``, or ``""`` (by hand)."""

@@ -134,3 +134,18 @@ def test_after_listens_to_the_other_pipelines_completion_and_hands_on_its_day() 
     assert matches(After("recipe-stream", outcome="any"), {**done, "outcome": "failed"})
     assert message_params("report", trigger, done) == {"run_date": "2026-12-01"}
     assert trigger.binding_key == "recipe-stream.succeeded"
+
+
+def test_a_message_is_claimed_by_one_run_and_a_clashing_run_id_is_refused(tmp_path: Any) -> None:
+    from pipelines.runs import RunStore
+
+    store = RunStore(tmp_path / "runs.db")
+    try:
+        assert store.claim_message("r-1", trigger="amqp queue q", source="amqp://h q", message_id="m1") == "r-1"
+        assert store.claim_message("r-2", trigger="amqp queue q", source="amqp://h q", message_id="m1") == "r-1"
+        assert store.claim_message("r-1", trigger="amqp queue q", source="amqp://h q", message_id="m2") == ""
+        assert store.claim_message("r-3", trigger="amqp queue q", source="amqp://other q", message_id="m1") == "r-3"
+        assert store.started_by("r-1") == "amqp queue q, message m1"
+        assert store.started_by("r-9") == ""
+    finally:
+        store.close()

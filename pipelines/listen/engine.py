@@ -123,9 +123,11 @@ class Listener:
             line = str(error)
             self._dead(delivery, line if line.startswith("pipeline ") else f"{where}: {line}")
             return
-        run_id = self.store.claim_message(
-            new_run_id(pipeline.name), trigger=trigger.label, source=subscription.source, message_id=key[1]
-        )
+        run_id = ""
+        while not run_id:  # a new run id can clash with another's (same second, 1 in 65536)
+            run_id = self.store.claim_message(
+                new_run_id(pipeline.name), trigger=trigger.label, source=subscription.source, message_id=key[1]
+            )
         record = self.store.get_run(run_id)
         resume = record is not None
         if record is not None and record.status != "running":
