@@ -18,12 +18,10 @@ def register(app: typer.Typer) -> None:
         specs: list[str] = SPECS_ARGUMENT,
         concurrency: int = typer.Option(1, "--concurrency", "-c", help="Runs at once (the broker's prefetch too)."),
         parallel: int = typer.Option(0, "--parallel", help="Tasks at once in each run (default: the number of cores)."),
-        # Exec by default: a fork server starts per run, which a short run never pays back
-        # (benchmarks/trigger_latency.py: one-task runs start about twice as fast without it).
         fork_server: bool = typer.Option(
-            False,
+            True,
             "--fork-server/--no-fork-server",
-            help="Fork task processes from a server started per run (pays off for runs of many tasks).",
+            help="Fork task processes from a warm server (default) or start each with `python -m steps run`.",
         ),
     ) -> None:
         """Consume the pipelines' queues and run each message here, until SIGTERM or Ctrl-C.
