@@ -257,5 +257,8 @@ def trigger_tag(reason: str) -> str:
     pipeline's completion), or ``command`` (by hand, a backfill or a cron)."""
     if not reason.startswith("started by "):
         return "command"
-    kind = reason.removeprefix("started by ").split(" ", 1)[0]
-    return kind if kind in ("amqp", "sqs", "after", "trigger") else "command"
+    words = reason.removeprefix("started by ").split()
+    if words[:1] == ["trigger"] and len(words) > 1:  # on Argo: "trigger <kind>-<name> (Argo Events)"
+        words = words[1].split("-", 1)
+    kind = words[0] if words else ""
+    return kind if kind in ("amqp", "sqs", "after") else "command"
