@@ -199,7 +199,7 @@ def register(app: typer.Typer) -> None:
         namespace: str | None = NAMESPACE,
         transport: str | None = TRANSPORT,
     ) -> None:
-        """Create or update the pipeline's WorkflowTemplate and CronWorkflow (idempotent)."""
+        """Create or update the pipeline's WorkflowTemplate, CronWorkflow and trigger objects (idempotent)."""
         from pipelines.argo.client import KIND_NAMES
         from pipelines.argo.deploy import compile_objects, deploy
 
@@ -324,7 +324,7 @@ def register(app: typer.Typer) -> None:
         out: Path = OUT,
         namespace: str | None = NAMESPACE,
     ) -> None:
-        """Write the pipeline's WorkflowTemplate and CronWorkflow as YAML (for GitOps / kubectl)."""
+        """Write the pipeline's WorkflowTemplate, CronWorkflow and trigger objects as YAML (GitOps, kubectl)."""
         from pipelines.argo.deploy import compile_objects, render
 
         pipeline = load_pipeline(spec)
