@@ -105,9 +105,16 @@ def listen(
             for source in sources:
                 source.connected.wait(30)
             ready.set()
-        while any(thread.is_alive() for thread in threads):
+        while True:
             for thread in threads:
                 thread.join(0.2)
+            fatal = next((s.fatal for s in sources if getattr(s, "fatal", "")), "")
+            if fatal:  # credentials, permissions, a queue declared otherwise: no reconnect helps
+                for source in sources:
+                    source.stop()
+                raise ConfigError(fatal)
+            if not any(thread.is_alive() for thread in threads):
+                break
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -123,6 +123,9 @@ class AmqpSource:
         self.stopped = threading.Event()
         self.connected = threading.Event()
         self.consumer_tags: list[str] = []
+        #: Why this source gave up: what no reconnect can fix (credentials, permissions, a queue or
+        #: exchange declared otherwise). ``listen`` turns it into one line and exit code 2.
+        self.fatal = ""
 
     # -- thread-safe entry points
 
@@ -143,7 +146,8 @@ class AmqpSource:
     # -- the loop
 
     def run(self) -> None:
-        """Consume until stopped, reconnecting with backoff; returns once every run ended and was answered."""
+        """Consume until stopped, reconnecting with backoff; returns once every run ended and was
+        answered, or at once with :attr:`fatal` set when no reconnect can help."""
         import pika.exceptions
 
         wait = BACKOFF_FIRST
@@ -151,20 +155,55 @@ class AmqpSource:
             try:
                 self._consume()
                 return
-            except (pika.exceptions.AMQPError, OSError) as error:
-                self.connected.clear()
-                self.channel = None
-                self.connection = None
-                if self.stopped.is_set() and self.listener.running == 0:
-                    return
-                self.log(
-                    f"broker {self._shown_url()}: connection lost ({type(error).__name__}); reconnecting in {wait:g}s"
+            except (pika.exceptions.ProbableAuthenticationError, pika.exceptions.AuthenticationError) as error:
+                self.fatal = (
+                    f"broker {self._shown_url()}: login refused ({error}); "
+                    "check HEADRACE_BROKER_USERNAME and HEADRACE_BROKER_PASSWORD"
                 )
-                deadline = time.monotonic() + wait
-                while time.monotonic() < deadline:
-                    self._drain()
-                    time.sleep(0.05)
+            except pika.exceptions.ProbableAccessDeniedError as error:
+                self.fatal = f"broker {self._shown_url()}: access refused ({error}); grant the user the virtual host"
+            except pika.exceptions.ChannelClosedByBroker as error:
+                if self.connected.is_set() or error.reply_code not in (403, 404, 406):
+                    if self._lost(error, wait):
+                        return
+                    wait = min(wait * 2, BACKOFF_MAX)
+                    continue
+                self.fatal = (
+                    f"broker {self._shown_url()}: {error.reply_text}; "
+                    "fix the trigger's queue or exchange, or remove the broker's one declared otherwise"
+                )
+            except (pika.exceptions.AMQPError, OSError) as error:
+                if self._lost(error, wait):
+                    return
                 wait = min(wait * 2, BACKOFF_MAX)
+                continue
+            self._close_quietly()
+            self.connected.set()  # nobody waits for a source that gave up
+            return
+
+    def _lost(self, error: BaseException, wait: float) -> bool:
+        """Forget the connection and wait ``wait`` seconds (answering finished runs meanwhile);
+        True when there is nothing left to reconnect for."""
+        self._close_quietly()
+        self.connected.clear()
+        self.channel = None
+        self.connection = None
+        if self.stopped.is_set() and self.listener.running == 0:
+            return True
+        self.log(f"broker {self._shown_url()}: connection lost ({type(error).__name__}); reconnecting in {wait:g}s")
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            self._drain()
+            time.sleep(0.05)
+        return False
+
+    def _close_quietly(self) -> None:
+        connection = self.connection
+        if connection is not None and connection.is_open:
+            try:
+                connection.close()
+            except Exception:  # already going away
+                return
 
     def _consume(self) -> None:
         import pika
