@@ -35,6 +35,9 @@ from pipelines.runs import RunStore, new_run_id
 from pipelines.triggers import Trigger, matches, message_params
 from steps.errors import HeadraceError
 
+#: How long a message whose run another live listener is running waits before it goes back.
+RECHECK_SECONDS = 5.0
+
 
 class Delivery(Protocol):
     """One delivery of a message by a broker; the methods are called on the source's thread."""
@@ -134,8 +137,12 @@ class Listener:
             self._settle(where, record.id, record.status, delivery, already=True)
             return
         if record is not None and record.runner_alive:  # another listener runs it: ask again later
-            self.log(f"{where}: run {run_id} is going on in process {record.pid}; message handed back")
-            delivery.release()
+            self.log(
+                f"{where}: run {run_id} is going on in process {record.pid}; message handed back in {RECHECK_SECONDS:g}s"
+            )
+            timer = threading.Timer(RECHECK_SECONDS, lambda: call_soon(delivery.release))
+            timer.daemon = True
+            timer.start()
             return
         active = _Active(run_id, delivery)
         with self.lock:
