@@ -26,10 +26,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Consume the pipelines' queues and run each message here, until SIGTERM or Ctrl-C.
 
-        A message is acknowledged once its run is recorded; a redelivered one never starts a
-        second run; a message with bad parameters, or whose run failed (after the trigger's
-        retries), goes to the dead-letter queue with the reason. Completions are published to
-        HEADRACE_EVENTS_URL, which After(...) triggers read."""
+        A message is acknowledged once its run is recorded; a redelivered one never starts a second run; a message with bad parameters, or whose run failed after the trigger's retries, goes to the dead-letter queue with the reason. Completions go to HEADRACE_EVENTS_URL, which After(...) triggers read.
+        """
         from pipelines.listen import listen
         from pipelines.listen.engine import Subscription
         from pipelines.local import RunSummary, run_pipeline
