@@ -20,12 +20,12 @@ COPY steps/__init__.py steps/__init__.py
 COPY pipelines/__init__.py pipelines/__init__.py
 COPY control_room/__init__.py control_room/__init__.py
 RUN pip install --upgrade pip setuptools wheel \
-    && pip install ".[aws,postgres]" \
+    && pip install ".[aws,postgres,events]" \
     && pip uninstall -y headrace
 COPY steps steps
 COPY pipelines pipelines
 COPY control_room control_room
-RUN pip install --no-deps ".[aws,postgres]" \
+RUN pip install --no-deps ".[aws,postgres,events]" \
     && python -m compileall -q /opt/headrace
 
 FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime

@@ -223,7 +223,9 @@ def render_page(
             f"{chart(name, task_name, items, catalog)}{size_chart(name, task_name, items, catalog)}</div>"
         )
     rows = []
-    for item in store.decisions(pipeline=pipeline, task=task, run_id=run, limit=decisions_shown):
+    shown = store.decisions(pipeline=pipeline, task=task, run_id=run, limit=decisions_shown)
+    started_by = store.started_by([item["run_id"] for item in shown])
+    for item in shown:
         cost = item.get("predicted_cost_usd")
         size = (
             f"{item['instance_count']}x {item['instance_type']}"
@@ -234,13 +236,14 @@ def render_page(
         rows.append(
             f'<tr class="decision" data-run-id="{_e(item["run_id"])}"><td>{_e(_when(item["decided_at"]))}</td>'
             f"<td>{_e(item['pipeline'])}</td><td>{_e(item['task'])}</td><td>{link}</td>"
+            f'<td class="started-by">{_e(started_by.get(item["run_id"], "by hand or cron").removeprefix("started "))}</td>'
             f"<td>{_e(human_bytes(item['input_bytes']))}</td><td><code>{_e(size)}</code></td>"
             f"<td>{'' if cost is None else _e(usd(cost))}</td><td>{_e(item['source'])}</td>"
             f'<td class="reason">{_e(item["reason"])}</td></tr>'
         )
     body = "".join(sections) or '<p class="muted">No sized runs yet: run a pipeline with sizing="auto" tasks.</p>'
     table = (
-        "<table><thead><tr><th>when (UTC)</th><th>pipeline</th><th>task</th><th>run</th><th>input</th>"
+        "<table><thead><tr><th>when (UTC)</th><th>pipeline</th><th>task</th><th>run</th><th>started</th><th>input</th>"
         "<th>size</th><th>predicted cost</th><th>source</th><th>reason</th></tr></thead><tbody>"
         + "".join(rows)
         + "</tbody></table>"

@@ -706,6 +706,18 @@ class Store:
         with self.engine.connect() as conn:
             return [_row_dict(r) for r in conn.execute(query)]
 
+    def started_by(self, run_ids: list[str]) -> dict[str, str]:
+        """What started each of ``run_ids`` (the reason of its start event: ``"started by amqp
+        queue recipes.ready, message 42"``); runs started by hand or by cron are absent."""
+        if not run_ids:
+            return {}
+        query = select(events.c.run_id, events.c.payload).where(
+            events.c.kind == str(EventKind.RUN_STARTED), events.c.run_id.in_(set(run_ids))
+        )
+        with self.engine.connect() as conn:
+            found = {r.run_id: str((r.payload or {}).get("reason") or "") for r in conn.execute(query)}
+        return {run_id: reason for run_id, reason in found.items() if reason.startswith("started by ")}
+
     def runs(self, pipeline: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """Run summaries, newest first."""
         query = select(runs).order_by(runs.c.started_at.desc()).limit(limit)

@@ -163,7 +163,9 @@ def workflow_transitions(old: Obj | None, new: Obj, *, ui_url: str = "", namespa
         return RunEvent(kind=kind, pipeline=pipeline, run_id=run_id, url=url, source="watcher", **fields)
 
     if phase != old_phase and phase == "Running" and old_phase in ("", "Pending"):
-        events.append(event(EventKind.RUN_STARTED, at=parse_time(status.get("startedAt")) or 0.0))
+        trigger = str((meta.get("labels") or {}).get("headrace.dev/trigger") or "")
+        started_by = f"started by trigger {trigger} (Argo Events)" if trigger else ""
+        events.append(event(EventKind.RUN_STARTED, at=parse_time(status.get("startedAt")) or 0.0, reason=started_by))
     events.extend(_node_transitions(old_status, status, event))
     if phase != old_phase and phase in TERMINAL:
         at = parse_time(status.get("finishedAt")) or 0.0

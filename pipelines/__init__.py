@@ -17,6 +17,7 @@ from pipelines.graph import (
     TaskHandle,
     step,
 )
+from pipelines.triggers import After, Queue
 from steps.context import StepContext
 from steps.contract import ArtifactRef, SizingDecision
 from steps.errors import HeadraceError
@@ -25,6 +26,7 @@ from steps.values import Artifact
 __version__ = "0.1.0"
 
 __all__ = [
+    "After",
     "Artifact",
     "ArtifactRef",
     "Backoff",
@@ -33,6 +35,7 @@ __all__ = [
     "Param",
     "Pipeline",
     "PipelineInvalid",
+    "Queue",
     "Resources",
     "Retry",
     "Schedule",

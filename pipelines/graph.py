@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+from pipelines.triggers import Trigger, trigger_problems
 from steps.contract import SizingTarget
 from steps.errors import NotFoundError, PipelineDefinitionError, UserError
 from steps.quantities import QuantityError, cpu_cores, memory_bytes, parse_duration
@@ -436,9 +437,12 @@ class Pipeline:
         notify: Notify | None = None,
         timezone: str | None = None,
         description: str = "",
+        triggers: Sequence[Trigger] = (),
     ) -> None:
         self.name = name
         self.schedule = schedule
+        #: What starts a run besides the schedule: queue messages, other pipelines finishing.
+        self.triggers: tuple[Trigger, ...] = tuple(triggers)
         self.image = image
         self.namespace = namespace
         self.service_account = service_account
@@ -559,6 +563,7 @@ class Pipeline:
             found.append(
                 f"{where}: service_account {self.service_account!r} is not a valid Kubernetes name; use {K8S_NAME_RULE}, '.' between parts, at most 253 characters"
             )
+        found += trigger_problems(self.name, self.triggers, self.params)
         for key, value in self.labels.items():
             if not _is_label_key(key) or not LABEL_VALUE.match(value) or len(value) > 63:
                 found.append(

@@ -83,6 +83,14 @@ CREATE TABLE IF NOT EXISTS outputs (
     sha256 TEXT,
     PRIMARY KEY (run_id, task, output)
 );
+CREATE TABLE IF NOT EXISTS run_triggers (
+    run_id TEXT PRIMARY KEY,
+    trigger TEXT NOT NULL,
+    source TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    received REAL NOT NULL,
+    UNIQUE (source, message_id)
+);
 """
 
 
@@ -423,6 +431,26 @@ class RunStore:
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (run_id, task, name, ref.uri, ref.bytes, ref.rows, ref.format, ref.sha256),
                 )
+
+    def claim_message(self, run_id: str, *, trigger: str, source: str, message_id: str) -> str:
+        """The run that owns message ``message_id`` of ``source``: ``run_id`` when this call is the
+        first to see it, else the run an earlier delivery claimed (a redelivery never starts a
+        second run); ``""`` when ``run_id`` is already taken by another message (pick another).
+        Atomic across processes sharing the file."""
+        with self._write() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO run_triggers (run_id, trigger, source, message_id, received) VALUES (?, ?, ?, ?, ?)",
+                (run_id, trigger, source, message_id, time.time()),
+            )
+            row = db.execute(
+                "SELECT run_id FROM run_triggers WHERE source = ? AND message_id = ?", (source, message_id)
+            ).fetchone()
+        return str(row["run_id"]) if row is not None else ""
+
+    def started_by(self, run_id: str) -> str:
+        """What started the run: ``"amqp queue recipes.ready, message 7f3a..."``, or ``""`` (by hand)."""
+        rows = self._query("SELECT trigger, message_id FROM run_triggers WHERE run_id = ?", (run_id,))
+        return f"{rows[0]['trigger']}, message {rows[0]['message_id']}" if rows else ""
 
     # -- reading (everyone)
 

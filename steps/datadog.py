@@ -241,7 +241,7 @@ class Metrics:
                     "gauge", "sizing.predicted_duration_seconds", float(sizing["predicted_duration_seconds"]), tags
                 )
         elif kind is EventKind.RUN_STARTED:
-            self._send("increment", "run.started", 1, self._tags(event))
+            self._send("increment", "run.started", 1, [*self._tags(event), f"trigger:{trigger_tag(event.reason)}"])
         elif kind in _RUN_STATUS:
             tags = self._tags(event, status=_RUN_STATUS[kind])
             self._send("increment", "run.completed", 1, tags)
@@ -289,3 +289,15 @@ class Metrics:
 def metrics_from_env(environ: Mapping[str, str] | None = None, **kwargs: Any) -> Metrics:
     """A :class:`Metrics` for the agent named by ``DD_AGENT_HOST`` / ``DD_DOGSTATSD_PORT``."""
     return Metrics(environ=environ, **kwargs)
+
+
+def trigger_tag(reason: str) -> str:
+    """What started a run, as a low-cardinality tag value: ``amqp``, ``sqs``, ``after`` (a
+    pipeline's completion), or ``command`` (by hand, a backfill or a cron)."""
+    if not reason.startswith("started by "):
+        return "command"
+    words = reason.removeprefix("started by ").split()
+    if words[:1] == ["trigger"] and len(words) > 1:  # on Argo: "trigger <kind>-<name> (Argo Events)"
+        words = words[1].split("-", 1)
+    kind = words[0] if words else ""
+    return kind if kind in ("amqp", "sqs", "after") else "command"

@@ -33,6 +33,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--status", default="", help="{{workflow.status}}: Succeeded, Failed or Error")
     parser.add_argument("--duration", default="", help="{{workflow.duration}}: seconds")
     parser.add_argument("--failures", default="", help="{{workflow.failures}}: JSON list of failed nodes")
+    parser.add_argument("--run-date", default="", help="{{workflow.parameters.run_date}}: for the completion message")
 
 
 def _warn(message: str) -> None:
@@ -128,6 +129,32 @@ def _pipeline_name(spec: str) -> str:
     return spec.rsplit(":", 1)[-1] or spec
 
 
+_OUTCOMES = {
+    EventKind.RUN_SUCCEEDED: "succeeded",
+    EventKind.RUN_FAILED: "failed",
+    EventKind.RUN_CANCELLED: "cancelled",
+}
+
+
+def _publish_completion(spec: str, event: RunEvent, raw_run_date: str, settings: Any) -> None:
+    """What ``After(...)`` triggers listen to (:mod:`steps.events`). Output sizes are not known
+    here (they are in the control room), so the message carries none."""
+    from steps.events import completion_message, publish_completion
+
+    run_date = "" if raw_run_date.startswith("{{") else raw_run_date.strip()
+    if run_date:
+        try:
+            from steps.entrypoint import resolve_run_date
+            from steps.loader import load_object
+
+            run_date = resolve_run_date(run_date, getattr(load_object(spec), "timezone", "UTC")).isoformat()
+        except Exception as error:
+            _warn(f"run date {run_date!r} not read as a day ({error}); published as given")
+    message = completion_message(event.pipeline, event.run_id, run_date, _OUTCOMES[event.kind], {})
+    if publish_completion(settings, message):
+        print(f"exit-handler: completion published ({event.pipeline}.{message['outcome']})", flush=True)
+
+
 def main(args: argparse.Namespace) -> int:
     try:
         from steps.settings import load_settings
@@ -145,6 +172,8 @@ def main(args: argparse.Namespace) -> int:
         from control_room.client import connect
 
         connect(settings).emit(event)  # logs a warning itself when the control room is unreachable
+        if settings.events_url:
+            _publish_completion(args.spec, event, args.run_date, settings)
         print(
             f"exit-handler: {event.pipeline} {event.run_id} {event.kind.value}"
             + (f" ({event.task}: {event.reason})" if event.task else ""),

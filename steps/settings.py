@@ -18,7 +18,7 @@ from typing import Any
 from steps.errors import ConfigError
 
 PROFILES = ("local", "aws")
-SECRET_FIELDS = frozenset({"control_room_token", "slack_token", "slack_webhook_url", "argo_token"})
+SECRET_FIELDS = frozenset({"control_room_token", "slack_token", "slack_webhook_url", "argo_token", "broker_password"})
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,11 @@ class Settings:
     #: The profile compiled Argo pods run with (``HEADRACE_PROFILE`` in their environment).
     argo_profile: str = "aws"
     image: str = ""
+    #: AMQP broker where finished runs publish their completion (what ``After(...)`` triggers read);
+    #: empty: runs publish nothing. ``amqp://host:5672/vhost``, credentials in the two below.
+    events_url: str = ""
+    broker_username: str = ""
+    broker_password: str = ""
 
     def __repr__(self) -> str:
         shown = {

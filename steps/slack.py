@@ -198,6 +198,8 @@ class RunSummary:
     sizes: dict[str, str] = field(default_factory=dict)
     url: str | None = None
     mentions: list[str] = field(default_factory=list)
+    #: What started the run (``"started by amqp queue recipes.ready, message 42"``); empty by hand or cron.
+    started_by: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -222,6 +224,8 @@ class RunSummary:
         if kind is EventKind.RUN_STARTED:
             if self.started_at is None and event.at:
                 changes["started_at"] = event.at
+            if event.reason.startswith("started by ") and not self.started_by:
+                changes["started_by"] = event.reason
         elif kind in (EventKind.TASK_STARTED, EventKind.TASK_RETRYING) and not final:
             changes["current_task"] = event.task
         elif kind is EventKind.TASK_FAILED:
@@ -280,6 +284,9 @@ def run_message(summary: RunSummary) -> SlackMessage:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"{mentions}*Failed:* {task} — {reason}"}})
         if summary.log_tail:
             blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _code_block(summary.log_tail)}})
+    if summary.started_by:
+        text = _mrkdwn_escape(summary.started_by[0].upper() + summary.started_by[1:])
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": text}]})
     if summary.sizes:
         sizes = " · ".join(f"{task}: {size}" for task, size in summary.sizes.items())
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"*Sizes* {sizes}"}]})

@@ -32,7 +32,9 @@ GROUP = "argoproj.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
-Kind = Literal["workflows", "workflowtemplates", "cronworkflows"]
+Kind = Literal["workflows", "workflowtemplates", "cronworkflows", "eventsources", "sensors"]
+#: Argo Events kinds (same API group): written through the Kubernetes API only.
+EVENT_KINDS = ("eventsources", "sensors")
 TransportName = Literal["auto", "argo", "k8s"]
 WorkflowAction = Literal["stop", "retry", "resubmit"]
 CronAction = Literal["suspend", "resume"]
@@ -41,6 +43,8 @@ KIND_NAMES: dict[str, str] = {
     "workflows": "Workflow",
     "workflowtemplates": "WorkflowTemplate",
     "cronworkflows": "CronWorkflow",
+    "eventsources": "EventSource",
+    "sensors": "Sensor",
 }
 TRANSPORTS = ("auto", "argo", "k8s")
 DEFAULT_NAMESPACE = Settings().argo_namespace
@@ -321,6 +325,13 @@ class ArgoServerTransport:
             raise unreachable(self.connection, error) from error
 
     @staticmethod
+    def _workflows_only(kind: Kind) -> None:
+        if kind in EVENT_KINDS:
+            raise UserError(
+                f"{KIND_NAMES[kind]}: the Argo Server does not take Argo Events objects; deploy triggers with --transport k8s (KUBECONFIG)"
+            )
+
+    @staticmethod
     def _model(kind: Kind, obj: dict[str, Any]) -> Any:
         """``obj`` as Hera's (Argo v4) model; a field v4 does not know is one line, not a traceback."""
         import pydantic
@@ -348,6 +359,7 @@ class ArgoServerTransport:
         return data
 
     def create(self, kind: Kind, obj: dict[str, Any]) -> dict[str, Any]:
+        self._workflows_only(kind)
         from hera.workflows import models as m
 
         ns = self.connection.namespace
@@ -370,6 +382,7 @@ class ArgoServerTransport:
         return self._plain(created)
 
     def get(self, kind: Kind, name: str) -> dict[str, Any]:
+        self._workflows_only(kind)
         with self._errors(kind, name, "get"):
             if kind == "workflows":
                 found: Any = self.service.get_workflow(name)
@@ -380,6 +393,7 @@ class ArgoServerTransport:
         return self._plain(found)
 
     def list(self, kind: Kind, label_selector: str = "") -> list[dict[str, Any]]:
+        self._workflows_only(kind)
         selector = label_selector or None
         with self._errors(kind, "", "list"):
             if kind == "workflows":
@@ -391,6 +405,7 @@ class ArgoServerTransport:
         return [self._plain(item) for item in (listed.items or [])]
 
     def update(self, kind: Kind, name: str, obj: dict[str, Any]) -> dict[str, Any]:
+        self._workflows_only(kind)
         from hera.workflows import models as m
 
         with self._errors(kind, name, "update"):

@@ -117,4 +117,6 @@ def exit_handler_args(spec: str) -> list[str]:
         "{{workflow.duration}}",
         "--failures",
         "{{workflow.failures}}",
+        "--run-date",
+        "{{workflow.parameters.run_date}}",
     ]

@@ -76,13 +76,16 @@ def apply(transport: Transport, kind: Kind, desired: Mapping[str, Any]) -> Appli
 
 
 def compile_objects(pipeline: Pipeline, spec: str, settings: Settings) -> list[tuple[Kind, dict[str, Any]]]:
-    """The WorkflowTemplate, then the CronWorkflow when the pipeline has a schedule."""
+    """The WorkflowTemplate, then the CronWorkflow when the pipeline has a schedule, then the
+    Argo Events EventSource and Sensor when it has triggers (:mod:`pipelines.argo.events`)."""
     from pipelines.argo import compile_pipeline
+    from pipelines.argo.events import event_objects
 
     template = compile_pipeline(pipeline, spec=spec, kind="template", settings=settings)
     objects: list[tuple[Kind, dict[str, Any]]] = [("workflowtemplates", template)]
     if pipeline.schedule is not None:
         objects.append(("cronworkflows", compile_pipeline(pipeline, spec=spec, kind="cron", settings=settings)))
+    objects += event_objects(pipeline, settings)
     return objects
 
 

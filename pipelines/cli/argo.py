@@ -199,14 +199,15 @@ def register(app: typer.Typer) -> None:
         namespace: str | None = NAMESPACE,
         transport: str | None = TRANSPORT,
     ) -> None:
-        """Create or update the pipeline's WorkflowTemplate and CronWorkflow (idempotent)."""
+        """Create or update the pipeline's WorkflowTemplate, CronWorkflow and trigger objects (idempotent)."""
+        from pipelines.argo.client import KIND_NAMES
         from pipelines.argo.deploy import compile_objects, deploy
 
         pipeline = load_pipeline(spec)
         objects = compile_objects(pipeline, spec, settings_from())
         with _transport(server, token, namespace or pipeline.namespace, transport) as argo:
             for applied in deploy(argo, objects):
-                kind = {"workflowtemplates": "WorkflowTemplate", "cronworkflows": "CronWorkflow"}[applied.kind]
+                kind = KIND_NAMES[applied.kind]
                 console.print(f"{kind} {applied.name}: {applied.outcome}", highlight=False)
             if pipeline.schedule is None:
                 console.print(f"pipeline {pipeline.name} has no schedule: no CronWorkflow deployed", highlight=False)
@@ -319,7 +320,7 @@ def register(app: typer.Typer) -> None:
         out: Path = OUT,
         namespace: str | None = NAMESPACE,
     ) -> None:
-        """Write the pipeline's WorkflowTemplate and CronWorkflow as YAML (for GitOps / kubectl)."""
+        """Write the pipeline's WorkflowTemplate, CronWorkflow and trigger objects as YAML (GitOps, kubectl)."""
         from pipelines.argo.deploy import compile_objects, render
 
         pipeline = load_pipeline(spec)

@@ -280,6 +280,7 @@ def register(app: typer.Typer) -> None:
             tasks = store.tasks(run_id)
             attempts = store.attempts(run_id)
             outputs = store.outputs(run_id)
+            started_by = store.started_by(run_id)
         finally:
             store.close()
         console.print(
@@ -288,6 +289,7 @@ def register(app: typer.Typer) -> None:
             highlight=False,
         )
         console.print("params: " + ", ".join(f"{k}={v}" for k, v in record.params.items()), highlight=False)
+        console.print(f"started by {started_by or 'a command (run, resume or backfill)'}", highlight=False)
         table = Table(title="attempts", title_justify="left")
         for column in ("task", "try", "status", "time", "exit", "peak mem", "size", "reason", "log"):
             table.add_column(column, overflow="fold")

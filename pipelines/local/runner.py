@@ -194,6 +194,7 @@ class Runner:
         control_room: ControlRoom | None,
         first_attempts: Mapping[str, int],
         fork_server: bool = True,
+        started_by: str = "",
     ) -> None:
         self.pipeline = pipeline
         self.spec = spec
@@ -219,12 +220,13 @@ class Runner:
         self.runs_dir = settings.state_path / "runs" / summary.run_id
         self.use_fork_server = fork_server and not in_process and sys.platform.startswith("linux")
         self.fork_server: ForkServer | None = None
+        self.started_by = started_by
 
     # -- the loop
 
     def run(self) -> RunSummary:
         self._server()  # started now, so its imports overlap the run's own start
-        self._emit(EventKind.RUN_STARTED)
+        self._emit(EventKind.RUN_STARTED, reason=self.started_by)
         keeper = RunKeeper(self.summary.run_id, in_process=self.in_process, resumed=bool(self.first_attempts)).start()
         try:
             try:
@@ -616,6 +618,8 @@ def run_pipeline(
     control_room: ControlRoom | None = None,
     cwd: str | None = None,
     fork_server: bool = True,
+    run_id: str | None = None,
+    started_by: str = "",
 ) -> RunSummary:
     """Run ``pipeline`` here and return what happened; the run records say the same.
 
@@ -625,13 +629,16 @@ def run_pipeline(
     succeeded keep their outputs, the others run again with attempt numbers continuing.
     Ctrl-C returns a summary with status ``cancelled``. ``fork_server=False`` starts every
     subprocess attempt with a fresh ``python -m steps run`` instead of forking it from the run's
-    fork server (same entrypoint, ~60 ms more CPU per task).
+    fork server (same entrypoint, ~60 ms more CPU per task). ``run_id`` names a new run (a
+    trigger claims it before the run starts); ``started_by`` (``"started by amqp queue ..."``)
+    goes with the run's start event to Slack, Datadog and the control room. With ``events_url`` set, the finished run publishes
+    its completion there (:mod:`steps.events`; never changes the run's outcome).
     """
     pipeline.check()
     settings = _absolute(settings)
     store = RunStore.for_settings(settings)
     try:
-        lock = RunLock(settings.state_path, resume_run_id or new_run_id(pipeline.name)).acquire()
+        lock = RunLock(settings.state_path, resume_run_id or run_id or new_run_id(pipeline.name)).acquire()
     except BaseException:
         store.close()
         raise
@@ -652,13 +659,20 @@ def run_pipeline(
             control_room=control_room,
             first_attempts=first_attempts,
             fork_server=fork_server,
+            started_by=started_by,
         )
         if live and sys.stderr.isatty():
             from pipelines.local.view import live_view
 
             with live_view(summary):
-                return runner.run()
-        return runner.run()
+                runner.run()
+        else:
+            runner.run()
+        if settings.events_url:
+            from steps.events import publish_completion
+
+            publish_completion(settings, _completion(summary))
+        return summary
     finally:
         lock.release()
         store.close()
@@ -719,6 +733,19 @@ def _open_run(
             mode="in-process" if in_process else "subprocess",
         )
     return summary, first_attempts, workdir
+
+
+def _completion(summary: RunSummary) -> dict[str, Any]:
+    from steps.events import completion_message
+
+    outputs = {
+        f"{task.name}.{name}": {"bytes": ref.bytes, "rows": ref.rows}
+        for task in summary.tasks.values()
+        for name, ref in task.outputs.items()
+    }
+    return completion_message(
+        summary.pipeline, summary.run_id, summary.params.get("run_date", ""), summary.status, outputs
+    )
 
 
 def _resumable(store: RunStore, run_id: str, pipeline: Pipeline) -> RunRecord:

@@ -213,6 +213,8 @@ def test_every_workflow_reports_its_end_through_the_exit_handler() -> None:
         "{{workflow.duration}}",
         "--failures",
         "{{workflow.failures}}",
+        "--run-date",
+        "{{workflow.parameters.run_date}}",
     ]
 
 

@@ -46,6 +46,7 @@ class Emulator:
         self.globals = {"workflow.name": "emulated-1"}
         arguments = {param["name"]: param["value"] for param in self.spec["arguments"]["parameters"]}
         self.entry_inputs = {**arguments, "run_date": run_date}
+        self.globals |= {f"workflow.parameters.{name}": value for name, value in self.entry_inputs.items()}
         self.outputs: dict[str, dict[str, str]] = {}
         self.commands: dict[str, list[str]] = {}
         self.ran: list[tuple[str, int]] = []  # (node, exit code) in order
