@@ -105,6 +105,9 @@ class SizingRequest:
     previous_instance_type: str | None = None
     #: Instances (Glue workers) the previous attempt had, when more than one.
     previous_instance_count: int | None = None
+    #: The run's ``run_date`` (a backfill's runs are decided the same day for many dates): the
+    #: page's date axis. Empty when the caller does not know it.
+    run_date: str = ""
 
 
 @dataclass(frozen=True)

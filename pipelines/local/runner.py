@@ -367,6 +367,7 @@ class Runner:
             bytes_per_row=task.bytes_per_row,
             previous_outcome=state.previous_outcome,
             previous_instance_type=state.sizing.instance_type if state.sizing is not None else None,
+            run_date=self.summary.params.get("run_date", ""),
         )
         decision = control.size(self.room, request)
         self._emit(
