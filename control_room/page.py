@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import math
 from typing import Any
 
 from control_room.catalog import Catalog
@@ -54,6 +55,18 @@ def _cost(item: dict[str, Any], catalog: Catalog | None = None) -> float | None:
     return float(predicted) if predicted is not None else None
 
 
+def run_date(item: dict[str, Any]) -> str:
+    """The run's date: the ``run_date`` the runner sent with its request, else the day it was decided."""
+    request = item.get("request") or {}
+    sent = str(request.get("run_date") or "") if isinstance(request, dict) else ""
+    return sent[:10] if sent else dt.datetime.fromtimestamp(item["decided_at"], dt.UTC).date().isoformat()
+
+
+def by_date(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Runs in run-date order (a backfill decides many dates at once, and not always in order)."""
+    return sorted(items, key=lambda i: (run_date(i), i["decided_at"]))
+
+
 def usd(value: float) -> str:
     """Dollars people can read at any scale: ``$1.25``, ``$0.0042``, ``38.2 µ$`` for runs of seconds."""
     if value >= 0.01 or value == 0:
@@ -92,7 +105,7 @@ def chart(pipeline: str, task: str, items: list[dict[str, Any]], catalog: Catalo
             if item["instance_count"] > 1
             else item["instance_type"]
         )
-        title = f"run {item['run_id']}: input {human_bytes(item['input_bytes'])}, size {size}" + (
+        title = f"{run_date(item)}, run {item['run_id']}: input {human_bytes(item['input_bytes'])}, size {size}" + (
             f" ({human_memory(capacity)})" if capacity else ""
         )
         outcome = item.get("outcome") or ""
@@ -100,13 +113,15 @@ def chart(pipeline: str, task: str, items: list[dict[str, Any]], catalog: Catalo
             f'<rect class="input-bar{" oom" if outcome == "oom" else ""}" x="{x:.1f}" y="{TOP + plot_h - height:.1f}" '
             f'width="{bar_w:.1f}" height="{height:.1f}" data-run-id="{_e(item["run_id"])}" '
             f'data-input-bytes="{item["input_bytes"]}" data-instance-type="{_e(item["instance_type"])}" '
+            f'data-run-date="{_e(run_date(item))}" '
             f'data-instance-count="{item["instance_count"]}" data-capacity-bytes="{capacity or ""}" '
             f'data-outcome="{_e(outcome)}"><title>{_e(title)}</title></rect>'
         )
-        if len(items) <= 16:
+        every = max(1, math.ceil(len(items) / 16))
+        if index % every == 0:
             parts.append(
-                f'<text class="label" x="{x + bar_w / 2:.1f}" y="{TOP + plot_h + 14}" text-anchor="middle">'
-                f"{_e(item['instance_type'])}</text>"
+                f'<text class="label date-label" x="{x + bar_w / 2:.1f}" y="{TOP + plot_h + 14}" '
+                f'text-anchor="middle" data-run-id="{_e(item["run_id"])}">{_e(run_date(item)[5:])}</text>'
             )
         cost = _cost(item, catalog)
         if cost is not None:
@@ -122,7 +137,7 @@ def chart(pipeline: str, task: str, items: list[dict[str, Any]], catalog: Catalo
     if len(points) > 1:
         path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
         parts.insert(len(parts) - len(points), f'<polyline class="cost-line" points="{path}"/>')
-    parts.append(f'<text class="label" x="{LEFT}" y="{HEIGHT - 4}">runs, oldest to newest ({len(items)})</text></svg>')
+    parts.append(f'<text class="label" x="{LEFT}" y="{HEIGHT - 4}">runs by run date ({len(items)})</text></svg>')
     return "".join(parts)
 
 
@@ -210,7 +225,8 @@ def render_page(
         if (not pipeline or key[0] == pipeline) and (not task or key[1] == task)
     }
     sections: list[str] = []
-    for (name, task_name), items in sorted(series.items()):
+    for (name, task_name), unordered in sorted(series.items()):
+        items = by_date(unordered)
         if run:
             items = [i for i in items if i["run_id"] == run] or items
         total = sum(c for c in (_cost(i, catalog) for i in items) if c is not None)
@@ -235,6 +251,7 @@ def render_page(
         link = f'<a class="run-link" href="/?run={_e(item["run_id"])}">{_e(item["run_id"])}</a>'
         rows.append(
             f'<tr class="decision" data-run-id="{_e(item["run_id"])}"><td>{_e(_when(item["decided_at"]))}</td>'
+            f'<td class="run-date">{_e(run_date(item))}</td>'
             f"<td>{_e(item['pipeline'])}</td><td>{_e(item['task'])}</td><td>{link}</td>"
             f'<td class="started-by">{_e(started_by.get(item["run_id"], "by hand or cron").removeprefix("started "))}</td>'
             f"<td>{_e(human_bytes(item['input_bytes']))}</td><td><code>{_e(size)}</code></td>"
@@ -243,7 +260,7 @@ def render_page(
         )
     body = "".join(sections) or '<p class="muted">No sized runs yet: run a pipeline with sizing="auto" tasks.</p>'
     table = (
-        "<table><thead><tr><th>when (UTC)</th><th>pipeline</th><th>task</th><th>run</th><th>started</th><th>input</th>"
+        "<table><thead><tr><th>when (UTC)</th><th>run date</th><th>pipeline</th><th>task</th><th>run</th><th>started</th><th>input</th>"
         "<th>size</th><th>predicted cost</th><th>source</th><th>reason</th></tr></thead><tbody>"
         + "".join(rows)
         + "</tbody></table>"

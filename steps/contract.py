@@ -109,6 +109,9 @@ class SizingRequest:
     #: Attempts the task has after this one (its retry limit minus the retries used); None when
     #: unknown. After an OOM the policy steps up so that the last attempt gets the largest size.
     retries_left: int | None = None
+    #: The run's ``run_date`` (a backfill's runs are decided the same day for many dates): the
+    #: page's date axis. Empty when the caller does not know it.
+    run_date: str = ""
 
 
 @dataclass(frozen=True)

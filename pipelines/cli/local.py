@@ -23,6 +23,7 @@ from pipelines.cli.common import (
     settings_from,
     writable_folder,
 )
+from pipelines.cli.output import print_table
 
 if TYPE_CHECKING:
     from pipelines.local import RunSummary
@@ -227,7 +228,6 @@ def register(app: typer.Typer) -> None:
         limit: int = typer.Option(50, "--limit", help="At most this many runs, newest first."),
     ) -> None:
         """Local runs, newest first."""
-        from rich.table import Table
 
         from pipelines.runs import RUN_STATUSES
 
@@ -239,24 +239,27 @@ def register(app: typer.Typer) -> None:
             counts = {r.id: store.tasks(r.id) for r in records}
         finally:
             store.close()
-        table = Table(title="local runs", title_justify="left")
-        # Run ids are what people copy into `runs show` and `resume`: never shortened.
-        table.add_column("run", no_wrap=True, min_width=max((len(r.id) for r in records), default=3))
-        for column in ("pipeline", "run date", "status", "started", "time", "tasks ok"):
-            table.add_column(column, no_wrap=True)
+        rows = []
         for r in records:
             tasks = counts[r.id]
             status_text = r.status + (" (runner gone)" if r.status == "running" and not r.runner_alive else "")
-            table.add_row(
-                r.id,
-                r.pipeline,
-                r.run_date,
-                status_text,
-                _when(r.started),
-                _secs(r.duration),
-                f"{sum(t.status == 'succeeded' for t in tasks)}/{len(tasks)}",
+            rows.append(
+                [
+                    r.id,
+                    r.pipeline,
+                    r.run_date,
+                    status_text,
+                    _when(r.started),
+                    _secs(r.duration),
+                    f"{sum(t.status == 'succeeded' for t in tasks)}/{len(tasks)}",
+                ]
             )
-        console.print(table if records else "no runs yet; start one with `headrace run MODULE:PIPELINE`")
+        if not records:
+            console.print("no runs yet; start one with `headrace run MODULE:PIPELINE`", highlight=False)
+            return
+        # Run ids are what people copy into `runs show` and `resume`: never shortened.
+        columns = ["run", "pipeline", "run date", "status", "started", "time", "tasks ok"]
+        print_table("local runs", columns, rows)
 
     @runs_app.command("show")
     @guard
@@ -265,8 +268,6 @@ def register(app: typer.Typer) -> None:
         output: str | None = runs_tools.output_option(),
     ) -> None:
         """One run: parameters, tasks, every attempt with its reason, outputs with sizes; or one output."""
-        from rich.table import Table
-
         from pipelines.local.view import human_bytes
 
         store = _store(settings_from())
@@ -287,33 +288,36 @@ def register(app: typer.Typer) -> None:
             f"[bold]{record.id}[/]  pipeline {record.pipeline}  status [bold]{record.status}[/]  "
             f"started {_when(record.started)}  time {_secs(record.duration)}  mode {record.mode}",
             highlight=False,
+            soft_wrap=True,
         )
-        console.print("params: " + ", ".join(f"{k}={v}" for k, v in record.params.items()), highlight=False)
+        params = ", ".join(f"{k}={v}" for k, v in record.params.items())
+        console.print(f"params: {params}", highlight=False, soft_wrap=True)
         console.print(f"started by {started_by or 'a command (run, resume or backfill)'}", highlight=False)
-        table = Table(title="attempts", title_justify="left")
-        for column in ("task", "try", "status", "time", "exit", "peak mem", "size", "reason", "log"):
-            table.add_column(column, overflow="fold")
+        rows = []
         seen = set()
         for a in attempts:
             seen.add(a.task)
             size = ""
             if a.sizing:
                 size = " ".join(str(a.sizing.get(k) or "") for k in ("instance_type", "memory")).strip()
-            table.add_row(
-                a.task,
-                str(a.attempt),
-                a.status,
-                _secs(a.duration),
-                "" if a.exit_code is None else str(a.exit_code),
-                human_bytes(a.peak_memory_bytes) if a.peak_memory_bytes else "",
-                size,
-                a.reason,
-                a.log_path,
+            rows.append(
+                [
+                    a.task,
+                    str(a.attempt),
+                    a.status,
+                    _secs(a.duration),
+                    "" if a.exit_code is None else str(a.exit_code),
+                    human_bytes(a.peak_memory_bytes) if a.peak_memory_bytes else "",
+                    size,
+                    a.reason,
+                    a.log_path,
+                ]
             )
         for t in tasks:
             if t.task not in seen:
-                table.add_row(t.task, "", t.status, "", "", "", "", t.reason, "")
-        console.print(table)
+                rows.append([t.task, "", t.status, "", "", "", "", t.reason, ""])
+        columns = ["task", "try", "status", "time", "exit", "peak mem", "size", "reason", "log"]
+        print_table("attempts", columns, rows)
         reasons = [a for a in attempts if a.sizing and a.sizing.get("reason")]
         if reasons:
             console.print("sizes chosen by the control room:", highlight=False)
@@ -321,14 +325,11 @@ def register(app: typer.Typer) -> None:
                 assert a.sizing is not None
                 console.print(f"  {a.task} try {a.attempt}: {a.sizing['reason']}", highlight=False, soft_wrap=True)
         if outputs:
-            out_table = Table(title="outputs", title_justify="left")
-            for column in ("task", "output", "bytes", "rows", "format", "uri"):
-                out_table.add_column(column, overflow="fold")
-            for o in outputs:
-                out_table.add_row(
-                    o.task, o.output, human_bytes(o.bytes), "" if o.rows is None else f"{o.rows:,}", o.ref.format, o.uri
-                )
-            console.print(out_table)
+            out_rows = [
+                [o.task, o.output, human_bytes(o.bytes), "" if o.rows is None else f"{o.rows:,}", o.ref.format, o.uri]
+                for o in outputs
+            ]
+            print_table("outputs", ["task", "output", "bytes", "rows", "format", "uri"], out_rows)
 
     @app.command("logs")
     @guard

@@ -400,6 +400,7 @@ class Runner:
             previous_outcome=state.previous_outcome,
             previous_instance_type=state.sizing.instance_type if state.sizing is not None else None,
             retries_left=max(task.retry.limit + 1 - state.tries_this_run, 0),
+            run_date=self.summary.params.get("run_date", ""),
         )
         decision = control.size(self.room, request)
         self._emit(

@@ -213,3 +213,36 @@ def test_the_page_prices_unbilled_runs_filters_by_pipeline_and_task_and_links_ea
     )
     assert shot.returncode == 0 and screenshot.read_bytes().startswith(b"\x89PNG")
     shutil.copy(screenshot, Path("/tmp") / "headrace-control-room-filtered.png")
+
+
+def test_a_backfill_s_runs_sit_on_the_page_in_run_date_order_labelled_by_date(served: Served, tmp_path: Path) -> None:
+    # A backfill decides many dates in one afternoon, and not always in date order.
+    for run_id, day, rows in (("b-3", "2026-11-03", 3000), ("b-1", "2026-11-01", 1000), ("b-2", "2026-11-02", 2000)):
+        decision = post(
+            served.url,
+            "/v1/sizing",
+            {
+                "pipeline": "backfilled",
+                "task": "cards",
+                "run_id": run_id,
+                "input_bytes": rows,
+                "input_rows": rows,
+                "bytes_per_row": 65536,
+                "run_date": day,
+            },
+        )
+        observed = {"pipeline": "backfilled", "task": "cards", "run_id": run_id, "attempt": 1, "outcome": "succeeded"}
+        observed |= {"input_bytes": rows, "instance_type": decision["instance_type"], "duration_seconds": 3.0}
+        post(served.url, "/v1/observations", observed)
+    dom = browse(f"{served.url}/?token={TOKEN}&pipeline=backfilled", tmp_path / "p", "--dump-dom").stdout
+    bars = re.findall(r'<rect class="input-bar[^"]*"[^>]*data-run-id="([^"]+)"[^>]*data-run-date="([^"]+)"', dom)
+    assert bars == [("b-1", "2026-11-01"), ("b-2", "2026-11-02"), ("b-3", "2026-11-03")]
+    labels = re.findall(r'<text class="label date-label"[^>]*data-run-id="([^"]+)">([^<]+)</text>', dom)
+    assert labels == [("b-1", "11-01"), ("b-2", "11-02"), ("b-3", "11-03")]
+    assert "pod-500m" not in "".join(text for _, text in labels), "the x axis is dates, not instance types"
+    screenshot = tmp_path / "backfilled.png"
+    shot = browse(
+        f"{served.url}/?token={TOKEN}", tmp_path / "p2", f"--screenshot={screenshot}", "--window-size=1280,900"
+    )
+    assert shot.returncode == 0 and screenshot.read_bytes().startswith(b"\x89PNG")
+    shutil.copy(screenshot, Path("/tmp") / "headrace-control-room-backfill.png")

@@ -159,3 +159,17 @@ def test_in_process_prints_go_to_the_task_log_not_the_terminal(
     run_id = next(line.split()[1] for line in ran.output.splitlines() if line.startswith("run chatty-"))
     logs = cli.invoke(app, ["logs", run_id, "chatty"])
     assert "a plain print" in logs.output
+
+
+def test_runs_list_and_show_piped_are_plain_lines_with_nothing_cut(finished_run: str) -> None:
+    cli = CliRunner()
+    for args in (["runs", "list"], ["runs", "show", finished_run]):
+        shown = cli.invoke(app, args, env={"COLUMNS": "80"})
+        assert shown.exit_code == 0, shown.output
+        assert "│" not in shown.output and "…" not in shown.output, shown.output
+        assert finished_run in shown.output
+    listed = cli.invoke(app, ["runs", "list"]).output.splitlines()
+    assert listed[1].split() == ["run", "pipeline", "run", "date", "status", "started", "time", "tasks", "ok"]
+    shown = cli.invoke(app, ["runs", "show", finished_run]).output
+    uris = [line.split()[-1] for line in shown.splitlines() if line.startswith("table ") and " parquet " in line]
+    assert uris and uris[0].startswith("file:///") and uris[0].endswith("/table/result.parquet")
