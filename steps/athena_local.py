@@ -121,6 +121,8 @@ def _cast(node: exp.Cast, typer: Typer) -> Any:
         raise refuse(LABEL, "CAST of a double to DECIMAL", node)
     if to.this in exp.DataType.TEXT_TYPES and typer.is_type(node.this, "float", "decimal"):
         raise refuse(LABEL, "CAST of a double/decimal to varchar", node)
+    if to.this in exp.DataType.TEXT_TYPES and not typer.is_type(node.this, "integer", "text", "date", "boolean"):
+        raise refuse(LABEL, "CAST to varchar of this type", node)  # timestamps: Trino writes milliseconds
     return node
 
 
@@ -188,6 +190,12 @@ def _format(node: Any, typer: Typer) -> Any:
 
 def _at_time_zone(node: exp.AtTimeZone, typer: Typer) -> Any:
     raise refuse(LABEL, "AT TIME ZONE", node, "Trino keeps the instant, DuckDB returns the local wall-clock time")
+
+
+def _avg(node: exp.Avg, typer: Typer) -> Any:
+    if not typer.is_type(node.this, "integer", "float"):
+        raise refuse(LABEL, "avg of a value that is not an integer or double", node, "avg of a decimal is a decimal")
+    return node
 
 
 def _current_timezone(node: Any, typer: Typer) -> Any:
@@ -267,7 +275,6 @@ FUNCTIONS = {
     exp.Lead,
     exp.Count,
     exp.Sum,
-    exp.Avg,
     exp.Min,
     exp.Max,
     exp.ArrayAgg,
@@ -332,6 +339,7 @@ REWRITES: dict[type, Rewrite] = {
     exp.StrToTime: _format,
     exp.AtTimeZone: _at_time_zone,
     exp.CurrentTimezone: _current_timezone,
+    exp.Avg: _avg,
     exp.Anonymous: _anonymous,
 }
 

@@ -272,6 +272,12 @@ def _dot(node: exp.Dot, typer: Typer) -> Any:
     return node
 
 
+def _avg(node: exp.Avg, typer: Typer) -> Any:
+    if not typer.is_type(node.this, "integer", "float"):
+        raise refuse(LABEL, "AVG of a value that is not INT64 or FLOAT64", node, "AVG of a NUMERIC is a NUMERIC")
+    return node
+
+
 def _anonymous(node: exp.Anonymous, typer: Typer) -> Any:
     raise refuse(LABEL, f"function {node.name.upper()}", node)
 
@@ -377,7 +383,6 @@ FUNCTIONS = {
     exp.Lead,
     exp.Count,
     exp.Sum,
-    exp.Avg,
     exp.Min,
     exp.Max,
     exp.CountIf,
@@ -449,6 +454,7 @@ REWRITES: dict[type, Rewrite] = {
     exp.ArrayAgg: _array_agg,
     exp.Unnest: _unnest,
     exp.Dot: _dot,
+    exp.Avg: _avg,
     exp.Anonymous: _anonymous,
 }
 

@@ -86,6 +86,27 @@ STRINGS = [
     Case("strings", "SELECT reverse('abc') AS v", "cba", STRING, athena=("varchar", "cba")),
     Case("strings", "SELECT 'abc' LIKE 'a%' AS v", True, BOOL, athena=("boolean", "true")),
     Case("strings", "SELECT CAST(1.5E0 AS varchar) AS v", "1.5", STRING, athena=("varchar", "1.5")),
+    Case(
+        "strings",
+        "SELECT CAST(TIMESTAMP '2024-01-01 10:00:00' AS varchar) AS v",
+        "2024-01-01 10:00:00.000",
+        STRING,
+        athena=("varchar", "2024-01-01 10:00:00.000"),
+    ),
+    Case(
+        "strings",
+        "SELECT CAST(DATE '2024-03-05' AS varchar) AS v",
+        "2024-03-05",
+        STRING,
+        athena=("varchar", "2024-03-05"),
+    ),
+    Case(
+        "strings",
+        "SELECT avg(x) AS v FROM UNNEST(ARRAY[1.0, 2.0]) AS t(x)",
+        decimal.Decimal("1.5"),
+        DECIMAL(1),
+        athena=("decimal(2,1)", "1.5"),
+    ),
 ]
 
 # functions/conditional (coalesce, nullif, if), functions/comparison and functions/logical
