@@ -60,9 +60,9 @@ def listen(
     *,
     concurrency: int = 1,
     log: Callable[[str], None] | None = None,
-    ready: threading.Event | None = None,
 ) -> None:
-    """Consume until SIGTERM/SIGINT (or :func:`stop` from another thread), then return."""
+    """Consume until SIGTERM/SIGINT, then return once the running runs ended and were answered.
+    A source that cannot work (login refused, a queue declared otherwise) raises :class:`ConfigError`."""
     from pipelines.listen.amqp import AmqpSource
     from pipelines.listen.sqs import SqsSource
 
@@ -97,14 +97,9 @@ def listen(
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGTERM, signal.SIGINT):
             previous[signum] = signal.signal(signum, on_signal)
-    _stoppers.append(lambda: on_signal(0, None))
     try:
         for thread in threads:
             thread.start()
-        if ready is not None:
-            for source in sources:
-                source.connected.wait(30)
-            ready.set()
         while True:
             for thread in threads:
                 thread.join(0.2)
@@ -118,15 +113,5 @@ def listen(
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        _stoppers.clear()
         listener.close()
         store.close()
-
-
-_stoppers: list[Callable[[], None]] = []
-
-
-def stop() -> None:
-    """Stop a :func:`listen` running in this process as SIGTERM would (for embedding and tests)."""
-    for stopper in list(_stoppers):
-        stopper()

@@ -68,7 +68,6 @@ class SqsSource:
         self.queue_url = ""
         self._dead_url = ""
         self.stopped = threading.Event()
-        self.connected = threading.Event()
         self.lock = threading.RLock()  # a run that ends at once answers from inside receive
 
     def call_soon(self, fn: Callable[[], None]) -> None:
@@ -95,7 +94,6 @@ class SqsSource:
             try:
                 if not self.queue_url:
                     self.queue_url = self.client.get_queue_url(QueueName=self.queue_name)["QueueUrl"]
-                    self.connected.set()
                     self.log(f"sqs: consuming {self.queue_name}")
                 free = self.listener.concurrency - self.listener.running
                 if free <= 0:
