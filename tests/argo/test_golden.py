@@ -44,9 +44,18 @@ def _example_specs() -> list[str]:
         for source in candidates:
             if source.suffix == ".py" and source.is_file() and "Pipeline(" in source.read_text():
                 module = path if source.name == "__init__.py" else source
-                specs.append(f"{module.relative_to(ROOT)}:pipeline")
+                specs += [f"{module.relative_to(ROOT)}:{name}" for name in _pipelines_in(module)]
                 break
     return specs
+
+
+def _pipelines_in(module: Path) -> list[str]:
+    """The names of the pipelines a module defines at its top level (a module may hold several)."""
+    from pipelines import Pipeline
+    from steps.loader import import_module
+
+    loaded = import_module(str(module))
+    return [name for name, value in vars(loaded).items() if isinstance(value, Pipeline)]
 
 
 @pytest.fixture(autouse=True)
