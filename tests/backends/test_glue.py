@@ -36,7 +36,8 @@ from steps import handoff
 from steps.batch_local import score_parquet
 from steps.contract import ArtifactRef, SizingDecision, SizingTarget
 from steps.errors import ConfigError, HandoffFailed, UserError
-from steps.glue import GLUE_STATES, batch_infer, check_run, run_script_locally
+from steps.glue import batch_infer, run_script_locally
+from steps.glue_cloud import GLUE_STATES, check_run
 from steps.glue_script import ROWS_FILE
 from steps.model_io import clear_cache, pack_dir
 from steps.settings import Settings, load_settings
@@ -519,7 +520,8 @@ def test_example_model_trained_locally_scores_the_same_on_local_spark_with_the_g
     from examples.recipe_stream import data as sample
     from examples.recipe_stream import scoring, tasks
     from steps.frameworks import framework_for, read_local_framework
-    from steps.glue import python_modules, score_reference, with_model_pin
+    from steps.glue import score_reference
+    from steps.glue_cloud import python_modules, with_model_pin
 
     day = dt.date(2026, 3, 2)
     events = pa.concat_tables(sample.generate_events(day, rows=3000, seed=7))
