@@ -702,3 +702,22 @@ def test_batch_inference_scores_every_row_and_reports_rows_and_bytes_on_either_s
     expected = expected_scores(pd.read_parquet(tmp_path / "in.parquet"))
     pd.testing.assert_frame_equal(scored.sort_values("id").reset_index(drop=True), expected)
     assert ref.rows == 3_000 and ref.format == "parquet" and ref.bytes > 0
+
+
+@pytest.mark.integration
+def test_a_bug_inside_the_hand_off_stays_a_bug_instead_of_a_retryable_provider_failure(
+    tmp_path: Path, aws_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only botocore's errors are translated; a KeyError in headrace's own code must not become
+    HandoffFailed (which Argo's retryStrategy would retry)."""
+    from steps import glue_cloud
+
+    def broken(*args: object, **kwargs: object) -> dict[str, object]:
+        raise KeyError("Command")
+
+    monkeypatch.setattr(glue_cloud, "job_definition", broken)
+    ctx = make_context(aws_settings, task="score")
+    model, data = cloud_inputs(ctx, tmp_path)
+
+    with pytest.raises(KeyError, match="Command"):
+        batch_infer(ctx, score, model, data)

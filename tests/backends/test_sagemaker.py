@@ -569,3 +569,21 @@ def test_sigterm_while_waiting_on_a_job_becomes_an_interrupt_and_the_handler_is_
         time.sleep(5)  # the signal interrupts this sleep
 
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+@pytest.mark.integration
+def test_a_bug_inside_the_hand_off_stays_a_bug_instead_of_a_retryable_provider_failure(
+    tmp_path: Path, aws_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only botocore's errors are translated; a KeyError in headrace's own code must not become
+    HandoffFailed (which Argo's retryStrategy would retry)."""
+    from steps import sagemaker
+
+    def broken(**kwargs: object) -> dict[str, object]:
+        raise KeyError("TrainingJobName")
+
+    monkeypatch.setattr(sagemaker, "create_request", broken)
+    ctx = make_context(aws_settings, task="train")
+
+    with pytest.raises(KeyError, match="TrainingJobName"):
+        train(ctx, "train.py", str(source_dir(tmp_path)), training_data(ctx))
