@@ -227,7 +227,7 @@ def _train_local(
         job_name=name,
         region=ctx.settings.aws_region,
     )
-    model_framework = frameworks.framework_for(framework, framework_version or default_version(framework))
+    model_framework = frameworks.framework_for(framework, framework_version or default_version(framework), where=where)
     python = frameworks.python_for(model_framework, where=where) if model_framework else None
     ctx.log.info(
         "training %s locally in %s (SageMaker container contract, %s)", entry_point, run_dir, python or sys.executable
@@ -400,7 +400,11 @@ def record_framework(ctx: StepContext, model_uri: str, framework: str, version: 
     ``sagemaker/`` output prefix, where SageMaker put the artifact)."""
     from steps import frameworks
 
-    model_framework = frameworks.framework_for(framework, version or default_version(framework))
+    try:
+        model_framework = frameworks.framework_for(framework, version or default_version(framework))
+    except UserError as unknown:  # the job trained; only the local side needs to know the version
+        ctx.log.warning("model framework not recorded: %s", unknown)
+        return
     prefix = ctx.store.uri_for(ctx.output_key("sagemaker"))
     if model_framework is None or not model_uri.startswith(prefix):
         return
