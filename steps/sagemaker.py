@@ -17,9 +17,11 @@ job's CloudWatch log lines (``/aws/sagemaker/TrainingJobs``) stream into the ste
 ``DescribeTrainingJob`` is polled with backoff; :data:`SAGEMAKER_STATES` maps every state to ours.
 A failed job raises :class:`HandoffFailed` carrying SageMaker's ``FailureReason``.
 
-**local profile.** The same entry script runs in a subprocess under SageMaker's container
-contract (:mod:`steps.sagemaker_local`); a non-zero exit raises :class:`HandoffFailed` with the
-script's ``/opt/ml/output/failure`` text and the log tail.
+**local profile.** The same entry script runs in a subprocess given what the sagemaker-training
+toolkit gives it in the container (:mod:`steps.sagemaker_local`), under the Python that has the
+framework version's library (:mod:`steps.frameworks`); a non-zero exit raises
+:class:`HandoffFailed` with the script's ``/opt/ml/output/failure`` text and the log tail. Both
+sides record the model's framework beside ``model.tar.gz`` for the scorers.
 
 **source_dir** may be absolute; a relative one is looked up in the working folder (the project
 root, where ``headrace``/the entrypoint runs and where the pipeline module is found), then next to
