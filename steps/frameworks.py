@@ -30,12 +30,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from steps.errors import ConfigError
+from steps.errors import ConfigError, UserError
 
 RECORD_SUFFIX = ".framework.json"
 
 #: SageMaker framework container versions → the package and its version inside that container
-#: (the containers' release notes; scikit-learn ``1.2-1`` ships scikit-learn 1.2.1).
+#: (the containers' release notes; scikit-learn ``1.2-1`` ships scikit-learn 1.2.1). On Python 3.11
+#: PyPI has wheels for scikit-learn 1.2.1 and 1.4.2, none for 0.23.2 or 1.0.2 (refused locally).
 PACKAGES: dict[str, tuple[str, dict[str, str]]] = {
     "sklearn": ("scikit-learn", {"0.23-1": "0.23.2", "1.0-1": "1.0.2", "1.2-1": "1.2.1", "1.4-2": "1.4.2"}),
     "xgboost": ("xgboost", {"1.5-1": "1.5.2", "1.7-1": "1.7.6", "2.0-1": "2.0.3"}),
@@ -64,11 +65,21 @@ class Framework:
         return f"{self.package}=={self.package_version}"
 
 
-def framework_for(framework: str, version: str) -> Framework | None:
-    """The framework of a SageMaker ``framework``/``version`` pair; ``None`` for a custom image."""
+def framework_for(framework: str, version: str, *, where: str = "") -> Framework | None:
+    """The framework of a SageMaker ``framework``/``version`` pair; ``None`` for a custom image.
+
+    A container version whose package version headrace does not know is a :class:`UserError`:
+    guessing would pin a model to the wrong library.
+    """
     if framework not in PACKAGES:
         return None
     package, versions = PACKAGES[framework]
+    if versions and version not in versions:
+        prefix = f"{where}: " if where else ""
+        raise UserError(
+            f"{prefix}framework_version {version!r}: headrace does not know which {package} the SageMaker {framework} "
+            f"{version} container ships; use one of {', '.join(versions)} or add it to steps.frameworks.PACKAGES"
+        )
     return Framework(framework, version, package, versions.get(version, version))
 
 

@@ -17,9 +17,11 @@ job's CloudWatch log lines (``/aws/sagemaker/TrainingJobs``) stream into the ste
 ``DescribeTrainingJob`` is polled with backoff; :data:`SAGEMAKER_STATES` maps every state to ours.
 A failed job raises :class:`HandoffFailed` carrying SageMaker's ``FailureReason``.
 
-**local profile.** The same entry script runs in a subprocess under SageMaker's container
-contract (:mod:`steps.sagemaker_local`); a non-zero exit raises :class:`HandoffFailed` with the
-script's ``/opt/ml/output/failure`` text and the log tail.
+**local profile.** The same entry script runs in a subprocess given what the sagemaker-training
+toolkit gives it in the container (:mod:`steps.sagemaker_local`), under the Python that has the
+framework version's library (:mod:`steps.frameworks`); a non-zero exit raises
+:class:`HandoffFailed` with the script's ``/opt/ml/output/failure`` text and the log tail. Both
+sides record the model's framework beside ``model.tar.gz`` for the scorers.
 
 **source_dir** may be absolute; a relative one is looked up in the working folder (the project
 root, where ``headrace``/the entrypoint runs and where the pipeline module is found), then next to
@@ -227,7 +229,7 @@ def _train_local(
         job_name=name,
         region=ctx.settings.aws_region,
     )
-    model_framework = frameworks.framework_for(framework, framework_version or default_version(framework))
+    model_framework = frameworks.framework_for(framework, framework_version or default_version(framework), where=where)
     python = frameworks.python_for(model_framework, where=where) if model_framework else None
     ctx.log.info(
         "training %s locally in %s (SageMaker container contract, %s)", entry_point, run_dir, python or sys.executable
@@ -400,7 +402,11 @@ def record_framework(ctx: StepContext, model_uri: str, framework: str, version: 
     ``sagemaker/`` output prefix, where SageMaker put the artifact)."""
     from steps import frameworks
 
-    model_framework = frameworks.framework_for(framework, version or default_version(framework))
+    try:
+        model_framework = frameworks.framework_for(framework, version or default_version(framework))
+    except UserError as unknown:  # the job trained; only the local side needs to know the version
+        ctx.log.warning("model framework not recorded: %s", unknown)
+        return
     prefix = ctx.store.uri_for(ctx.output_key("sagemaker"))
     if model_framework is None or not model_uri.startswith(prefix):
         return

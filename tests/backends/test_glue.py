@@ -36,7 +36,8 @@ from steps import handoff
 from steps.batch_local import score_parquet
 from steps.contract import ArtifactRef, SizingDecision, SizingTarget
 from steps.errors import ConfigError, HandoffFailed, UserError
-from steps.glue import GLUE_STATES, batch_infer, check_run, run_script_locally
+from steps.glue import batch_infer, run_script_locally
+from steps.glue_cloud import GLUE_STATES, check_run
 from steps.glue_script import ROWS_FILE
 from steps.model_io import clear_cache, pack_dir
 from steps.settings import Settings, load_settings
@@ -519,7 +520,8 @@ def test_example_model_trained_locally_scores_the_same_on_local_spark_with_the_g
     from examples.recipe_stream import data as sample
     from examples.recipe_stream import scoring, tasks
     from steps.frameworks import framework_for, read_local_framework
-    from steps.glue import python_modules, score_reference, with_model_pin
+    from steps.glue import score_reference
+    from steps.glue_cloud import python_modules, with_model_pin
 
     day = dt.date(2026, 3, 2)
     events = pa.concat_tables(sample.generate_events(day, rows=3000, seed=7))
@@ -700,3 +702,22 @@ def test_batch_inference_scores_every_row_and_reports_rows_and_bytes_on_either_s
     expected = expected_scores(pd.read_parquet(tmp_path / "in.parquet"))
     pd.testing.assert_frame_equal(scored.sort_values("id").reset_index(drop=True), expected)
     assert ref.rows == 3_000 and ref.format == "parquet" and ref.bytes > 0
+
+
+@pytest.mark.integration
+def test_a_bug_inside_the_hand_off_stays_a_bug_instead_of_a_retryable_provider_failure(
+    tmp_path: Path, aws_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only botocore's errors are translated; a KeyError in headrace's own code must not become
+    HandoffFailed (which Argo's retryStrategy would retry)."""
+    from steps import glue_cloud
+
+    def broken(*args: object, **kwargs: object) -> dict[str, object]:
+        raise KeyError("Command")
+
+    monkeypatch.setattr(glue_cloud, "job_definition", broken)
+    ctx = make_context(aws_settings, task="score")
+    model, data = cloud_inputs(ctx, tmp_path)
+
+    with pytest.raises(KeyError, match="Command"):
+        batch_infer(ctx, score, model, data)

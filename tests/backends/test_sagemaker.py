@@ -401,6 +401,8 @@ def test_cloud_training_sends_framework_image_encoded_hyperparameters_and_spot(
     assert job["RoleArn"] == "arn:aws:iam::123456789012:role/headrace-training"
     assert job["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"].startswith(f"s3://{BUCKET}/")
     assert ctx.store.exists(json.loads(hps["sagemaker_submit_directory"]))
+    framework = json.loads(ctx.store.read_bytes(model_uri + ".framework.json"))
+    assert (framework["package"], framework["package_version"]) == ("scikit-learn", "1.2.1")
 
 
 @pytest.mark.integration
@@ -569,3 +571,46 @@ def test_sigterm_while_waiting_on_a_job_becomes_an_interrupt_and_the_handler_is_
         time.sleep(5)  # the signal interrupts this sleep
 
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+@pytest.mark.integration
+def test_a_bug_inside_the_hand_off_stays_a_bug_instead_of_a_retryable_provider_failure(
+    tmp_path: Path, aws_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only botocore's errors are translated; a KeyError in headrace's own code must not become
+    HandoffFailed (which Argo's retryStrategy would retry)."""
+    from steps import sagemaker
+
+    def broken(**kwargs: object) -> dict[str, object]:
+        raise KeyError("TrainingJobName")
+
+    monkeypatch.setattr(sagemaker, "create_request", broken)
+    ctx = make_context(aws_settings, task="train")
+
+    with pytest.raises(KeyError, match="TrainingJobName"):
+        train(ctx, "train.py", str(source_dir(tmp_path)), training_data(ctx))
+
+
+def test_local_training_refuses_a_container_version_whose_library_version_is_unknown(
+    tmp_path: Path, local_settings: Settings
+) -> None:
+    from steps.errors import UserError
+
+    ctx = make_context(local_settings, task="train")
+
+    with pytest.raises(UserError) as raised:
+        train(ctx, "train.py", str(source_dir(tmp_path)), training_data(ctx), framework_version="1.9-0")
+
+    assert str(raised.value).startswith("pipeline demo, task train: framework_version '1.9-0': headrace does not know")
+    assert "use one of 0.23-1, 1.0-1, 1.2-1, 1.4-2" in str(raised.value) and "\n" not in str(raised.value)
+    assert not ctx.store.exists(ctx.store.uri_for(ctx.output_key("model.tar.gz")))
+
+
+def test_local_training_records_the_models_framework_beside_it(tmp_path: Path, local_settings: Settings) -> None:
+    from steps.frameworks import framework_for, read_local_framework
+
+    ctx = make_context(local_settings, task="train")
+
+    ref = train(ctx, "train.py", str(source_dir(tmp_path)), training_data(ctx), framework_version="1.2-1")
+
+    assert read_local_framework(Path(ref.uri.removeprefix("file://"))) == framework_for("sklearn", "1.2-1")
