@@ -106,8 +106,11 @@ ARITHMETIC = [
     ),
 ]
 
-# string_functions: CONCAT returns NULL if any input is NULL; LENGTH counts characters; SUBSTR
-# with a negative position counts from the end; STRPOS is 1-based; SPLIT returns ARRAY<STRING>.
+# string_functions: CONCAT returns NULL if any input is NULL and takes STRING (or BYTES) only;
+# LENGTH counts characters; SUBSTR with a negative position counts from the end, position 0 (or
+# before the start) is 1, a negative length is an error; STRPOS is 1-based; SPLIT returns
+# ARRAY<STRING>. conversion_rules: a STRING cast to INT64 must be an integer literal, to BOOL
+# "true" or "false" (any case); SAFE_CAST returns NULL instead of an error.
 STRINGS = [
     Case("strings", "SELECT CONCAT('a', NULL) AS v", None, STRING),
     Case("strings", "SELECT CONCAT('a', 'b', 'c') AS v", "abc", STRING),
@@ -115,6 +118,56 @@ STRINGS = [
     Case("strings", "SELECT LENGTH('héllo') AS v", 5, INT64),
     Case("strings", "SELECT SUBSTR('hello', 2, 3) AS v", "ell", STRING),
     Case("strings", "SELECT SUBSTR('hello', -3) AS v", "llo", STRING),
+    Case(
+        "strings",
+        "SELECT SUBSTR('hello', 0, 2) AS v",
+        "he",
+        STRING,
+        emulator=Deviation("the emulator answers 'h'; string_functions#substr: position 0 is read as 1"),
+    ),
+    Case(
+        "strings",
+        "SELECT SUBSTR('hello', -10, 2) AS v",
+        "he",
+        STRING,
+        emulator=Deviation(
+            "the emulator answers ''; string_functions#substr: a position before the start is read as 1"
+        ),
+    ),
+    Case(
+        "strings",
+        "SELECT SUBSTR('hello', 2, -1) AS v",
+        Raises("cannot be negative"),
+        emulator=Deviation("the emulator answers 'h'; string_functions#substr: a negative length is an error"),
+    ),
+    Case(
+        "strings",
+        "SELECT CAST('1.5' AS INT64) AS v",
+        Raises("int64"),
+        emulator=Deviation(
+            "the emulator answers 2; conversion_rules: a STRING cast to INT64 must be an integer literal"
+        ),
+    ),
+    Case(
+        "strings",
+        "SELECT SAFE_CAST('1.5' AS INT64) AS v",
+        None,
+        INT64,
+        emulator=Deviation("the emulator answers 2; conversion_functions#safe_casting: NULL where CAST would fail"),
+    ),
+    Case("strings", "SELECT CAST('TRUE' AS BOOL) AS v", True, BOOL),
+    Case(
+        "strings",
+        "SELECT CAST('yes' AS BOOL) AS v",
+        Raises("bool"),
+        emulator=Deviation("the emulator answers TRUE; conversion_rules: only 'true' and 'false' cast to BOOL"),
+    ),
+    Case(
+        "strings",
+        "SELECT CONCAT(1, 'a') AS v",
+        Raises("signature"),
+        emulator=Deviation("the emulator answers '1a'; string_functions#concat: STRING or BYTES arguments only"),
+    ),
     Case("strings", "SELECT UPPER('abc') AS v", "ABC", STRING),
     Case("strings", "SELECT STRPOS('hello', 'l') AS v", 3, INT64),
     Case("strings", "SELECT SPLIT('a,b,c', ',') AS v", ["a", "b", "c"], ARRAY(STRING)),
