@@ -222,6 +222,12 @@ def _current_timezone(node: Any, typer: Typer) -> Any:
     return exp.Literal.string("UTC")  # Athena's session zone is UTC, and so is the local engine's
 
 
+def _current_date(node: exp.CurrentDate, typer: Typer) -> Any:
+    if node.this is not None:
+        raise refuse(LABEL, "CURRENT_DATE with a time zone argument", node)
+    return node  # the session zone is UTC on both sides
+
+
 def _anonymous(node: exp.Anonymous, typer: Typer) -> Any:
     raise refuse(LABEL, f"function {node.name.lower()}", node)
 
@@ -288,6 +294,7 @@ STRUCTURE = {
     exp.ColumnDef,
 }
 FUNCTIONS = {
+    exp.CurrentTimestamp,
     exp.RowNumber,
     exp.Rank,
     exp.DenseRank,
@@ -360,6 +367,7 @@ REWRITES: dict[type, Rewrite] = {
     exp.Avg: _avg,
     exp.TryCast: _cast,
     exp.Substring: _substring,
+    exp.CurrentDate: _current_date,
     exp.Anonymous: _anonymous,
 }
 

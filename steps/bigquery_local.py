@@ -308,6 +308,12 @@ def _avg(node: exp.Avg, typer: Typer) -> Any:
     return node
 
 
+def _current_date(node: exp.CurrentDate, typer: Typer) -> Any:
+    if node.this is not None:
+        raise refuse(LABEL, "CURRENT_DATE with a time zone argument", node)
+    return node  # the session zone is UTC on both sides
+
+
 def _anonymous(node: exp.Anonymous, typer: Typer) -> Any:
     raise refuse(LABEL, f"function {node.name.upper()}", node)
 
@@ -406,6 +412,7 @@ STRUCTURE = {
     exp.WeekStart,
 }
 FUNCTIONS = {
+    exp.CurrentTimestamp,
     exp.RowNumber,
     exp.Rank,
     exp.DenseRank,
@@ -485,6 +492,7 @@ REWRITES: dict[type, Rewrite] = {
     exp.Substring: _substring,
     exp.Concat: _concat,
     exp.DPipe: _concat,
+    exp.CurrentDate: _current_date,
     exp.Anonymous: _anonymous,
 }
 

@@ -23,6 +23,9 @@ INT, FLOAT, STRING, BOOL = pa.int64(), pa.float64(), pa.string(), pa.bool_()
 DATE, TIMESTAMP, TIMESTAMPTZ = pa.date32(), pa.timestamp("us"), pa.timestamp("us", tz="UTC")
 
 
+TODAY = dt.datetime.now(dt.UTC).date()  # the session zone is UTC: current_date is the UTC date
+
+
 def DECIMAL(scale: int) -> pa.DataType:
     return pa.decimal128(38, scale)
 
@@ -265,6 +268,7 @@ TIME = [
         athena=("date", "2024-01-01"),
     ),
     Case("time", "SELECT current_timezone() AS v", "UTC", STRING, athena=("varchar", "UTC")),
+    Case("time", "SELECT current_date AS v", TODAY, DATE, athena=("date", TODAY.isoformat())),
     Case(
         "time",
         "SELECT to_unixtime(TIMESTAMP '2024-01-01 00:00:00') AS v",

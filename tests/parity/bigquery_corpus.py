@@ -336,6 +336,9 @@ TIME = [
         DATETIME,
     ),
     Case("time", "SELECT CAST(DATE '2024-03-05' AS STRING) AS v", "2024-03-05", STRING),
+    # date_functions#current_date: "the current date in the default time zone, UTC"
+    Case("time", "SELECT CURRENT_DATE() AS v", dt.datetime.now(dt.UTC).date(), DATE),
+    Case("time", "SELECT DATE(CURRENT_TIMESTAMP()) = CURRENT_DATE() AS v", True, BOOL),
 ]
 
 # array_functions, data-types#array_type (a NULL ARRAY is returned as an empty array; an array in
