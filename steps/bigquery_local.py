@@ -314,6 +314,12 @@ def _current_date(node: exp.CurrentDate, typer: Typer) -> Any:
     return node  # the session zone is UTC on both sides
 
 
+def _array(node: exp.Array, typer: Typer) -> Any:
+    if any(typer.is_type(element, "array") for element in node.expressions):
+        raise refuse(LABEL, "an ARRAY of ARRAYs", node, "BigQuery can not construct one")
+    return node
+
+
 def _anonymous(node: exp.Anonymous, typer: Typer) -> Any:
     raise refuse(LABEL, f"function {node.name.upper()}", node)
 
@@ -398,7 +404,6 @@ STRUCTURE = {
     exp.DataTypeParam,
     exp.Var,
     exp.Interval,
-    exp.Array,
     exp.Struct,
     exp.PropertyEQ,
     exp.Like,
@@ -493,6 +498,7 @@ REWRITES: dict[type, Rewrite] = {
     exp.Concat: _concat,
     exp.DPipe: _concat,
     exp.CurrentDate: _current_date,
+    exp.Array: _array,
     exp.Anonymous: _anonymous,
 }
 

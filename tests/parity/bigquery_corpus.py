@@ -342,11 +342,12 @@ TIME = [
 ]
 
 # array_functions, data-types#array_type (a NULL ARRAY is returned as an empty array; an array in
-# a result can not hold NULL), data-types#struct_type, operators#array_subscript_operator (OFFSET
+# a result can not hold NULL; an array of arrays can not be built), data-types#struct_type, operators#array_subscript_operator (OFFSET
 # is 0-based, ORDINAL 1-based, both raise out of range, SAFE_ forms return NULL),
 # aggregate_functions#array_agg (raises on NULL unless IGNORE NULLS), UNNEST WITH OFFSET (0-based).
 ARRAYS = [
     Case("arrays", "SELECT [1, 2, 3] AS v", [1, 2, 3], ARRAY(INT64)),
+    Case("arrays", "SELECT [[1], [2]] AS v", Raises("array")),
     Case("arrays", "SELECT ARRAY_LENGTH([1, 2, 3]) AS v", 3, INT64),
     Case("arrays", "SELECT [1, 2, 3][OFFSET(1)] AS v", 2, INT64),
     Case("arrays", "SELECT [1, 2, 3][ORDINAL(1)] AS v", 1, INT64),
