@@ -347,7 +347,15 @@ TIME = [
 # aggregate_functions#array_agg (raises on NULL unless IGNORE NULLS), UNNEST WITH OFFSET (0-based).
 ARRAYS = [
     Case("arrays", "SELECT [1, 2, 3] AS v", [1, 2, 3], ARRAY(INT64)),
-    Case("arrays", "SELECT [[1], [2]] AS v", Raises("array")),
+    Case(
+        "arrays",
+        "SELECT [[1], [2]] AS v",
+        Raises("array"),
+        emulator=Deviation(
+            "the emulator returns [[1], [2]], which the client can not read; data-types#array_type: "
+            "an ARRAY of ARRAYs is not supported"
+        ),
+    ),
     Case("arrays", "SELECT ARRAY_LENGTH([1, 2, 3]) AS v", 3, INT64),
     Case("arrays", "SELECT [1, 2, 3][OFFSET(1)] AS v", 2, INT64),
     Case("arrays", "SELECT [1, 2, 3][ORDINAL(1)] AS v", 1, INT64),
