@@ -37,6 +37,12 @@ MACROS = (
     "|| CAST(len(arr) AS VARCHAR)) ELSE arr[i] END",
     "CREATE MACRO __hr_trino_element_at(arr, i) AS CASE WHEN i = 0 THEN "
     "error('SQL array indices start at 1') WHEN abs(i) > len(arr) THEN NULL ELSE arr[i] END",
+    "CREATE MACRO __hr_trino_substr2(s, p) AS CASE WHEN p = 0 OR abs(p) > length(s) THEN '' ELSE substring(s, p) END",
+    "CREATE MACRO __hr_trino_substr(s, p, l) AS "
+    "CASE WHEN p = 0 OR abs(p) > length(s) THEN '' ELSE substring(s, p, l) END",
+    "CREATE MACRO __hr_trino_int(s) AS CASE WHEN s IS NULL THEN NULL WHEN regexp_full_match(s, '[+-]?[0-9]+') "
+    "THEN CAST(s AS BIGINT) ELSE error('Cannot cast to INT: ' || s) END",
+    "CREATE MACRO __hr_trino_safe_int(s) AS CASE WHEN regexp_full_match(s, '[+-]?[0-9]+') THEN TRY_CAST(s AS BIGINT) END",
     "CREATE MACRO __hr_trino_map_get(m, k) AS CASE WHEN NOT map_contains(m, k) THEN "
     "error('Key not present in map: ' || CAST(k AS VARCHAR)) ELSE m[k] END",
 )
@@ -117,6 +123,11 @@ def _cast(node: exp.Cast, typer: Typer) -> Any:
     to = node.to
     if to.this in exp.DataType.INTEGER_TYPES and typer.is_type(node.this, "float"):
         return exp.Cast(this=call("round", node.this), to=to)
+    if to.this in exp.DataType.INTEGER_TYPES and typer.is_type(node.this, "text"):
+        macro = "__hr_trino_safe_int" if isinstance(node, exp.TryCast) else "__hr_trino_int"
+        return exp.Cast(this=call(macro, node.this), to=to)
+    if to.this == exp.DataType.Type.BOOLEAN and typer.is_type(node.this, "text"):
+        raise refuse(LABEL, "CAST of a varchar to boolean", node)
     if to.this in (exp.DataType.Type.DECIMAL,) and typer.is_type(node.this, "float"):
         raise refuse(LABEL, "CAST of a double to DECIMAL", node)
     if to.this in exp.DataType.TEXT_TYPES and typer.is_type(node.this, "float", "decimal"):
@@ -124,6 +135,15 @@ def _cast(node: exp.Cast, typer: Typer) -> Any:
     if to.this in exp.DataType.TEXT_TYPES and not typer.is_type(node.this, "integer", "text", "date", "boolean"):
         raise refuse(LABEL, "CAST to varchar of this type", node)  # timestamps: Trino writes milliseconds
     return node
+
+
+def _substring(node: exp.Substring, typer: Typer) -> Any:
+    length = node.args.get("length")
+    if length is None:
+        return call("__hr_trino_substr2", node.this, node.args["start"])
+    if not (isinstance(length, exp.Literal) and not length.is_string):
+        raise refuse(LABEL, "substr with a length that is not a non-negative number literal", node)
+    return call("__hr_trino_substr", node.this, node.args["start"], length)
 
 
 def _bracket(node: exp.Bracket, typer: Typer) -> Any:
@@ -202,6 +222,12 @@ def _current_timezone(node: Any, typer: Typer) -> Any:
     return exp.Literal.string("UTC")  # Athena's session zone is UTC, and so is the local engine's
 
 
+def _current_date(node: exp.CurrentDate, typer: Typer) -> Any:
+    if node.this is not None:
+        raise refuse(LABEL, "CURRENT_DATE with a time zone argument", node)
+    return node  # the session zone is UTC on both sides
+
+
 def _anonymous(node: exp.Anonymous, typer: Typer) -> Any:
     raise refuse(LABEL, f"function {node.name.lower()}", node)
 
@@ -268,6 +294,7 @@ STRUCTURE = {
     exp.ColumnDef,
 }
 FUNCTIONS = {
+    exp.CurrentTimestamp,
     exp.RowNumber,
     exp.Rank,
     exp.DenseRank,
@@ -285,7 +312,6 @@ FUNCTIONS = {
     exp.Upper,
     exp.Lower,
     exp.Length,
-    exp.Substring,
     exp.StrPosition,
     exp.Trim,
     exp.Split,
@@ -299,7 +325,6 @@ FUNCTIONS = {
     exp.Pow,
     exp.Sqrt,
     exp.Ln,
-    exp.TryCast,
     exp.ArraySize,
     exp.ArrayContains,
     exp.ArrayToString,
@@ -340,6 +365,9 @@ REWRITES: dict[type, Rewrite] = {
     exp.AtTimeZone: _at_time_zone,
     exp.CurrentTimezone: _current_timezone,
     exp.Avg: _avg,
+    exp.TryCast: _cast,
+    exp.Substring: _substring,
+    exp.CurrentDate: _current_date,
     exp.Anonymous: _anonymous,
 }
 

@@ -50,6 +50,15 @@ MACROS = (
     "error('Array index ' || CAST(i AS VARCHAR) || ' is out of bounds (overflow)') ELSE arr[i + 1] END",
     "CREATE MACRO __hr_bq_ordinal(arr, i) AS CASE WHEN i < 1 OR i > len(arr) THEN "
     "error('Array index ' || CAST(i AS VARCHAR) || ' is out of bounds (overflow)') ELSE arr[i] END",
+    "CREATE MACRO __hr_bq_substr2(s, p) AS substring(s, CASE WHEN p = 0 OR p < -length(s) THEN 1 ELSE p END)",
+    "CREATE MACRO __hr_bq_substr(s, p, l) AS CASE WHEN l < 0 THEN "
+    "error('Third argument in SUBSTR() cannot be negative') "
+    "ELSE substring(s, CASE WHEN p = 0 OR p < -length(s) THEN 1 ELSE p END, l) END",
+    "CREATE MACRO __hr_bq_int(s) AS CASE WHEN s IS NULL THEN NULL WHEN regexp_full_match(s, '[+-]?[0-9]+') "
+    "THEN CAST(s AS BIGINT) ELSE error('Bad int64 value: ' || s) END",
+    "CREATE MACRO __hr_bq_safe_int(s) AS CASE WHEN regexp_full_match(s, '[+-]?[0-9]+') THEN TRY_CAST(s AS BIGINT) END",
+    "CREATE MACRO __hr_bq_bool(s) AS CASE WHEN s IS NULL THEN NULL WHEN lower(s) = 'true' THEN true "
+    "WHEN lower(s) = 'false' THEN false ELSE error('Bad bool value: ' || s) END",
     "CREATE MACRO __hr_bq_safe_offset(arr, i) AS CASE WHEN i < 0 OR i >= len(arr) THEN NULL ELSE arr[i + 1] END",
     "CREATE MACRO __hr_bq_safe_ordinal(arr, i) AS CASE WHEN i < 1 OR i > len(arr) THEN NULL ELSE arr[i] END",
 )
@@ -151,12 +160,33 @@ def _cast(node: exp.Cast, typer: Typer) -> Any:
         return cast(node.this, "DECIMAL(38, 9)")  # NUMERIC is DECIMAL(38, 9); DuckDB's default is (18, 3)
     if to.this in exp.DataType.INTEGER_TYPES and typer.is_type(node.this, "float"):
         return exp.Cast(this=call("round", node.this), to=to)
+    if to.this in exp.DataType.INTEGER_TYPES and typer.is_type(node.this, "text"):
+        return call("__hr_bq_safe_int" if isinstance(node, exp.TryCast) else "__hr_bq_int", node.this)
+    if to.this == exp.DataType.Type.BOOLEAN and typer.is_type(node.this, "text"):
+        if isinstance(node, exp.TryCast):
+            raise refuse(LABEL, "SAFE_CAST of a STRING to BOOL", node)
+        return call("__hr_bq_bool", node.this)
     if to.this in exp.DataType.TEXT_TYPES and typer.is_type(node.this, "float", "decimal"):
         raise refuse(LABEL, "CAST of a FLOAT64/NUMERIC to STRING", node)
     if to.this in exp.DataType.TEXT_TYPES and not typer.is_type(
         node.this, "integer", "text", "date", "timestamp", "timestamptz"
     ):
         raise refuse(LABEL, "CAST to STRING of this type", node)
+    return node
+
+
+def _substring(node: exp.Substring, typer: Typer) -> Any:
+    length = node.args.get("length")
+    if length is None:
+        return call("__hr_bq_substr2", node.this, node.args["start"])
+    return call("__hr_bq_substr", node.this, node.args["start"], length)
+
+
+def _concat(node: Any, typer: Typer) -> Any:
+    parts = node.expressions if isinstance(node, exp.Concat) else [node.this, node.expression]
+    for part in parts:
+        if not (isinstance(part, exp.Null) or typer.is_type(part, "text")):
+            raise refuse(LABEL, "CONCAT of a value that is not a STRING", node, "BigQuery has no such signature")
     return node
 
 
@@ -278,6 +308,18 @@ def _avg(node: exp.Avg, typer: Typer) -> Any:
     return node
 
 
+def _current_date(node: exp.CurrentDate, typer: Typer) -> Any:
+    if node.this is not None:
+        raise refuse(LABEL, "CURRENT_DATE with a time zone argument", node)
+    return node  # the session zone is UTC on both sides
+
+
+def _array(node: exp.Array, typer: Typer) -> Any:
+    if any(typer.is_type(element, "array") for element in node.expressions):
+        raise refuse(LABEL, "an ARRAY of ARRAYs", node, "BigQuery can not construct one")
+    return node
+
+
 def _anonymous(node: exp.Anonymous, typer: Typer) -> Any:
     raise refuse(LABEL, f"function {node.name.upper()}", node)
 
@@ -362,7 +404,6 @@ STRUCTURE = {
     exp.DataTypeParam,
     exp.Var,
     exp.Interval,
-    exp.Array,
     exp.Struct,
     exp.PropertyEQ,
     exp.Like,
@@ -376,6 +417,7 @@ STRUCTURE = {
     exp.WeekStart,
 }
 FUNCTIONS = {
+    exp.CurrentTimestamp,
     exp.RowNumber,
     exp.Rank,
     exp.DenseRank,
@@ -391,12 +433,9 @@ FUNCTIONS = {
     exp.GroupConcat,
     exp.Coalesce,
     exp.Nullif,
-    exp.Concat,
-    exp.DPipe,
     exp.Upper,
     exp.Lower,
     exp.Length,
-    exp.Substring,
     exp.StrPosition,
     exp.Trim,
     exp.Split,
@@ -409,7 +448,6 @@ FUNCTIONS = {
     exp.Ceil,
     exp.Pow,
     exp.SafeDivide,
-    exp.TryCast,
     exp.ArraySize,
     exp.ArrayConcat,
     exp.ArrayToString,
@@ -455,6 +493,12 @@ REWRITES: dict[type, Rewrite] = {
     exp.Unnest: _unnest,
     exp.Dot: _dot,
     exp.Avg: _avg,
+    exp.TryCast: _cast,
+    exp.Substring: _substring,
+    exp.Concat: _concat,
+    exp.DPipe: _concat,
+    exp.CurrentDate: _current_date,
+    exp.Array: _array,
     exp.Anonymous: _anonymous,
 }
 

@@ -23,6 +23,9 @@ INT, FLOAT, STRING, BOOL = pa.int64(), pa.float64(), pa.string(), pa.bool_()
 DATE, TIMESTAMP, TIMESTAMPTZ = pa.date32(), pa.timestamp("us"), pa.timestamp("us", tz="UTC")
 
 
+TODAY = dt.datetime.now(dt.UTC).date()  # the session zone is UTC: current_date is the UTC date
+
+
 def DECIMAL(scale: int) -> pa.DataType:
     return pa.decimal128(38, scale)
 
@@ -63,14 +66,20 @@ ARITHMETIC = [
 ]
 
 # functions/string: concat and || return NULL with a NULL argument; length counts code points;
-# substr is 1-based and counts from the end when negative; strpos is 1-based; split returns an
-# array(varchar).
+# substr is 1-based, counts from the end when negative, and is empty from position 0 or past either
+# end; strpos is 1-based; split returns an array(varchar). functions/conversion: a varchar that is
+# not an integer literal can not be cast to an integer (try_cast gives NULL).
 STRINGS = [
     Case("strings", "SELECT concat('a', NULL) AS v", None, STRING, athena=("varchar", None)),
     Case("strings", "SELECT 'a' || 'b' AS v", "ab", STRING, athena=("varchar", "ab")),
     Case("strings", "SELECT length('héllo') AS v", 5, INT, athena=("bigint", "5")),
     Case("strings", "SELECT substr('hello', 2, 3) AS v", "ell", STRING, athena=("varchar", "ell")),
     Case("strings", "SELECT substr('hello', -3) AS v", "llo", STRING, athena=("varchar", "llo")),
+    Case("strings", "SELECT substr('hello', 0) AS v", "", STRING, athena=("varchar", "")),
+    Case("strings", "SELECT substr('hello', -6) AS v", "", STRING, athena=("varchar", "")),
+    Case("strings", "SELECT substr('hello', 4, 5) AS v", "lo", STRING, athena=("varchar", "lo")),
+    Case("strings", "SELECT CAST('1.5' AS integer) AS v", Raises("cannot cast")),
+    Case("strings", "SELECT try_cast('1.5' AS integer) AS v", None, INT, athena=("integer", None)),
     Case("strings", "SELECT upper('abc') AS v", "ABC", STRING, athena=("varchar", "ABC")),
     Case("strings", "SELECT strpos('hello', 'l') AS v", 3, INT, athena=("bigint", "3")),
     Case(
@@ -259,6 +268,7 @@ TIME = [
         athena=("date", "2024-01-01"),
     ),
     Case("time", "SELECT current_timezone() AS v", "UTC", STRING, athena=("varchar", "UTC")),
+    Case("time", "SELECT current_date AS v", TODAY, DATE, athena=("date", TODAY.isoformat())),
     Case(
         "time",
         "SELECT to_unixtime(TIMESTAMP '2024-01-01 00:00:00') AS v",

@@ -106,8 +106,11 @@ ARITHMETIC = [
     ),
 ]
 
-# string_functions: CONCAT returns NULL if any input is NULL; LENGTH counts characters; SUBSTR
-# with a negative position counts from the end; STRPOS is 1-based; SPLIT returns ARRAY<STRING>.
+# string_functions: CONCAT returns NULL if any input is NULL and takes STRING (or BYTES) only;
+# LENGTH counts characters; SUBSTR with a negative position counts from the end, position 0 (or
+# before the start) is 1, a negative length is an error; STRPOS is 1-based; SPLIT returns
+# ARRAY<STRING>. conversion_rules: a STRING cast to INT64 must be an integer literal, to BOOL
+# "true" or "false" (any case); SAFE_CAST returns NULL instead of an error.
 STRINGS = [
     Case("strings", "SELECT CONCAT('a', NULL) AS v", None, STRING),
     Case("strings", "SELECT CONCAT('a', 'b', 'c') AS v", "abc", STRING),
@@ -115,6 +118,56 @@ STRINGS = [
     Case("strings", "SELECT LENGTH('héllo') AS v", 5, INT64),
     Case("strings", "SELECT SUBSTR('hello', 2, 3) AS v", "ell", STRING),
     Case("strings", "SELECT SUBSTR('hello', -3) AS v", "llo", STRING),
+    Case(
+        "strings",
+        "SELECT SUBSTR('hello', 0, 2) AS v",
+        "he",
+        STRING,
+        emulator=Deviation("the emulator answers 'h'; string_functions#substr: position 0 is read as 1"),
+    ),
+    Case(
+        "strings",
+        "SELECT SUBSTR('hello', -10, 2) AS v",
+        "he",
+        STRING,
+        emulator=Deviation(
+            "the emulator answers ''; string_functions#substr: a position before the start is read as 1"
+        ),
+    ),
+    Case(
+        "strings",
+        "SELECT SUBSTR('hello', 2, -1) AS v",
+        Raises("cannot be negative"),
+        emulator=Deviation("the emulator answers 'h'; string_functions#substr: a negative length is an error"),
+    ),
+    Case(
+        "strings",
+        "SELECT CAST('1.5' AS INT64) AS v",
+        Raises("int64"),
+        emulator=Deviation(
+            "the emulator answers 2; conversion_rules: a STRING cast to INT64 must be an integer literal"
+        ),
+    ),
+    Case(
+        "strings",
+        "SELECT SAFE_CAST('1.5' AS INT64) AS v",
+        None,
+        INT64,
+        emulator=Deviation("the emulator answers 2; conversion_functions#safe_casting: NULL where CAST would fail"),
+    ),
+    Case("strings", "SELECT CAST('TRUE' AS BOOL) AS v", True, BOOL),
+    Case(
+        "strings",
+        "SELECT CAST('yes' AS BOOL) AS v",
+        Raises("bool"),
+        emulator=Deviation("the emulator answers TRUE; conversion_rules: only 'true' and 'false' cast to BOOL"),
+    ),
+    Case(
+        "strings",
+        "SELECT CONCAT(1, 'a') AS v",
+        Raises("signature"),
+        emulator=Deviation("the emulator answers '1a'; string_functions#concat: STRING or BYTES arguments only"),
+    ),
     Case("strings", "SELECT UPPER('abc') AS v", "ABC", STRING),
     Case("strings", "SELECT STRPOS('hello', 'l') AS v", 3, INT64),
     Case("strings", "SELECT SPLIT('a,b,c', ',') AS v", ["a", "b", "c"], ARRAY(STRING)),
@@ -283,14 +336,26 @@ TIME = [
         DATETIME,
     ),
     Case("time", "SELECT CAST(DATE '2024-03-05' AS STRING) AS v", "2024-03-05", STRING),
+    # date_functions#current_date: "the current date in the default time zone, UTC"
+    Case("time", "SELECT CURRENT_DATE() AS v", dt.datetime.now(dt.UTC).date(), DATE),
+    Case("time", "SELECT DATE(CURRENT_TIMESTAMP()) = CURRENT_DATE() AS v", True, BOOL),
 ]
 
 # array_functions, data-types#array_type (a NULL ARRAY is returned as an empty array; an array in
-# a result can not hold NULL), data-types#struct_type, operators#array_subscript_operator (OFFSET
+# a result can not hold NULL; an array of arrays can not be built), data-types#struct_type, operators#array_subscript_operator (OFFSET
 # is 0-based, ORDINAL 1-based, both raise out of range, SAFE_ forms return NULL),
 # aggregate_functions#array_agg (raises on NULL unless IGNORE NULLS), UNNEST WITH OFFSET (0-based).
 ARRAYS = [
     Case("arrays", "SELECT [1, 2, 3] AS v", [1, 2, 3], ARRAY(INT64)),
+    Case(
+        "arrays",
+        "SELECT [[1], [2]] AS v",
+        Raises("array"),
+        emulator=Deviation(
+            "the emulator returns [[1], [2]], which the client can not read; data-types#array_type: "
+            "an ARRAY of ARRAYs is not supported"
+        ),
+    ),
     Case("arrays", "SELECT ARRAY_LENGTH([1, 2, 3]) AS v", 3, INT64),
     Case("arrays", "SELECT [1, 2, 3][OFFSET(1)] AS v", 2, INT64),
     Case("arrays", "SELECT [1, 2, 3][ORDINAL(1)] AS v", 1, INT64),
