@@ -9,7 +9,8 @@ would store anything) and PostgreSQL (which refuses with an error). One source o
 - an integer's range is its column's type (``Integer``: 32-bit, ``BigInteger``: 64-bit), and
   64-bit where it only goes into a JSON column;
 - no string holds NUL (PostgreSQL's text cannot) or a lone surrogate (it has no UTF-8 form);
-- floats are finite (JSON has no NaN, PostgreSQL's json refuses it), inside JSON values too.
+- floats are finite (JSON has no NaN, PostgreSQL's json refuses it), inside the JSON columns too
+  (free-form dicts get models of their own: the declared resources, the sizing decision).
 
 The semantic bounds (``attempt >= 1``, sizes ``>= 0``) are listed next to each contract's fields.
 """
@@ -17,7 +18,6 @@ The semantic bounds (``attempt >= 1``, sizes ``>= 0``) are listed next to each c
 from __future__ import annotations
 
 import dataclasses
-import math
 import typing
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -33,8 +33,6 @@ INT64 = (-(2**63), 2**63 - 1)
 #: Field constraints of a 32-bit and a 64-bit integer (the format tells the spec's readers too).
 INT32_FIELD: dict[str, Any] = {"ge": INT32[0], "le": INT32[1], "json_schema_extra": {"format": "int32"}}
 INT64_FIELD: dict[str, Any] = {"ge": INT64[0], "le": INT64[1], "json_schema_extra": {"format": "int64"}}
-#: How deep a free-form JSON value may nest (the event's ``sizing``).
-JSON_DEPTH = 16
 
 
 def clean_text(value: str) -> str:
@@ -48,40 +46,12 @@ def clean_text(value: str) -> str:
     return value
 
 
-def clean_json(value: Any, depth: int = 0) -> Any:
-    """``value`` when every part of it fits a JSON column: finite floats, 64-bit integers, clean
-    strings, nesting at most :data:`JSON_DEPTH` deep."""
-    if depth > JSON_DEPTH:
-        raise ValueError(f"nests deeper than {JSON_DEPTH} levels")
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, int):
-        if not INT64[0] <= value <= INT64[1]:
-            raise ValueError("holds an integer outside the 64-bit range")
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError("holds NaN or Infinity")
-        return value
-    if isinstance(value, str):
-        return clean_text(value)
-    if isinstance(value, list):
-        return [clean_json(item, depth + 1) for item in value]
-    if isinstance(value, dict):
-        return {clean_text(str(key)): clean_json(item, depth + 1) for key, item in value.items()}
-    raise ValueError(f"holds a {type(value).__name__}, not a JSON value")
-
-
 def json_number(value: Any) -> Any:
     """``value`` when JSON calls it a number: ``true`` and ``"12"`` are not (pydantic's lax mode
     would take them), an integral ``12.0`` is (JSON Schema's integers include it)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError("must be a JSON number")
     return value
-
-
-Text = Annotated[str, AfterValidator(clean_text)]
-JsonValue = Annotated[Any, AfterValidator(clean_json)]
 
 
 #: What :func:`clean_text` and :func:`named` accept, as the spec says it (JSON Schema patterns);
@@ -134,7 +104,7 @@ def _bounded(hint: Any, constraints: dict[str, Any]) -> Any:
     elif typing.get_origin(inner) is list and typing.get_args(inner) == (str,):
         inner = list[bounded_text()]  # type: ignore[misc]
     elif typing.get_origin(inner) is dict:
-        inner = dict[Text, JsonValue]
+        raise TypeError(f"a free-form {hint} has no bounds; give the field a model in overrides")
     bounded = Annotated[inner, Field(**constraints)] if constraints else inner
     return bounded | None if optional else bounded
 

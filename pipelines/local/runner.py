@@ -637,6 +637,8 @@ def run_pipeline(
     """
     pipeline.check()
     settings = _absolute(settings)
+    if resume_run_id is None:
+        resolve_run_params(pipeline, params)  # bad parameters leave nothing behind, not even a lock
     store = RunStore.for_settings(settings)
     try:
         lock = RunLock(settings.state_path, resume_run_id or run_id or new_run_id(pipeline.name)).acquire()

@@ -76,15 +76,14 @@ def sizing_count(text: str) -> float:
 @pytest.mark.integration
 @pytest.mark.slow
 def test_metrics_add_up_every_worker_and_time_requests_in_a_histogram(tmp_path: Path) -> None:
-    folder = tmp_path / "metrics"
-    folder.mkdir()
-    running = serve(
-        f"sqlite:///{tmp_path / 'workers.db'}", tmp_path, workers=2, extra_env={"PROMETHEUS_MULTIPROC_DIR": str(folder)}
-    )
+    temporary = tmp_path / "tmp"  # where serve makes its metrics folder
+    temporary.mkdir()
+    running = serve(f"sqlite:///{tmp_path / 'workers.db'}", tmp_path, workers=2, extra_env={"TMPDIR": str(temporary)})
     try:
         for number in range(40):  # a new connection each: the kernel spreads them over the workers
             with httpx.Client(base_url=running.url, headers=AUTH) as client:
                 assert client.post("/v1/sizing", json=sizing_body(run_id=f"r{number}")).status_code == 200
+        (folder,) = temporary.glob("headrace-metrics-*")
         counting = {path.stem.rsplit("_", 1)[-1] for path in folder.glob("counter_*.db")}
         assert len(counting) == 2, counting  # both workers answered sizing requests
         for _ in range(10):  # whichever worker answers the scrape, it counts all 40
@@ -97,3 +96,4 @@ def test_metrics_add_up_every_worker_and_time_requests_in_a_histogram(tmp_path: 
         assert [float(b) for b in inf_bucket] == [40.0]
     finally:
         running.stop()
+    assert not list(temporary.glob("headrace-metrics-*"))  # serve removes the folder it made

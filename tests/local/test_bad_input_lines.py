@@ -184,6 +184,7 @@ def test_a_parameter_value_not_of_its_type_creates_no_run(
     code, listed, _ = headrace("runs", "list", cwd=tmp_path)
     assert code == 0 and "no runs yet" in listed
     assert not (tmp_path / "ran").exists()
+    assert not list((tmp_path / ".headrace").glob("runs/*"))  # not even a run folder
 
 
 def test_logs_of_a_run_that_is_not_here_say_so_and_how_to_ask_argo(tmp_path: Path) -> None:
