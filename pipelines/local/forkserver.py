@@ -30,7 +30,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from steps.procs import MARKER, set_parent_death_signal
+from steps.procs import MARKER, become_subreaper, kill_descendants, set_parent_death_signal
 
 #: headrace modules imported before forking; the pipeline's own come after (pipelines.local.preload).
 PRELOAD = ("steps.__main__", "steps.entry_run", "steps.entrypoint", "steps.values", "pipelines")
@@ -178,6 +178,7 @@ def _child(request: dict[str, Any], wake_fds: tuple[int, int], server: int) -> N
     try:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the server's own; the entrypoint sets the task's
         signal.signal(signal.SIGINT, signal.default_int_handler)
         for fd in wake_fds:
             os.close(fd)
@@ -310,6 +311,11 @@ def serve(argv: list[str]) -> None:
 
     apply_local_limits()  # die with the runner
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The tasks' supervisor: orphans of a task killed mid-way are adopted here, and when the runner
+    # dies (the parent-death SIGTERM) every task and all they started are killed, even a task
+    # whose own SIGTERM handler cannot run (its thread stuck in C code holding the GIL).
+    become_subreaper()
+    signal.signal(signal.SIGTERM, _end_everything)
     if argv[:1] == ["--learned"]:
         _LEARNED_FILE, argv = argv[1], argv[2:]
     _preload(argv)
@@ -321,22 +327,23 @@ def serve(argv: list[str]) -> None:
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     buffer = b""
     open_input = True
-    children = 0
-    while open_input or children:
+    tasks: set[int] = set()
+    while open_input or tasks:
         readable, _, _ = select.select([0, wake_r] if open_input else [wake_r], [], [], 1.0)
         if wake_r in readable:
             with contextlib.suppress(BlockingIOError):
                 os.read(wake_r, 4096)
-        while children:
+        while True:
             try:
                 pid, status, usage = os.wait4(-1, os.WNOHANG)
             except ChildProcessError:
-                children = 0
+                tasks.clear()
                 break
             if pid == 0:
                 break
-            children -= 1
-            _send({"exit": pid, "code": os.waitstatus_to_exitcode(status), "maxrss": usage.ru_maxrss * 1024})
+            if pid in tasks:  # else an adopted orphan, reaped and forgotten
+                tasks.discard(pid)
+                _send({"exit": pid, "code": os.waitstatus_to_exitcode(status), "maxrss": usage.ru_maxrss * 1024})
         if 0 in readable:
             chunk = os.read(0, 65536)
             if not chunk:
@@ -349,8 +356,13 @@ def serve(argv: list[str]) -> None:
                 pid = os.fork()
                 if pid == 0:
                     _child(request, (wake_r, wake_w), server)
-                children += 1
+                tasks.add(pid)
                 _send({"id": request["id"], "pid": pid})
+
+
+def _end_everything(signum: int, frame: Any) -> None:
+    kill_descendants()
+    os._exit(128 + signum)
 
 
 if __name__ == "__main__":

@@ -50,9 +50,12 @@ def _with_token(token):
     return found
 
 @step(timeout=TIMEOUT)
-def work(token, ending, folder):
+def work(token, ending, folder, ctx):
     start_sleepers(token)
+    Path(folder, "task.pid").write_text(str(os.getpid()))
     Path(folder, "started").write_text("yes")
+    if ending == "stuck" and ctx.attempt == 1:
+        sum(range(10**13))  # hours in C code holding the GIL: no Python signal handler runs
     if ending == "fails":
         raise RuntimeError("the step failed after starting its helpers")
     if ending in ("hangs", "hangs-once"):
@@ -85,6 +88,13 @@ def with_token(token: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def none_left(token: str, seconds: float = 10.0) -> list[int]:
@@ -129,6 +139,7 @@ def test_processes_a_step_starts_end_with_its_task(
 
 
 @pytest.mark.parametrize("mode", list(CLI_MODES))
+@pytest.mark.parametrize("ending", ["hangs", "stuck"], ids=["waiting", "stuck-holding-the-gil"])
 def test_sigkill_of_the_runner_leaves_no_task_process_and_resume_completes(
     flow: Callable[[str], str],
     tmp_path: Path,
@@ -136,9 +147,10 @@ def test_sigkill_of_the_runner_leaves_no_task_process_and_resume_completes(
     token: str,
     headrace: Callable[..., subprocess.Popen[str]],
     mode: str,
+    ending: str,
 ) -> None:
     spec = flow(SPAWNER.replace("TIMEOUT", "None"))
-    args = ["-p", f"token={token}", "-p", "ending=hangs", "-p", f"folder={tmp_path}"]
+    args = ["-p", f"token={token}", "-p", f"ending={ending}", "-p", f"folder={tmp_path}"]
     runner = headrace("run", spec, *args, *CLI_MODES[mode], cwd=tmp_path)
     deadline = time.monotonic() + 60
     while not (tmp_path / "started").exists():
@@ -149,6 +161,13 @@ def test_sigkill_of_the_runner_leaves_no_task_process_and_resume_completes(
     runner.send_signal(signal.SIGKILL)
     runner.wait(10)
     assert none_left(token) == [], f"processes of the {mode} task outlived its killed runner"
+    task = int((tmp_path / "task.pid").read_text())
+    deadline = time.monotonic() + 10
+    while _running(task) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _running(task):
+        os.kill(task, signal.SIGKILL)
+        pytest.fail(f"the {mode} task process outlived its killed runner")
 
     (record,) = store.list_runs(pipeline="spawner")
     (tmp_path / "release").write_text("yes")
