@@ -574,7 +574,8 @@ class Policy:
             memory=format_memory(option.memory_bytes) if pod else None,
             predicted_duration_seconds=round(duration, 1) if duration is not None else None,
             predicted_peak_memory_bytes=int(memory) if memory is not None else None,
-            predicted_cost_usd=round(cost, 4) if cost is not None else None,
+            # Four significant digits: a task of seconds costs millionths of a dollar, not $0.0000.
+            predicted_cost_usd=float(f"{cost:.4g}") if cost is not None else None,
             reason=reason + tail,
             source=source,
         )
