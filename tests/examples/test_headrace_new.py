@@ -101,4 +101,6 @@ def test_scaffold_readme_says_what_each_compile_kind_emits(tmp_path: Path, monke
             emitted = runner.invoke(app, command.split()[1:])
             assert emitted.exit_code == 0, emitted.output
             kind = yaml.safe_load(emitted.stdout)["kind"]
-            assert re.search(rf"\b{kind}\b", claim), f"{command.strip()} emits a {kind}, the README says: {claim.strip()}"
+            assert re.search(rf"\b{kind}\b", claim), (
+                f"{command.strip()} emits a {kind}, the README says: {claim.strip()}"
+            )
