@@ -9,7 +9,7 @@ Loading reads and validates the files into plain dataclasses; the policy in
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,22 @@ class Option:
 
     def with_count(self, count: int) -> Option:
         return Option(self.target, self.instance_type, self.vcpu, self.memory_bytes, self.gpu, self.hourly_usd, count)
+
+
+def static_peak_option(
+    catalog: Catalog, target: SizingTarget | str, peaks: Sequence[int], headroom: float
+) -> Option | None:
+    """Static peak sizing: the cheapest option (no GPU) holding the largest of ``peaks`` with
+    ``headroom``, the one size a careful engineer would fix in advance knowing every peak. What
+    learned sizes are measured against."""
+    options = [o for o in catalog.for_target(target) if o.gpu == 0]
+    if not peaks or not options:
+        return None
+    need = max(peaks) * headroom
+    fitting = [o for o in options if o.total_memory >= need]
+    if not fitting:
+        return max(options, key=lambda o: o.total_memory)
+    return min(fitting, key=lambda o: (o.total_hourly, o.total_memory))
 
 
 def pod_name(cpu: float, memory: int) -> str:

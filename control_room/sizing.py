@@ -565,7 +565,8 @@ class Policy:
             predicted_duration_seconds=round(duration, 1) if _finite(duration) else None,
             # A prediction past 2^63 bytes (an input declared absurdly big) is "at least that".
             predicted_peak_memory_bytes=min(int(memory), 2**63 - 1) if _finite(memory) else None,
-            predicted_cost_usd=round(cost, 4) if _finite(cost) else None,
+            # Four significant digits: a task of seconds costs millionths of a dollar, not $0.0000.
+            predicted_cost_usd=float(f"{cost:.4g}") if _finite(cost) else None,
             reason=reason + tail,
             source=source,
         )

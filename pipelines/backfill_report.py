@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from control_room.catalog import Catalog, Option
+from control_room.catalog import Catalog, Option, static_peak_option
 from pipelines.graph import Pipeline
 from pipelines.plain import plural
 from pipelines.runs import AttemptRecord, RunStore
@@ -121,18 +121,6 @@ def sized_days(
                 )
             )
     return days
-
-
-def static_peak_option(catalog: Catalog, target: SizingTarget, peaks: Sequence[int], headroom: float) -> Option | None:
-    """The cheapest option (no GPU) holding the largest of ``peaks`` with ``headroom``."""
-    options = [o for o in catalog.for_target(target) if o.gpu == 0]
-    if not peaks or not options:
-        return None
-    need = max(peaks) * headroom
-    fitting = [o for o in options if o.total_memory >= need]
-    if not fitting:
-        return max(options, key=lambda o: o.total_memory)
-    return min(fitting, key=lambda o: (o.total_hourly, o.total_memory))
 
 
 def with_static_costs(days: list[SizedDay], pipeline: Pipeline, catalog: Catalog, headroom: float) -> list[SizedDay]:

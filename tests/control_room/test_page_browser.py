@@ -233,6 +233,7 @@ def test_a_backfill_s_runs_sit_on_the_page_in_run_date_order_labelled_by_date(se
         )
         observed = {"pipeline": "backfilled", "task": "cards", "run_id": run_id, "attempt": 1, "outcome": "succeeded"}
         observed |= {"input_bytes": rows, "instance_type": decision["instance_type"], "duration_seconds": 3.0}
+        observed |= {"peak_memory_bytes": 200 * 2**20}
         post(served.url, "/v1/observations", observed)
     dom = browse(f"{served.url}/?token={TOKEN}&pipeline=backfilled", tmp_path / "p", "--dump-dom").stdout
     bars = re.findall(r'<rect class="input-bar[^"]*"[^>]*data-run-id="([^"]+)"[^>]*data-run-date="([^"]+)"', dom)
@@ -240,6 +241,13 @@ def test_a_backfill_s_runs_sit_on_the_page_in_run_date_order_labelled_by_date(se
     labels = re.findall(r'<text class="label date-label"[^>]*data-run-id="([^"]+)">([^<]+)</text>', dom)
     assert labels == [("b-1", "11-01"), ("b-2", "11-02"), ("b-3", "11-03")]
     assert "pod-500m" not in "".join(text for _, text in labels), "the x axis is dates, not instance types"
+    # Against static peak sizing: 200 MiB peaks with 30% headroom fit the smallest pod, 512Mi.
+    static = re.search(
+        r'<code>([^<]+)</code>\): <span class="static-total" data-cost-usd="([0-9.e-]+)"[^>]*>([^<]+)<', dom
+    )
+    assert static is not None and static.group(1) == "pod-500m-512Mi"
+    assert float(static.group(2)) == pytest.approx(_pod_hourly(0.5, 0.5) * 9.0 / 3600, rel=1e-6)
+    assert static.group(3).endswith("more")  # the declared guess put one run on 1Gi
     screenshot = tmp_path / "backfilled.png"
     shot = browse(
         f"{served.url}/?token={TOKEN}", tmp_path / "p2", f"--screenshot={screenshot}", "--window-size=1280,900"

@@ -264,3 +264,13 @@ def test_a_glue_oom_retry_gets_more_memory_than_all_the_workers_that_failed(poli
     chosen = catalog.find(SizingTarget.GLUE, decision.instance_type, decision.instance_count)
     assert chosen is not None and chosen.total_memory > 10 * 16 * GIB
     assert "attempt 1 ran out of memory on 10x G.1X" in decision.reason
+
+
+def test_a_predicted_cost_of_a_seconds_long_task_keeps_its_significant_digits(policy: Policy) -> None:
+    history = [
+        Observation("p", "quick", f"r{i}", 1, Outcome.SUCCEEDED, input_bytes=1000 * i, instance_type="pod-500m-512Mi")
+        for i in range(1, 6)
+    ]
+    history = [dataclasses.replace(o, duration_seconds=2.0, peak_memory_bytes=150 * 2**20, cpu="500m") for o in history]
+    decision = policy.decide(SizingRequest("p", "quick", "r9", input_bytes=3000), history)
+    assert decision.predicted_cost_usd is not None and 0 < decision.predicted_cost_usd < 0.0001

@@ -185,3 +185,11 @@ def test_the_readme_command_runs_the_pipeline_and_prints_every_task_and_size(tmp
     outputs = [line for line in done.stdout.splitlines() if line.strip().startswith("-> file://")]
     assert len(outputs) == 3 and all(line.strip().endswith("/actions.parquet") for line in outputs), outputs
     assert (tmp_path / ".headrace" / "tables" / "recipes" / "items" / "2026-12-01.parquet").is_file()
+
+
+def test_the_training_and_scoring_logs_are_in_their_tasks_logs(runs: dict[dt.date, Day]) -> None:
+    first = runs[EVEN_DAY].summary  # the day that trained
+    train_log = Path(first.tasks["train"].log_path or "").read_text()
+    assert "validation:accuracy=" in train_log, train_log[-2000:]
+    score_log = Path(first.tasks["score"].log_path or "").read_text()
+    assert f"scored {data.DEFAULT_ROWS} rows" in score_log, score_log[-2000:]
