@@ -225,27 +225,35 @@ class Policy:
                 typical = max(typical, affine.predict(request.input_bytes))
             basis = f"learned peak {human_memory(peak)} from {fit.n} runs on {model.types} (R² {fit.r2:.2f})"
             return Prediction(peak, basis, "policy", fit, typical)
-        early = self._scaled_from_runs(history, request.input_bytes)
-        if early is not None:
-            peak, run = early
-            declared = f"; declared bytes_per_row {request.bytes_per_row:g} set aside" if request.bytes_per_row else ""
-            basis = (
-                f"peak {human_memory(run.peak_memory_bytes or 0)} at {human_bytes(run.input_bytes)} scaled to "
-                f"{human_memory(peak)} ({model.runs} of the {self.rules.min_history} runs of {where} needed to learn{declared})"
-            )
-            return Prediction(peak, basis, "policy")
+        overhead = self.rules.process_overhead_bytes
         if request.bytes_per_row and request.input_rows > 0:
-            peak = request.bytes_per_row * request.input_rows + self.rules.process_overhead_bytes
+            per_row, note = float(request.bytes_per_row), "declared"
+            observed = self._observed_bytes_per_row(history)
+            if observed is not None:
+                # The declared figure is a guess; a run of this task measured it.
+                per_row, note = (
+                    observed[0],
+                    f"measured by {observed[1]} run(s) (declared {request.bytes_per_row:g} set aside):",
+                )
+            peak = per_row * request.input_rows + overhead
             learned_from = (
                 f"no history of {where} yet"
                 if not model.runs
                 else f"{model.runs} of the {self.rules.min_history} runs of {where} needed to learn"
             )
+            figure = f"{per_row:g}" if note == "declared" else f"{per_row:,.0f}"
             basis = (
-                f"declared {request.bytes_per_row:g} bytes/row x {request.input_rows:,} rows = "
-                f"{human_memory(peak - self.rules.process_overhead_bytes)} + "
-                f"{human_memory(self.rules.process_overhead_bytes)} process overhead = {human_memory(peak)} "
+                f"{note} {figure} bytes/row x {request.input_rows:,} rows = "
+                f"{human_memory(peak - overhead)} + {human_memory(overhead)} process overhead = {human_memory(peak)} "
                 f"({learned_from})"
+            )
+            return Prediction(peak, basis, "policy")
+        early = self._scaled_from_runs(history, request.input_bytes)
+        if early is not None:
+            peak, run = early
+            basis = (
+                f"peak {human_memory(run.peak_memory_bytes or 0)} at {human_bytes(run.input_bytes)} scaled to "
+                f"{human_memory(peak)} ({model.runs} of the {self.rules.min_history} runs of {where} needed to learn)"
             )
             return Prediction(peak, basis, "policy")
         borrowed = self._borrowed_prior(request, related)
@@ -267,10 +275,18 @@ class Policy:
             if o.outcome == Outcome.SUCCEEDED and (o.peak_memory_bytes or 0) > 0 and o.input_bytes > 0
         ]
 
+    def _observed_bytes_per_row(self, history: Sequence[Observation]) -> tuple[float, int] | None:
+        """Bytes per input row the task's successful runs used over the process overhead (the most
+        any run used), and how many runs say so; None before a run with rows succeeded."""
+        runs = [o for o in self._succeeded(history) if o.input_rows and o.input_rows > 0]
+        if not runs:
+            return None
+        overhead = self.rules.process_overhead_bytes
+        return max(max(float(o.peak_memory_bytes or 0) - overhead, 0.0) / float(o.input_rows) for o in runs), len(runs)
+
     def _scaled_from_runs(self, history: Sequence[Observation], input_bytes: int) -> tuple[float, Observation] | None:
-        """Before a fit can be trusted, each successful run still bounds the need: its peak scaled
-        linearly to today's input (never down), the largest of them. This is what corrects a wrong
-        declared ``bytes_per_row`` from the first observation on."""
+        """Before a fit can be trusted, each successful run of a task with no ``bytes_per_row`` still
+        bounds the need: its peak scaled linearly to today's input (never down), the largest."""
         runs = self._succeeded(history)
         if not runs or input_bytes <= 0:
             return None

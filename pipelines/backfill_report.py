@@ -1,7 +1,8 @@
 """What a local backfill's sizing did, day by day: the table ``headrace backfill --local`` ends with.
 
 For every task the control room sized (``sizing="auto"``) and every run date: the input rows, the
-size chosen and how (the declared guess, learned from history, escalated after an OOM), the peak
+size chosen and how (the declared guess, measured by the first runs, learned from history, escalated
+after an OOM), the peak
 memory the task really used, and the run's cost against static peak sizing: one size per task,
 fixed in advance, that fits the largest peak of the whole range with the policy's headroom (what
 a careful engineer would declare knowing every day's peak beforehand).
@@ -27,7 +28,8 @@ from pipelines.runs import AttemptRecord, RunStore
 from steps.contract import SizingTarget
 from steps.quantities import QuantityError, memory_bytes
 
-DECLARED, LEARNED, AFTER_OOM = "declared guess", "learned", "OOM escalation"
+DECLARED, MEASURED, LEARNED, AFTER_OOM = "declared guess", "measured", "learned", "OOM escalation"
+BORROWED = "borrowed prior"
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,12 @@ def basis_of(reason: str, source: str) -> str:
         return AFTER_OOM
     if "learned peak" in reason:
         return LEARNED
+    if "measured by" in reason or " scaled to " in reason:  # the first runs, before a fit is trusted
+        return MEASURED
     if "bytes/row" in reason:
         return DECLARED
+    if "borrowed" in reason:
+        return BORROWED
     return source or "declared resources"
 
 

@@ -55,7 +55,8 @@ def summarize(ctx: StepContext, class_mix: pd.DataFrame, reports: dict[str, Arti
     channel = ctx.settings.slack_channel or DEFAULT_CHANNEL
     blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "```" + text + "```"}}]
     # Through the outbox: a Slack outage or a slow answer never fails the run, nor posts it twice.
-    sent_to = ctx.notify(text, blocks=blocks, channel=channel, key="summary")
+    # Slack shows the headline in notifications and the whole summary in the message's blocks.
+    sent_to = ctx.notify(text.split("\n")[0], blocks=blocks, channel=channel, key="summary")
     ctx.record(summary=text, summary_sent_to=sent_to)
     classes: dict[str, dict[str, Any]] = {}
     for row in mix:

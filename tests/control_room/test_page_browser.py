@@ -101,11 +101,18 @@ def test_the_page_charts_each_tasks_input_sizes_and_chosen_sizes_with_real_value
     assert [(run, float(cost)) for run, cost in costs] == [(run, round(0.01 * gb, 4)) for run, gb, _ in DAYS]
     assert 'class="cost-line"' in dom
     # the largest day has the tallest bar
-    heights = {run: float(h) for h, run in re.findall(r'height="([0-9.]+)" data-run-id="([^"]+)"', dom)}
+    heights = {
+        run: float(h)
+        for h, run in re.findall(r'<rect class="input-bar[^"]*"[^>]*height="([0-9.]+)" data-run-id="([^"]+)"', dom)
+    }
+    assert set(heights) == {run for run, _, _ in DAYS}
     assert max(heights, key=heights.__getitem__) == "day-2"
     # the chosen sizes' memory and the peak each run really used
     chosen = re.findall(r'<rect class="chosen-bar"[^>]*data-run-id="([^"]+)" data-capacity-bytes="(\d+)"', dom)
-    expected = {"pod-2-16Gi": 16 * 2**30, "pod-8-64Gi": 64 * 2**30}
+    from control_room.catalog import load_catalog
+
+    catalog = load_catalog()
+    expected = {o.instance_type: o.total_memory for o in catalog.for_target("pod")}
     assert [(run, int(b)) for run, b in chosen] == [
         (run, expected[decisions[run]["instance_type"]]) for run, _, _ in DAYS
     ]

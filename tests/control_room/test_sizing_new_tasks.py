@@ -6,6 +6,8 @@ true peak near 60 GiB, stepped up one size at a time and ran out of its three at
 
 from __future__ import annotations
 
+import dataclasses
+
 from control_room.catalog import Catalog
 from control_room.sizing import Policy
 from steps.contract import Observation, Outcome, SizingRequest, SizingTarget
@@ -52,20 +54,22 @@ def test_a_retry_with_attempts_left_steps_up_more_than_one_size(policy: Policy, 
 
 
 def test_the_first_observation_corrects_a_wrong_declared_bytes_per_row(policy: Policy) -> None:
-    history = runs("report", [(1e9, 6 * GIB)], "pod.large", SizingTarget.POD)
+    [first] = runs("report", [(1e9, 6 * GIB)], "pod.large", SizingTarget.POD)
+    history = [dataclasses.replace(first, input_rows=1_000_000)]
     request = SizingRequest(
         "recipes",
         "report",
         "r2",
         target=SizingTarget.POD,
-        input_bytes=int(1e9),
-        input_rows=1_000_000,
-        bytes_per_row=512.0,  # says 0.5 GiB + overhead; the run before peaked at 6 GiB
+        input_bytes=int(2e9),
+        input_rows=2_000_000,
+        bytes_per_row=512.0,  # says 0.5 GiB + overhead a million rows; the run before peaked at 6 GiB
     )
     decision = policy.decide(request, history)
-    assert decision.predicted_peak_memory_bytes is not None
-    assert decision.predicted_peak_memory_bytes >= 6 * GIB
-    assert "declared bytes_per_row 512 set aside" in decision.reason
+    overhead = policy.rules.process_overhead_bytes
+    measured = (6 * GIB - overhead) / 1_000_000
+    assert decision.predicted_peak_memory_bytes == int(measured * 2_000_000 + overhead)
+    assert "measured by 1 run(s) (declared 512 set aside)" in decision.reason
 
 
 def test_a_new_task_borrows_a_prior_from_its_pipelines_other_tasks(policy: Policy) -> None:

@@ -157,7 +157,13 @@ def test_a_follow_up_really_uses_memory_in_proportion_to_its_rows(tmp_path: Path
         done = subprocess.run(
             [sys.executable, "-c", _PEAK_OF_A_FOLLOW_UP, str(rows), str(tmp_path / str(rows))],
             cwd=Path(__file__).parents[2],
-            env={**os.environ, "ARROW_DEFAULT_MEMORY_POOL": "system", "MALLOC_ARENA_MAX": "2"},  # as the runner sets
+            # as the runner sets them; this checkout's modules first, whatever earlier tests left
+            env={
+                **os.environ,
+                "ARROW_DEFAULT_MEMORY_POOL": "system",
+                "MALLOC_ARENA_MAX": "2",
+                "PYTHONPATH": str(Path(__file__).parents[2]),
+            },
             capture_output=True,
             text=True,
             timeout=120,

@@ -259,6 +259,13 @@ def _run_flow(settings: Settings, moto: str, bigquery: BigQueryServer, slack: Sl
     flow.s3_keys = sorted(
         item["Key"] for page in paginator.paginate(Bucket=BUCKET) for item in page.get("Contents", [])
     )
+    # A step's message is queued (ctx.notify), never posted from the step: what the runner's
+    # notifier does at a run's end, move it into the outbox and send it, happens here.
+    from control_room.notify import build_notifier
+
+    notifier = build_notifier(settings, check=False, quiet=True, background=False)
+    notifier.ingest_spooled()
+    notifier.flush(ignore_backoff=True)
     flow.slack_posts = slack.state.posted()
     return flow
 

@@ -78,7 +78,7 @@ def test_metrics_to_a_missing_agent_cost_the_caller_nothing_and_flow_again_once_
         lines = _drain(agent)
     finally:
         agent.close()
-    assert lines.count("headrace.run.started:1|c|#pipeline:recipes,run:back") == 1
+    assert lines.count("headrace.run.started:1|c|#pipeline:recipes,run:back,trigger:command") == 1
 
 
 def test_a_run_reports_each_metric_once_to_a_real_agent_and_succeeds_without_one(tmp_path: Path) -> None:
