@@ -355,7 +355,10 @@ def running(folder: Path, *, pod_env: dict[str, str], pythonpath: str = "") -> I
         cluster.kubectl("create", "-f", str(found.crds))
         cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
         cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(_namespace_objects(cluster.namespace, pod_env)))
-        controller_env = {"LEADER_ELECTION_DISABLE": "true", "ARGO_NAMESPACE": cluster.namespace}
+        # Debian's etcd 3.4 has no watch progress requests, which client-go's streaming lists need:
+        # the Argo binaries list and watch the classic way (their informers otherwise restart).
+        client_env = {"KUBE_FEATURE_WatchListClient": "false"}
+        controller_env = {"LEADER_ELECTION_DISABLE": "true", "ARGO_NAMESPACE": cluster.namespace, **client_env}
         cluster.start(
             "workflow-controller",
             [
@@ -385,7 +388,7 @@ def running(folder: Path, *, pod_env: dict[str, str], pythonpath: str = "") -> I
                 f"--port={argo_port}",
                 "--x-frame-options=DENY",
             ],
-            env={"ARGO_NAMESPACE": cluster.namespace},
+            env={"ARGO_NAMESPACE": cluster.namespace, **client_env},
         )
         cluster.start(
             "node-agent",
