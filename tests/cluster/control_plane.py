@@ -357,7 +357,9 @@ def running(folder: Path, *, pod_env: dict[str, str], pythonpath: str = "") -> I
         cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(_namespace_objects(cluster.namespace, pod_env)))
         # Debian's etcd 3.4 has no watch progress requests, which client-go's streaming lists need:
         # the Argo binaries list and watch the classic way (their informers otherwise restart).
-        client_env = {"KUBE_FEATURE_WatchListClient": "false"}
+        # KUBECONFIG too: in client auth mode the Argo Server builds each caller's client from the
+        # default kubeconfig loading rules, not from --kubeconfig.
+        client_env = {"KUBE_FEATURE_WatchListClient": "false", "KUBECONFIG": str(cluster.kubeconfig)}
         controller_env = {"LEADER_ELECTION_DISABLE": "true", "ARGO_NAMESPACE": cluster.namespace, **client_env}
         cluster.start(
             "workflow-controller",

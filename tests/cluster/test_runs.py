@@ -28,7 +28,7 @@ def workflow(cluster: Cluster, name: str) -> dict[str, Any]:
         return found
 
 
-def wait_for(cluster: Cluster, name: str, phases: tuple[str, ...], timeout: float = 240) -> dict[str, Any]:
+def wait_for(cluster: Cluster, name: str, phases: tuple[str, ...], timeout: float = 480) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         found = workflow(cluster, name)
