@@ -251,6 +251,17 @@ def translate_status(
         if "already exists" in detail.lower():
             return AlreadyExists(f"{what} already exists in namespace {ns}")
         return Conflict(f"{verb} {what}: changed while we updated it ({detail}); run the command again")
+    # The real Argo Server answers a stop of a finished run with 500 ("cannot shutdown a
+    # completed workflow") and a retry of an unfinished one with 400 ("Cannot retry a workflow in
+    # phase Running"): both are about the run's state, not the server or the definition.
+    if "completed workflow" in detail.lower() or "in phase" in detail.lower():
+        return UserError(
+            f"{verb} {what}: not possible in the run's current state ({detail}); see `headrace status {name}`"
+        )
+    if status in (400, 422) and "resourceversion" in detail.lower():
+        return Conflict(
+            f"{verb} {what}: the server needs the object's current resourceVersion ({detail}); run the command again"
+        )
     if status in (400, 422):
         return UserError(f"{verb} {what}: Argo refused it ({detail}); fix the pipeline definition and try again")
     if status >= 500 or status == 429:
@@ -569,6 +580,14 @@ class KubernetesTransport:
 
     def workflow_action(self, name: str, action: WorkflowAction) -> dict[str, Any]:
         if action == "stop":
+            # The API server would take the patch on a finished run and nothing would happen;
+            # say so as the Argo Server does.
+            phase = str((self.get("workflows", name).get("status") or {}).get("phase") or "")
+            if phase in ("Succeeded", "Failed", "Error"):
+                raise UserError(
+                    f"stop {_what('workflows', name, self.connection)}: not possible in the run's current state "
+                    f"(it has already finished: {phase}); see `headrace status {name}`"
+                )
             return self._patch("workflows", name, "stop", {"spec": {"shutdown": "Stop"}})
         if action == "retry":
             raise ConfigError(

@@ -136,33 +136,6 @@ def test_list_filters_by_pipeline_and_status_on_the_server(argo_env: Any, tmp_pa
     assert code == 2 and "not an Argo phase" in out
 
 
-def test_stop_retry_and_resubmit_from_the_cli(argo_env: Any, tmp_path: Path, cli: CliRunner) -> None:
-    invoke(cli, "submit", write_flow(tmp_path), "-p", "run_date=2026-11-03")
-    name = only_run(argo_env)["metadata"]["name"]
-    argo_env.cluster.set_phase(name, "Running", tasks={"extract": "Running"})
-    code, out = invoke(cli, "stop", name)
-    assert code == 0 and f"stop {name}: Failed" in out
-    code, out = invoke(cli, "retry", name)
-    assert code == 0 and f"retry {name}: Running" in out
-    argo_env.cluster.set_phase(name, "Failed")
-    code, out = invoke(cli, "resubmit", name)
-    assert code == 0, out
-    runs = argo_env.cluster.workflows()
-    assert len(runs) == 2
-    new = next(r for r in runs if r["metadata"]["name"] != name)
-    assert f"resubmitted {name} as {new['metadata']['name']}" in out
-    assert new["metadata"]["labels"]["headrace.dev/run-date"] == "2026-11-03"
-
-
-def test_retry_of_a_running_run_is_refused_in_one_line(argo_env: Any, tmp_path: Path, cli: CliRunner) -> None:
-    invoke(cli, "submit", write_flow(tmp_path))
-    name = only_run(argo_env)["metadata"]["name"]
-    argo_env.cluster.set_phase(name, "Running")
-    code, out = invoke(cli, "retry", name)
-    assert code == 2
-    assert f"retry Workflow {name}" in out and "Failed/Error" in out and "Traceback" not in out
-
-
 def test_a_bad_token_is_exit_2_and_one_line(argo_env: Any, tmp_path: Path, cli: CliRunner) -> None:
     code, out = invoke(cli, "list", "--token", "wrong")
     assert code == 2

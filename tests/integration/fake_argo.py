@@ -1,5 +1,14 @@
 """A local Argo Server + Kubernetes custom-objects API server, speaking their REST APIs over HTTP.
 
+A fake of our own, kept for the fast unit tests of tests/argo_ops (errors, flags, label
+selectors, request shapes). The behaviour it imitates is checked against the real kube-apiserver
+and Argo workflow-controller/Argo Server in tests/cluster/: runs to Succeeded, status, list, logs,
+stop, retry and resubmit through both transports (test_runs.py), deploy, schedules and backfill
+(test_schedules.py), sized pods and OOM (test_sizing.py), the submitter's RBAC (test_manifests.py).
+Its status codes follow what those tests see the real servers answer: stop of a finished run 500,
+retry of an unfinished one 400, resubmit of a running one allowed, update without
+``resourceVersion`` 400.
+
 Real clients (Hera's ``WorkflowsService``, the official ``kubernetes`` client, httpx) talk to it
 on 127.0.0.1 exactly as they talk to a cluster: same paths, same request bodies, same error
 bodies (grpc-gateway ``{"code", "message"}`` for the Argo Server, ``Status`` objects for
@@ -358,13 +367,14 @@ class FakeCluster:
             phase = (wf.get("status") or {}).get("phase", "")
             if action == "stop":
                 if phase in COMPLETED:
-                    raise ApiError(409, f"cannot shutdown a completed workflow: workflow {name} is {phase}", "Conflict")
+                    # The real Argo Server answers 500 here (tests/cluster/test_runs.py checks it).
+                    raise ApiError(
+                        500, f'cannot shutdown a completed workflow: workflow: "{name}", namespace: "{namespace}"'
+                    )
                 return self.patch(kind, namespace, name, {"spec": {"shutdown": "Stop"}})
             if action == "retry":
                 if phase not in ("Failed", "Error"):
-                    raise ApiError(
-                        409, f"Workflow must be Failed/Error to retry (it is {phase or 'Pending'})", "Conflict"
-                    )
+                    raise ApiError(400, f"Cannot retry a workflow in phase {phase or 'Pending'}")
                 current = self.objects[(kind, namespace, name)]
                 current["spec"].pop("shutdown", None)
                 for node in (current["status"].get("nodes") or {}).values():
@@ -376,8 +386,7 @@ class FakeCluster:
                 self._set_phase(current, "Running")
                 self._bump(current)
                 return copy.deepcopy(current)
-            if phase not in COMPLETED:
-                raise ApiError(409, f"workflow must be Failed/Error/Succeeded to resubmit (it is {phase})", "Conflict")
+            # The real Argo Server resubmits a running workflow too.
             labels = {
                 k: v
                 for k, v in (wf["metadata"].get("labels") or {}).items()

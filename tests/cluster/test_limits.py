@@ -1,0 +1,68 @@
+"""Retries with backoff, ``activeDeadlineSeconds`` and the exit handler's report to the control
+room, as the real controller runs them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import httpx
+from typer.testing import CliRunner
+
+from tests.cluster.conftest import invoke
+from tests.cluster.control_plane import Cluster
+from tests.cluster.test_runs import submitted, wait_for
+
+
+def task_pods(run: dict[str, Any], task: str) -> list[dict[str, Any]]:
+    nodes = [
+        n for n in run["status"]["nodes"].values() if n.get("displayName", "").startswith(task) and n["type"] == "Pod"
+    ]
+    return sorted(nodes, key=lambda n: n["startedAt"])
+
+
+def moment(value: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def control_room_run(cluster: Cluster, run: str) -> dict[str, Any]:
+    response = httpx.get(f"{cluster.control_room_url}/v1/runs/{run}")
+    assert response.status_code == 200, response.text
+    found: dict[str, Any] = response.json()
+    return found
+
+
+def test_failed_attempt_is_retried_after_its_backoff_and_the_exit_handler_reports_success(
+    on_cluster: Cluster, cli: CliRunner, tmp_path: Path
+) -> None:
+    code, out = invoke(cli, "submit", "cluster_limits:retries", "-p", f"marker={tmp_path / 'marker'}")
+    assert code == 0, out
+    name = submitted(out)
+    run = wait_for(on_cluster, name, ("Succeeded", "Failed", "Error"), timeout=180)
+    assert run["status"]["phase"] == "Succeeded", run["status"].get("message")
+    first, second = task_pods(run, "flaky")
+    assert (first["phase"], second["phase"]) == ("Failed", "Succeeded")
+    waited = (moment(second["startedAt"]) - moment(first["finishedAt"])).total_seconds()
+    assert waited >= 3 - 1  # Backoff(duration=3); timestamps have one-second resolution
+
+    exit_node = next(n for n in run["status"]["nodes"].values() if n.get("displayName") == f"{name}.onExit")
+    assert exit_node["phase"] == "Succeeded"
+    recorded = control_room_run(on_cluster, name)
+    assert "succeeded" in str(recorded).lower(), recorded
+
+
+def test_task_past_its_timeout_fails_the_run_and_the_exit_handler_reports_the_failure(
+    on_cluster: Cluster, cli: CliRunner
+) -> None:
+    code, out = invoke(cli, "submit", "cluster_limits:timeout", "-p", "seconds=60")
+    assert code == 0, out
+    name = submitted(out)
+    run = wait_for(on_cluster, name, ("Succeeded", "Failed", "Error"), timeout=120)
+    assert run["status"]["phase"] == "Failed"
+    (late,) = task_pods(run, "late")
+    assert late["phase"] in ("Failed", "Error")
+    assert "deadline" in late.get("message", "").lower(), late
+    assert (moment(late["finishedAt"]) - moment(late["startedAt"])).total_seconds() < 30
+    recorded = control_room_run(on_cluster, name)
+    assert "failed" in str(recorded).lower(), recorded
