@@ -37,7 +37,15 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from pydantic import AfterValidator, BaseModel
 from pydantic import Field as PydanticField
 
-from control_room.bounds import NAME_LENGTHS, ObservationBody, RunEventBody, SizingRequestBody, clean_text, to_contract
+from control_room.bounds import (
+    NAME_LENGTHS,
+    ObservationBody,
+    RunEventBody,
+    SizingRequestBody,
+    bounded_text,
+    clean_text,
+    to_contract,
+)
 from control_room.heap import CollectorPauses, settle_heap
 from control_room.metrics import CountRequests, Metrics
 from control_room.sizing import Policy
@@ -430,18 +438,16 @@ PipelinePath = Annotated[
 ]
 TaskPath = Annotated[str, FastAPIPath(min_length=1, max_length=NAME_LENGTHS["task"]), AfterValidator(clean_text)]
 RunId = Annotated[str, FastAPIPath(min_length=1, max_length=NAME_LENGTHS["run_id"]), AfterValidator(clean_text)]
-#: Text a step sends to Slack: no NUL, no lone surrogates (see ``clean_text``).
-NoticeText = Annotated[str, AfterValidator(clean_text)]
 
 
 class StepNotice(BaseModel):
     """A step's message for Slack (see ``steps.notices``): bounded to what the outbox stores."""
 
-    id: NoticeText = PydanticField(min_length=1, max_length=300)
-    pipeline: NoticeText = PydanticField(min_length=1, max_length=NAME_LENGTHS["pipeline"])
-    run_id: NoticeText = PydanticField(min_length=1, max_length=NAME_LENGTHS["run_id"])
-    channel: NoticeText = PydanticField("", max_length=200)
-    text: NoticeText = PydanticField(min_length=1, max_length=40_000)
+    id: bounded_text(name=True, min_length=1, max_length=300)  # type: ignore[valid-type]
+    pipeline: bounded_text(name=True, min_length=1, max_length=NAME_LENGTHS["pipeline"])  # type: ignore[valid-type]
+    run_id: bounded_text(name=True, min_length=1, max_length=NAME_LENGTHS["run_id"])  # type: ignore[valid-type]
+    channel: bounded_text(max_length=200) = ""  # type: ignore[valid-type]
+    text: bounded_text(min_length=1, max_length=40_000)  # type: ignore[valid-type]
     blocks: list[dict[str, Any]] = PydanticField(default_factory=list, max_length=50)
 
 
