@@ -25,7 +25,18 @@ from typing import Any
 from sqlglot import exp
 
 from steps.errors import UserError
-from steps.sql_parity import Rewrite, Rules, Typer, call, cast, is_parameter, literal_format, refuse, unit_of
+from steps.sql_parity import (
+    QUERY_STRUCTURE,
+    Rewrite,
+    Rules,
+    Typer,
+    call,
+    cast,
+    is_parameter,
+    literal_format,
+    refuse,
+    unit_of,
+)
 
 LABEL = "Athena"
 
@@ -234,60 +245,8 @@ def _anonymous(node: exp.Anonymous, typer: Typer) -> Any:
 
 # ---------------------------------------------------------------------------- the allow-list
 
-STRUCTURE = {
-    exp.Select,
-    exp.From,
-    exp.Join,
-    exp.Where,
-    exp.Group,
-    exp.Having,
-    exp.Order,
-    exp.Ordered,
-    exp.Limit,
-    exp.Offset,
-    exp.Alias,
-    exp.TableAlias,
-    exp.Column,
-    exp.Identifier,
-    exp.Table,
-    exp.Subquery,
-    exp.CTE,
-    exp.With,
-    exp.Union,
-    exp.Except,
-    exp.Intersect,
-    exp.Star,
-    exp.Boolean,
-    exp.Null,
-    exp.Paren,
-    exp.Placeholder,
-    exp.Tuple,
-    exp.In,
-    exp.Between,
-    exp.Is,
-    exp.Not,
-    exp.And,
-    exp.Or,
-    exp.EQ,
-    exp.NEQ,
-    exp.GT,
-    exp.GTE,
-    exp.LT,
-    exp.LTE,
-    exp.Mul,
-    exp.Neg,
-    exp.Mod,
-    exp.Case,
-    exp.If,
-    exp.Distinct,
-    exp.DataType,
-    exp.DataTypeParam,
-    exp.Var,
-    exp.Interval,
+STRUCTURE = QUERY_STRUCTURE | {
     exp.Array,
-    exp.Like,
-    exp.Window,
-    exp.Exists,
     exp.Literal,
     exp.Unnest,
     exp.Lambda,

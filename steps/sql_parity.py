@@ -17,12 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from sqlglot import exp
 
 from steps.errors import UserError
-
-if TYPE_CHECKING:
-    from sqlglot import exp
 
 _ID = "headrace_id"
 
@@ -286,3 +285,63 @@ def literal_format(node: Any, label: str, allowed: frozenset[str], what: str) ->
     for spec in re.findall(r"%-?.", fmt.this):
         if spec not in allowed:
             raise refuse(label, f"{what} format element {spec!r} (as DuckDB writes it)", node)
+
+
+#: The query structure both dialects' local engines run as DuckDB does (selects, joins, set
+#: operations, comparisons, CASE, windows...): each dialect's allow-list adds its own nodes to it.
+QUERY_STRUCTURE: frozenset[type[exp.Expression]] = frozenset(
+    {
+        exp.Select,
+        exp.From,
+        exp.Join,
+        exp.Where,
+        exp.Group,
+        exp.Having,
+        exp.Order,
+        exp.Ordered,
+        exp.Limit,
+        exp.Offset,
+        exp.Alias,
+        exp.TableAlias,
+        exp.Column,
+        exp.Identifier,
+        exp.Table,
+        exp.Subquery,
+        exp.CTE,
+        exp.With,
+        exp.Union,
+        exp.Except,
+        exp.Intersect,
+        exp.Star,
+        exp.Boolean,
+        exp.Null,
+        exp.Paren,
+        exp.Placeholder,
+        exp.Tuple,
+        exp.In,
+        exp.Between,
+        exp.Is,
+        exp.Not,
+        exp.And,
+        exp.Or,
+        exp.EQ,
+        exp.NEQ,
+        exp.GT,
+        exp.GTE,
+        exp.LT,
+        exp.LTE,
+        exp.Mul,
+        exp.Neg,
+        exp.Mod,
+        exp.Case,
+        exp.If,
+        exp.Distinct,
+        exp.DataType,
+        exp.DataTypeParam,
+        exp.Var,
+        exp.Interval,
+        exp.Like,
+        exp.Window,
+        exp.Exists,
+    }
+)
