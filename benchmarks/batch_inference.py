@@ -9,7 +9,7 @@ vectorized scikit-learn pipeline (StandardScaler + LogisticRegression), scored t
 ``score(batch, model)`` function by every engine, end to end from the input Parquet to an output
 Parquet:
 
-* ``arrow-process`` / ``arrow-thread``: :func:`steps.batch_local.score_parquet` with worker
+* ``arrow-process`` / ``arrow-thread``: :func:`steps.backends.batch_local.score_parquet` with worker
   processes (the default) or threads;
 * ``in-memory``: read the whole file into one DataFrame, call ``score`` once, write the result;
 * ``spark``: the generated Glue script on local Spark (``local[2]``) via ``run_script_locally``.
@@ -79,7 +79,7 @@ def train_model(folder: Path) -> Path:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from steps.model_io import pack_dir
+    from steps.backends.model_io import pack_dir
 
     archive = folder / "model.tar.gz"
     if archive.exists():
@@ -102,13 +102,13 @@ def run_engine(engine: str, source: Path, model: Path, output: Path) -> dict[str
 
     import pyarrow.parquet as pq
 
-    from steps.model_io import load_model
+    from steps.backends.model_io import load_model
 
     loaded = load_model(model)
     shutil.rmtree(output, ignore_errors=True)
     started = time.perf_counter()
     if engine in ("arrow-process", "arrow-thread"):
-        from steps.batch_local import score_parquet
+        from steps.backends.batch_local import score_parquet
 
         result = score_parquet(source, output, score, model, pool=engine.split("-")[1])
         rows = result.rows
@@ -121,7 +121,7 @@ def run_engine(engine: str, source: Path, model: Path, output: Path) -> dict[str
         pq.write_table(pa.Table.from_pandas(scored, preserve_index=False), output / "part-00000.parquet")
         rows = len(scored)
     elif engine == "spark":
-        from steps.glue import run_script_locally
+        from steps.backends.glue import run_script_locally
 
         rows = run_script_locally(source, output, score, model, master="local[2]").rows
     else:

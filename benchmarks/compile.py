@@ -28,7 +28,7 @@ from rich.table import Table
 
 from pipelines import Pipeline, Resources, Retry, step
 from pipelines.argo import compile_pipeline, to_yaml
-from steps.settings import Settings
+from steps.core.settings import Settings
 
 IMAGE = "ghcr.io/headrace/headrace:0.1.0"
 SPEC = "bench.flow:pipeline"

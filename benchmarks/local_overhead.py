@@ -328,8 +328,8 @@ def api_table(console: Console, folder: Path, env: dict[str, str], repeat: int) 
     """Per-task cost of ``run_pipeline`` itself, called from an already started process (what
     backfill does): no interpreter start, no CLI, no control room; the runner and its records."""
     from pipelines.local import run_pipeline
-    from steps.loader import load_object
-    from steps.settings import load_settings
+    from steps.core.settings import load_settings
+    from steps.runtime.loader import load_object
 
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     os.environ["HEADRACE_STATE_DIR"] = env["HEADRACE_STATE_DIR"]

@@ -49,7 +49,7 @@ from rich.table import Table
 from control_room.catalog import Catalog, Option, load_catalog, load_rules
 from control_room.sizing import Policy
 from examples.drift import class_rows
-from steps.contract import Observation, Outcome, SizingRequest, SizingTarget
+from steps.core.contract import Observation, Outcome, SizingRequest, SizingTarget
 
 GIB = 2**30
 PIPELINE = "recipe-sim"

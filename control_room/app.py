@@ -4,7 +4,7 @@
 control-room serve`` runs it under uvicorn. Endpoints are plain ``def`` functions: the store does
 blocking database I/O, which FastAPI runs in its thread pool.
 
-Bodies are the contract dataclasses of :mod:`steps.contract`, validated at the boundary by the
+Bodies are the contract dataclasses of :mod:`steps.core.contract`, validated at the boundary by the
 pydantic models of :mod:`control_room.bounds` (every bound of every field, from the column that
 stores it): a value the database could not hold is a 422 naming the field, never a 500. Every
 route but ``/healthz`` needs a bearer token when tokens are configured
@@ -50,8 +50,8 @@ from control_room.heap import CollectorPauses, settle_heap
 from control_room.metrics import CountRequests, Metrics
 from control_room.sizing import Policy
 from control_room.store import Store
-from steps.contract import Observation, RunEvent, SizingDecision, SizingRequest, to_dict
-from steps.errors import ConfigError
+from steps.core.contract import Observation, RunEvent, SizingDecision, SizingRequest, to_dict
+from steps.core.errors import ConfigError
 
 log = logging.getLogger("headrace.control_room")
 
@@ -441,7 +441,7 @@ RunId = Annotated[str, FastAPIPath(min_length=1, max_length=NAME_LENGTHS["run_id
 
 
 class StepNotice(BaseModel):
-    """A step's message for Slack (see ``steps.notices``): bounded to what the outbox stores."""
+    """A step's message for Slack (see ``steps.runtime.notices``): bounded to what the outbox stores."""
 
     id: bounded_text(name=True, min_length=1, max_length=300)  # type: ignore[valid-type]
     pipeline: bounded_text(name=True, min_length=1, max_length=NAME_LENGTHS["pipeline"])  # type: ignore[valid-type]
@@ -501,7 +501,7 @@ def app_from_environment() -> FastAPI:
     store and notifier from ``HEADRACE_*`` settings.
     """
     from control_room.catalog import load_catalog, load_rules
-    from steps.settings import load_settings
+    from steps.core.settings import load_settings
 
     settings = load_settings()
     catalog = load_catalog(settings.control_room_catalog or None)
@@ -510,7 +510,7 @@ def app_from_environment() -> FastAPI:
     tokens = Tokens(settings.control_room_token.split(","), settings.control_room_token_file or None)
     notifier: Notifier | None = None
     if os.environ.get("HEADRACE_CONTROL_ROOM_NOTIFY", "1") != "0":
-        from control_room.notify import build_notifier
+        from control_room.notifications.notifier import build_notifier
 
         notifier = build_notifier(settings, engine=store.engine, start=True)
     pauses = CollectorPauses()

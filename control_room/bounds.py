@@ -1,6 +1,6 @@
 """What the control room's API accepts: every field's bounds, taken from the column that stores it.
 
-The contract dataclasses (:mod:`steps.contract`) stay plain so the in-pod side imports them in
+The contract dataclasses (:mod:`steps.core.contract`) stay plain so the in-pod side imports them in
 microseconds; here each gets a pydantic model with the same fields and the bounds the database can
 hold, so a value either is answered 422 naming the field or is stored, the same on SQLite (which
 would store anything) and PostgreSQL (which refuses with an error). One source of truth each:
@@ -26,7 +26,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from sqlalchemy import BigInteger, Column, Integer, String
 
 from control_room.store import decisions, events, observations, runs
-from steps.contract import Observation, Outcome, RunEvent, SizingDecision, SizingRequest
+from steps.core.contract import Observation, Outcome, RunEvent, SizingDecision, SizingRequest
 
 INT32 = (-(2**31), 2**31 - 1)
 INT64 = (-(2**63), 2**63 - 1)

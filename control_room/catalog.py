@@ -17,9 +17,9 @@ from typing import Any
 import yaml
 
 from control_room.catalog_files import CatalogFile, RulesFile, validated
-from steps.contract import SizingTarget
-from steps.errors import ConfigError
-from steps.quantities import QuantityError, format_cpu, format_memory, memory_bytes
+from steps.core.contract import SizingTarget
+from steps.core.errors import ConfigError
+from steps.core.quantities import QuantityError, format_cpu, format_memory, memory_bytes
 
 GIB = 2**30
 HERE = Path(__file__).parent

@@ -12,7 +12,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from steps.errors import ConfigError
+from steps.core.errors import ConfigError
 
 
 class _Strict(BaseModel):

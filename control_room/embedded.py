@@ -10,17 +10,17 @@ from __future__ import annotations
 import logging
 
 from control_room.catalog import load_catalog, load_rules
-from control_room.client import Notifier
 from control_room.sizing import Policy
 from control_room.store import Store
-from steps.contract import Observation, RunEvent, SizingDecision, SizingRequest
-from steps.settings import Settings
+from steps.core.contract import Observation, RunEvent, SizingDecision, SizingRequest
+from steps.core.settings import Settings
+from steps.runtime.client import Notifier
 
 log = logging.getLogger("headrace.control_room")
 
 
 class EmbeddedControlRoom:
-    """:class:`steps.contract.ControlRoom` backed by a :class:`Store` and a :class:`Policy`."""
+    """:class:`steps.core.contract.ControlRoom` backed by a :class:`Store` and a :class:`Policy`."""
 
     def __init__(self, store: Store, policy: Policy, notifier: Notifier | None = None) -> None:
         self.store = store

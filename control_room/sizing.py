@@ -1,8 +1,8 @@
 """The sizing policy: from an input size, a catalog and a task's history, the size to run it on.
 
-Pure (no I/O): :meth:`Policy.decide` takes a :class:`~steps.contract.SizingRequest` and the
-task's past :class:`~steps.contract.Observation` s and returns a
-:class:`~steps.contract.SizingDecision` whose ``reason`` is one line a person can check.
+Pure (no I/O): :meth:`Policy.decide` takes a :class:`~steps.core.contract.SizingRequest` and the
+task's past :class:`~steps.core.contract.Observation` s and returns a
+:class:`~steps.core.contract.SizingDecision` whose ``reason`` is one line a person can check.
 
 How it predicts, in order of trust:
 
@@ -34,8 +34,8 @@ from typing import TypeGuard
 
 from control_room.catalog import Catalog, Option, Rules
 from control_room.fits import AffineFit, LogFit, fit_affine, fit_log, median
-from steps.contract import Observation, Outcome, SizingDecision, SizingRequest, SizingTarget
-from steps.quantities import QuantityError, format_cpu, format_memory, memory_bytes
+from steps.core.contract import Observation, Outcome, SizingDecision, SizingRequest, SizingTarget
+from steps.core.quantities import QuantityError, format_cpu, format_memory, memory_bytes
 
 GIB = 2**30
 #: Spare memory over the high-quantile peak when headroom is taken over the typical peak.
@@ -596,7 +596,7 @@ def _cpu_of(observation: Observation) -> float:
     if not observation.cpu:
         return 0.0
     try:
-        from steps.quantities import cpu_cores
+        from steps.core.quantities import cpu_cores
 
         return cpu_cores(observation.cpu) * max(1, observation.instance_count)
     except QuantityError:

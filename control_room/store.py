@@ -1,7 +1,7 @@
 """The control room's memory: observations, sizing decisions, run summaries and run events.
 
 SQLAlchemy 2 Core over one declarative :data:`Base` so other control-room modules (the outbox in
-``control_room/outbox.py``) add their tables to the same metadata and the same migrations.
+``control_room/notifications/outbox.py``) add their tables to the same metadata and the same migrations.
 SQLite by default (``<state_dir>/control-room.db`` in WAL mode: readers never block the writer and
 a killed process loses nothing that was committed), PostgreSQL by URL
 (``postgresql+psycopg://user@host/db``).
@@ -59,7 +59,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import DeclarativeBase
 
-from steps.contract import (
+from steps.core.contract import (
     EventKind,
     Observation,
     Outcome,
@@ -69,7 +69,7 @@ from steps.contract import (
     SizingTarget,
     to_dict,
 )
-from steps.errors import ConfigError
+from steps.core.errors import ConfigError
 
 DB_FILE = "control-room.db"
 #: Observations a sizing decision reads: the policy's fits use the newest 60 successful runs;

@@ -3,7 +3,7 @@
 Two halves, as kopf separates its engine from the Kubernetes I/O:
 
 - **the engine** (pure, no I/O): :func:`workflow_transitions` and :func:`pod_transitions` turn
-  an object's previous and current state into the :class:`~steps.contract.RunEvent` s the change
+  an object's previous and current state into the :class:`~steps.core.contract.RunEvent` s the change
   means; :func:`never_started` flags a workflow stuck before its first step. :class:`WatchEngine`
   keeps the last state of every object and the keys already reported, so each transition is
   reported once, even when a relist after ``410 Gone`` replays objects already seen.
@@ -30,8 +30,8 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
-from steps.contract import EventKind, Observation, Outcome, RunEvent, SizingTarget
-from steps.slack import argo_url
+from control_room.notifications.slack import argo_url
+from steps.core.contract import EventKind, Observation, Outcome, RunEvent, SizingTarget
 
 log = logging.getLogger("headrace.watch")
 
@@ -668,7 +668,7 @@ def _default_api_client() -> Any:
             # An explicit path: the client's default is KUBECONFIG as it was at its first import.
             config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config"))
         except Exception as error:
-            from steps.errors import ConfigError
+            from steps.core.errors import ConfigError
 
             raise ConfigError(
                 f"watch: no Kubernetes configuration ({error}); run inside the cluster or set KUBECONFIG"
@@ -687,12 +687,12 @@ def run_watcher(
     """Watch ``namespace`` (default: ``settings.argo_namespace``) until ``stop`` is set (or forever).
 
     The entry point for the control room Deployment: ``notifier`` is the control room's
-    :class:`~control_room.notify.Notifier` (or a function storing the event and notifying).
+    :class:`~control_room.notifications.notifier.Notifier` (or a function storing the event and notifying).
     """
     try:
         pending = float(settings.watch_pending_seconds or 600)
     except ValueError:
-        from steps.errors import ConfigError
+        from steps.core.errors import ConfigError
 
         raise ConfigError(
             f"watch_pending_seconds: {settings.watch_pending_seconds!r} is not a number of seconds"

@@ -18,10 +18,10 @@ from pipelines.graph import (
     step,
 )
 from pipelines.triggers import After, Queue
-from steps.context import StepContext
-from steps.contract import ArtifactRef, SizingDecision
-from steps.errors import HeadraceError
-from steps.values import Artifact
+from steps.core.contract import ArtifactRef, SizingDecision
+from steps.core.errors import HeadraceError
+from steps.runtime.context import StepContext
+from steps.runtime.values import Artifact
 
 __version__ = "0.1.0"
 

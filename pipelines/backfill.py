@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from pipelines.graph import Pipeline
-from steps.errors import UserError
+from steps.core.errors import UserError
 
 #: Above this many runs a backfill asks for ``--yes``: a typo in a year should not start 365 runs.
 CONFIRM_ABOVE = 31

@@ -25,8 +25,8 @@ from control_room.catalog import Catalog, Option, static_peak_option
 from pipelines.graph import Pipeline
 from pipelines.plain import plural
 from pipelines.runs import AttemptRecord, RunStore
-from steps.contract import SizingTarget
-from steps.quantities import QuantityError, memory_bytes
+from steps.core.contract import SizingTarget
+from steps.core.quantities import QuantityError, memory_bytes
 
 DECLARED, MEASURED, LEARNED, AFTER_OOM = "declared guess", "measured", "learned", "OOM escalation"
 BORROWED = "borrowed prior"

@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from pipelines.triggers import Trigger, trigger_problems
-from steps.contract import SizingTarget
-from steps.errors import NotFoundError, PipelineDefinitionError, UserError
-from steps.quantities import QuantityError, cpu_cores, memory_bytes, parse_duration
+from steps.core.contract import SizingTarget
+from steps.core.errors import NotFoundError, PipelineDefinitionError, UserError
+from steps.core.quantities import QuantityError, cpu_cores, memory_bytes, parse_duration
 
 K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 K8S_NAME_RULE = "lowercase letters, digits and '-', starting and ending with a letter or digit"
@@ -399,9 +399,9 @@ def step(
 ) -> Any:
     """Make a function a pipeline step; use bare (``@step``) or with options (``@step(...)``).
 
-    The function may take ``ctx`` (a :class:`steps.context.StepContext`) and any other arguments;
+    The function may take ``ctx`` (a :class:`steps.runtime.context.StepContext`) and any other arguments;
     ``outputs`` names what it returns (return a dict keyed by those names when there are several).
-    Backend functions (``steps.sagemaker.train``...) are steps too: ``step(sagemaker.train)``.
+    Backend functions (``steps.backends.sagemaker.train``...) are steps too: ``step(sagemaker.train)``.
     """
     options = dict(
         name=name,

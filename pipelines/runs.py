@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from steps.contract import ArtifactRef
-from steps.errors import UserError
-from steps.settings import Settings
+from steps.core.contract import ArtifactRef
+from steps.core.errors import UserError
+from steps.core.settings import Settings
 
 RUN_STATUSES = ("running", "succeeded", "failed", "cancelled")
 #: Task states: pending (not started yet), running, retrying (waiting out its backoff), succeeded,

@@ -15,7 +15,7 @@ A pipeline may list triggers next to (or instead of) its schedule::
 Each message is a JSON object. ``params`` maps pipeline parameters to fields of it (``$.date``,
 ``$.batch.day``); ``filter`` keeps only messages whose fields equal one of the given values
 (``{"$.kind": "recipes"}``). :class:`After` listens to the completion messages every headrace run
-publishes (:func:`steps.events.completion_message`) on the events exchange; by default it hands on the
+publishes (:func:`steps.runtime.events.completion_message`) on the events exchange; by default it hands on the
 finished run's ``date`` as ``run_date``.
 
 The same model compiles to Argo Events objects (:mod:`pipelines.argo.events`) and drives

@@ -3,9 +3,9 @@
 Argo pods and the local runner's subprocesses both start tasks through here, so a task behaves the
 same everywhere. Commands:
 
-- ``run``: run one task attempt (:mod:`steps.entry_run`);
-- ``size``: the sizing node before a ``sizing="auto"`` task in Argo (:mod:`steps.sizing_node`);
-- ``exit-handler``: the workflow's onExit reporter (:mod:`steps.exit_handler`).
+- ``run``: run one task attempt (:mod:`steps.runtime.run`);
+- ``size``: the sizing node before a ``sizing="auto"`` task in Argo (:mod:`steps.runtime.sizing_node`);
+- ``exit-handler``: the workflow's onExit reporter (:mod:`steps.runtime.exit_handler`).
 
 Each command module exposes ``configure(parser)`` and ``main(args) -> int`` and is imported only
 when chosen. Kept on argparse (not typer) and free of heavy imports: start-up time is per-task
@@ -19,9 +19,9 @@ import importlib
 import sys
 
 COMMANDS = {
-    "run": ("steps.entry_run", "run one task attempt"),
-    "size": ("steps.sizing_node", "ask the control room how big the next task should be (Argo sizing node)"),
-    "exit-handler": ("steps.exit_handler", "report a workflow's final status (Argo onExit)"),
+    "run": ("steps.runtime.run", "run one task attempt"),
+    "size": ("steps.runtime.sizing_node", "ask the control room how big the next task should be (Argo sizing node)"),
+    "exit-handler": ("steps.runtime.exit_handler", "report a workflow's final status (Argo onExit)"),
 }
 
 

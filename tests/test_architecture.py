@@ -72,7 +72,7 @@ def test_running_a_trivial_task_in_the_pod_entrypoint_does_not_import_hera(tmp_p
     result, modules = _modules_after([*command, "--outputs-dir", str(tmp_path / "out")], tmp_path, tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "out" / "result").exists()
-    assert {"steps.entry_run", "flow"} <= modules
+    assert {"steps.runtime.run", "flow"} <= modules
     assert _hera(modules) == set()
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from pipelines import Param, Pipeline, Resources, step
 from pipelines.graph import OutputRef, ParamRef
-from steps.errors import NotFoundError, PipelineDefinitionError, UserError
+from steps.core.errors import NotFoundError, PipelineDefinitionError, UserError
 
 
 @step

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from pipelines.argo import KINDS, compile_pipeline, to_yaml
 from pipelines.graph import Backoff as BackoffSpec
 from pipelines.graph import OutputRef, ParamRef, Pipeline, PipelineInvalid, Resources, Retry, Schedule, Task
-from steps.settings import Settings
+from steps.core.settings import Settings
 from tests.argo.checks import assert_valid_argo
 
 VALID_NAMES = ["extract", "train", "score", "b-2", "size-train", "x" * 63]

@@ -54,7 +54,7 @@ def test_readme_example_s_scoring_function_resolves_next_to_its_pipeline(tmp_pat
     _churn_package(tmp_path, _block_after("## A pipeline", "python"))
     command = README.split("## A pipeline", 1)[1].split("$ headrace validate ", 1)[1].split()[0]
     code = (
-        "from steps.loader import load_object; import churn.scoring; "
+        "from steps.runtime.loader import load_object; import churn.scoring; "
         f"load_object({command!r}); print(load_object('churn.scoring:score') is churn.scoring.score)"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)

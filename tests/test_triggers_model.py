@@ -8,7 +8,7 @@ import pytest
 
 from pipelines import After, Pipeline, PipelineInvalid, Queue, Schedule, step
 from pipelines.triggers import matches, message_params
-from steps.events import completion_message
+from steps.runtime.events import completion_message
 
 
 @step

@@ -1,6 +1,6 @@
 """The Glue scoring function: predict every catalogue item's outcome, one Arrow batch at a time.
 
-``score(batch, model)`` is what ``steps.glue.batch_infer`` calls for each batch, in a Glue job on
+``score(batch, model)`` is what ``steps.backends.glue.batch_infer`` calls for each batch, in a Glue job on
 the aws profile and over local Arrow batches on the embedded default, with the model that
 ``model/train.py`` saved (loaded once per worker by the backend). It is a plain function of a
 DataFrame and an estimator, so it runs anywhere and is tested on its own. It needs only pandas,

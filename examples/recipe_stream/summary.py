@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from steps.context import StepContext
-from steps.values import Artifact
+from steps.runtime.context import StepContext
+from steps.runtime.values import Artifact
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -2,7 +2,7 @@
 
 The heavy lifting is done by headrace's backends (BigQuery, SageMaker, Glue, Athena); these are
 the few functions a team writes around them. Each takes the task's
-:class:`~steps.context.StepContext` and stays small enough to read in one sitting.
+:class:`~steps.runtime.context.StepContext` and stays small enough to read in one sitting.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from steps.artifacts import ArtifactStore
-from steps.context import StepContext
-from steps.contract import ArtifactRef
-from steps.errors import NotFoundError, UserError
-from steps.values import Artifact, write_value
+from steps.core.contract import ArtifactRef
+from steps.core.errors import NotFoundError, UserError
+from steps.runtime.context import StepContext
+from steps.runtime.values import Artifact, write_value
+from steps.storage.artifacts import ArtifactStore
 
 if TYPE_CHECKING:  # pandas is imported by the steps that use it: the entrypoint stays light
     import pandas as pd

@@ -12,7 +12,7 @@ never sees a provider type:
 * :class:`KubernetesTransport`: the Kubernetes custom-objects API (``argoproj.io/v1alpha1``)
   through the official ``kubernetes`` client, for clusters where the Argo Server is not exposed.
 
-Every provider error is translated here into one line from :mod:`steps.errors` (``raise ... from``):
+Every provider error is translated here into one line from :mod:`steps.core.errors` (``raise ... from``):
 unreachable server, rejected token, missing namespace, forbidden verb, conflict.
 """
 
@@ -25,8 +25,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
-from steps.errors import ConfigError, HeadraceError, NotFoundError, TransientError, UserError
-from steps.settings import Settings
+from steps.core.errors import ConfigError, HeadraceError, NotFoundError, TransientError, UserError
+from steps.core.settings import Settings
 
 GROUP = "argoproj.io"
 VERSION = "v1alpha1"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipelines.graph import Pipeline, Task
-from steps.loader import split_spec
+from steps.runtime.loader import split_spec
 
 #: Where the entrypoint writes the files Argo reads back as output parameters.
 OUTPUTS_DIR = "/tmp/headrace/outputs"
@@ -78,7 +78,7 @@ def attempt_flags(task: Task, *, sized: bool) -> list[str]:
 def run_args(pipeline: Pipeline, task: Task, spec: str, *, sized: bool) -> list[str]:
     """Arguments of ``python -m steps`` for one attempt of ``task``. Parameters come as input
     parameters (see :mod:`pipelines.argo.dag` for why not ``workflow.parameters``). ``--report``:
-    the attempt tells the control room its events and observation (:mod:`steps.reporting`)."""
+    the attempt tells the control room its events and observation (:mod:`steps.runtime.reporting`)."""
     args = ["run", spec, task.name, "--run-id", "{{workflow.name}}", *attempt_flags(task, sized=sized)]
     for name in pipeline.params:
         args += ["-p", f"{name}={{{{inputs.parameters.{name}}}}}"]

@@ -12,8 +12,8 @@ from pipelines.argo.render import collector_paused
 from pipelines.argo.schedule import cron_workflow
 from pipelines.argo.workflow import workflow, workflow_template
 from pipelines.graph import Pipeline
-from steps.errors import UserError
-from steps.settings import Settings
+from steps.core.errors import UserError
+from steps.core.settings import Settings
 
 
 def build(

@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 from pipelines.argo.client import AlreadyExists, Kind, Transport
 from pipelines.graph import Pipeline
-from steps.errors import NotFoundError, UserError
-from steps.settings import Settings
+from steps.core.errors import NotFoundError, UserError
+from steps.core.settings import Settings
 
 DIGEST_ANNOTATION = "headrace.dev/spec-sha256"
 PIPELINE_LABEL = "headrace.dev/pipeline"

@@ -26,8 +26,8 @@ from pipelines.argo.client import Kind
 from pipelines.argo.workflow import labels
 from pipelines.graph import Pipeline
 from pipelines.triggers import After, Queue, Trigger, message_filter
-from steps.events import EVENTS_EXCHANGE
-from steps.settings import Settings
+from steps.core.settings import Settings
+from steps.runtime.events import EVENTS_EXCHANGE
 
 API_VERSION = "argoproj.io/v1alpha1"
 EVENT_BUS = "default"

@@ -16,8 +16,8 @@ from typing import Any
 
 from pipelines.argo.client import Connection, resolve_connection, translate_status, unreachable
 from pipelines.argo.submit import run_status
-from steps.errors import NotFoundError, TransientError
-from steps.settings import Settings
+from steps.core.errors import NotFoundError, TransientError
+from steps.core.settings import Settings
 
 #: The annotation Argo's controller puts on every pod: the node (``<run>.<task>(<attempt>)``).
 NODE_NAME = "workflows.argoproj.io/node-name"

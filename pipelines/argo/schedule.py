@@ -25,7 +25,7 @@ from hera.workflows.models import (
 
 from pipelines.argo.workflow import labels
 from pipelines.graph import RUN_DATE, Pipeline, PipelineInvalid
-from steps.settings import Settings
+from steps.core.settings import Settings
 
 SCHEDULED_TIME = "{{workflow.scheduledTime}}"
 

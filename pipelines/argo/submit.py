@@ -18,8 +18,8 @@ from typing import Any
 
 from pipelines.argo.client import Transport
 from pipelines.graph import RUN_DATE, Pipeline
-from steps.errors import UserError
-from steps.settings import Settings
+from steps.core.errors import UserError
+from steps.core.settings import Settings
 
 PIPELINE_LABEL = "headrace.dev/pipeline"
 RUN_DATE_LABEL = "headrace.dev/run-date"

@@ -35,8 +35,8 @@ from hera.workflows.models import (
 from pipelines.argo import commands
 from pipelines.argo.resources import requirements
 from pipelines.graph import RETRY_ON, Pipeline, Retry, Task
-from steps.errors import EXIT_USAGE
-from steps.quantities import parse_duration
+from steps.core.errors import EXIT_USAGE
+from steps.core.quantities import parse_duration
 
 CONFIG_MAP = "headrace-config"
 SECRET = "headrace-secrets"

@@ -34,7 +34,7 @@ from hera.workflows.models import (
 from pipelines.argo import dag, exit_handler, sizing
 from pipelines.argo.templates import PodEnvironment, task_template
 from pipelines.graph import DEFAULT_IMAGE, Pipeline
-from steps.settings import Settings
+from steps.core.settings import Settings
 
 PIPELINE_LABEL = "headrace.dev/pipeline"
 TTL = TTLStrategy(seconds_after_success=86_400, seconds_after_failure=7 * 86_400)

@@ -44,7 +44,7 @@ def _root(
 ) -> None:
     """headrace: pipelines for ML teams on Kubernetes, and on one laptop."""
     if ctx.invoked_subcommand not in _OWN_NOTIFIER:
-        from control_room.notify import send_queued
+        from control_room.notifications.notifier import send_queued
 
         send_queued()  # Slack messages earlier runs could not deliver
 

@@ -50,7 +50,7 @@ def _transport(
 
 
 def _exists(transport: Transport, kind: Kind, name: str) -> bool:
-    from steps.errors import NotFoundError
+    from steps.core.errors import NotFoundError
 
     try:
         transport.get(kind, name)

@@ -12,10 +12,10 @@ import typer
 from rich.console import Console
 
 from pipelines.graph import Pipeline
-from steps.entrypoint import parse_params
-from steps.errors import EXIT_USAGE, HeadraceError, UserError
-from steps.loader import load_object
-from steps.settings import Settings, load_settings
+from steps.core.errors import EXIT_USAGE, HeadraceError, UserError
+from steps.core.settings import Settings, load_settings
+from steps.runtime.loader import load_object
+from steps.runtime.task import parse_params
 
 console = Console()
 err_console = Console(stderr=True)

@@ -15,7 +15,7 @@ import typer
 from pipelines.cli.common import console, err_console, guard, load_pipeline, settings_from, writable_folder
 from pipelines.graph import Pipeline, PipelineInvalid
 from pipelines.plain import plural
-from steps.errors import EXIT_USAGE
+from steps.core.errors import EXIT_USAGE
 
 SPEC: Any = typer.Argument(..., help="MODULE:PIPELINE, e.g. examples/recipe_stream:pipeline")
 KIND: Any = typer.Option(

@@ -92,7 +92,7 @@ def register(app: typer.Typer) -> None:
         store = open_checked(settings.control_room_db or None, settings.state_dir)
         notifier = None
         if notify:
-            from control_room.notify import build_notifier
+            from control_room.notifications.notifier import build_notifier
 
             notifier = build_notifier(settings, engine=store.engine, start=True)
         chosen = namespace or settings.argo_namespace

@@ -28,8 +28,8 @@ from pipelines.cli.output import print_table
 if TYPE_CHECKING:
     from pipelines.local import RunSummary
     from pipelines.runs import RunRecord, RunStore
-    from steps.contract import ControlRoom
-    from steps.settings import Settings
+    from steps.core.contract import ControlRoom
+    from steps.core.settings import Settings
 
 EXIT_CANCELLED = 130
 
@@ -47,7 +47,7 @@ def _notifier(settings: Settings, pipeline: Any) -> Any:
     """Slack and/or Datadog for this run as configured (nothing when neither is: the live view is
     the local console). Built now, so an invalid Slack token fails at start-up in one line rather
     than silently at the first event."""
-    from control_room.notify import build_notifier
+    from control_room.notifications.notifier import build_notifier
 
     def warn(line: str) -> None:
         err_console.print(f"warning: {line}", style="yellow", markup=False, highlight=False, soft_wrap=True)
@@ -58,11 +58,11 @@ def _notifier(settings: Settings, pipeline: Any) -> Any:
 
 
 def _control_room(settings: Settings, notifier: Any = None) -> ControlRoom | None:
-    """The control room the run reports to (HTTP or embedded, see ``control_room.client.connect``),
+    """The control room the run reports to (HTTP or embedded, see ``steps.runtime.client.connect``),
     connected in the background on first use so its imports overlap the first tasks. Events
     reach ``notifier`` through the embedded control room (a service has its own notifier)."""
-    from control_room.client import connect
     from pipelines.local.control import LazyRoom
+    from steps.runtime.client import connect
 
     def connected() -> ControlRoom:
         room: ControlRoom = connect(settings, notifier)
@@ -364,7 +364,7 @@ def _argo_configured(settings: Settings) -> bool:
 
 
 def _argo_logs(run_id: str, task: str | None, follow: bool, settings: Settings) -> None:
-    from steps.errors import HeadraceError
+    from steps.core.errors import HeadraceError
 
     if not _argo_configured(settings):
         fail(

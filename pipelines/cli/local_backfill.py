@@ -20,7 +20,7 @@ from pipelines.cli.output import print_table
 if TYPE_CHECKING:
     from pipelines.backfill import BackfillResult, PlannedRun
     from pipelines.graph import Pipeline
-    from steps.settings import Settings
+    from steps.core.settings import Settings
 
 
 def _sizes(summary_tasks: dict[str, Any]) -> str:

@@ -21,7 +21,7 @@ import typer
 
 from pipelines.cli.common import console, guard
 from pipelines.graph import K8S_NAME, MAX_PIPELINE_NAME
-from steps.errors import UserError
+from steps.core.errors import UserError
 
 TEMPLATE = "pipeline"
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")

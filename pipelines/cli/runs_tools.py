@@ -45,8 +45,8 @@ def _human(value: int) -> str:
 
 def show_output(store: RunStore, run_id: str, which: str) -> None:
     """Print one output of a run: ``TASK`` (its only or ``result`` output) or ``TASK.NAME``."""
-    from steps.artifacts import store_for_uri
-    from steps.values import Artifact
+    from steps.runtime.values import Artifact
+    from steps.storage.artifacts import store_for_uri
 
     task, _, name = which.partition(".")
     outputs = {(o.task, o.output): o for o in store.outputs(run_id)}

@@ -20,8 +20,8 @@ from pipelines.graph import Pipeline
 from pipelines.listen.engine import Listener, RunFunction, Subscription
 from pipelines.runs import RunStore
 from pipelines.triggers import After
-from steps.errors import ConfigError
-from steps.settings import Settings
+from steps.core.errors import ConfigError
+from steps.core.settings import Settings
 
 
 def subscriptions(pipelines: Sequence[tuple[str, Pipeline]], settings: Settings) -> dict[str, list[Subscription]]:

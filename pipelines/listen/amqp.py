@@ -26,8 +26,8 @@ from typing import Any
 
 from pipelines.listen.engine import Listener, Subscription
 from pipelines.triggers import After
-from steps.events import EVENTS_EXCHANGE, connection_parameters
-from steps.settings import Settings
+from steps.core.settings import Settings
+from steps.runtime.events import EVENTS_EXCHANGE, connection_parameters
 
 REASON_HEADER = "x-headrace-reason"
 BACKOFF_FIRST = 0.5

@@ -33,7 +33,7 @@ from pipelines.graph import Pipeline
 from pipelines.local.runner import RunSummary, resolve_run_params
 from pipelines.runs import RunStore, new_run_id
 from pipelines.triggers import Trigger, matches, message_params
-from steps.errors import HeadraceError
+from steps.core.errors import HeadraceError
 
 #: How long a message whose run another live listener is running waits before it goes back.
 RECHECK_SECONDS = 5.0

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipelines.listen.engine import Listener, Subscription
-from steps.settings import Settings
+from steps.core.settings import Settings
 
 VISIBILITY_SECONDS = 3600
 REASON_ATTRIBUTE = "headrace-reason"
@@ -55,7 +55,7 @@ class SqsSource:
     def __init__(
         self, subscription: Subscription, listener: Listener, settings: Settings, *, log: Callable[[str], None] = print
     ) -> None:
-        from steps.aws import client_for
+        from steps.storage.aws import client_for
 
         trigger = subscription.trigger
         self.subscription = subscription

@@ -3,9 +3,9 @@
 A subprocess attempt runs exactly what an Argo pod runs, ``python -m steps run ...``, in its own
 process group (so a timeout or Ctrl-C kills the step and everything it started) with stdout and
 stderr in a per-attempt log file. It dies with the runner (``PR_SET_PDEATHSIG``, set by the
-entrypoint itself, see :func:`steps.entry_run.apply_local_limits`), like a pod whose workflow was
+entrypoint itself, see :func:`steps.runtime.run.apply_local_limits`), like a pod whose workflow was
 deleted, so a killed runner leaves no orphan writing outputs behind ``resume``. Everything the step
-starts, detached or not, carries the attempt's marker and ends with it (see :mod:`steps.procs`):
+starts, detached or not, carries the attempt's marker and ends with it (see :mod:`steps.runtime.procs`):
 the task process kills its tree when it ends, and when it was killed first the runner sweeps the
 marker. An in-process attempt kills what its thread started when it ends.
 
@@ -16,7 +16,7 @@ counts virtual reservations (the interpreter, pyarrow's allocator) that a pod's 
 counts resident memory, does not. Exceeding it makes allocations fail (``MemoryError``), which is
 recorded as ``OOMKilled`` just like a kernel OOM kill (exit -9 / 137).
 
-An in-process attempt calls :func:`steps.entrypoint.run_task` in a thread: no start-up cost and
+An in-process attempt calls :func:`steps.runtime.task.run_task` in a thread: no start-up cost and
 breakpoints work, but no isolation: a timeout marks the attempt failed and abandons its thread,
 since Python cannot stop a thread.
 """
@@ -39,11 +39,11 @@ from typing import Any
 
 from pipelines.local.capture import capture_into
 from pipelines.local.forkserver import ForkServer, ForkServerError
-from steps.contract import ArtifactRef, Outcome, SizingDecision
-from steps.entry_run import LOCAL_ADDRESS_SPACE, LOCAL_RUNNER_PID
-from steps.errors import EXIT_OOM, EXIT_TIMEOUT, HeadraceError
-from steps.procs import MARKER, kill_descendants, kill_marked
-from steps.settings import Settings
+from steps.core.contract import ArtifactRef, Outcome, SizingDecision
+from steps.core.errors import EXIT_OOM, EXIT_TIMEOUT, HeadraceError
+from steps.core.settings import Settings
+from steps.runtime.procs import MARKER, kill_descendants, kill_marked
+from steps.runtime.run import LOCAL_ADDRESS_SPACE, LOCAL_RUNNER_PID
 
 #: Added to a task's memory limit for RLIMIT_AS: the virtual address space Python and its native
 #: libraries reserve without using (about 350 MiB with pandas and pyarrow imported).
@@ -71,7 +71,7 @@ class AttemptSpec:
 
     @property
     def marker(self) -> str:
-        """What every process of this attempt carries in its environment (see :mod:`steps.procs`)."""
+        """What every process of this attempt carries in its environment (see :mod:`steps.runtime.procs`)."""
         return f"{self.run_id}/{self.task}/{self.attempt}"
 
     @property
@@ -381,7 +381,7 @@ class InProcessAttempt(Attempt):
             self._end_processes()
 
     def _run_step(self, pipeline: Any, settings: Settings) -> None:
-        from steps.entrypoint import run_task
+        from steps.runtime.task import run_task
 
         spec = self.spec
         self._log(f"[headrace] {spec.task} attempt {spec.attempt} (in-process)")

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from steps.contract import (
+from steps.core.contract import (
     ControlRoom,
     EventKind,
     Observation,
@@ -142,7 +142,7 @@ def declared_decision(request: SizingRequest, why: str) -> SizingDecision:
 def size(room: ControlRoom, request: SizingRequest) -> SizingDecision:
     """Ask the control room; never raises. Uses H5's ``size_with_fallback`` when it exists."""
     try:
-        from control_room.client import size_with_fallback  # type: ignore[import-not-found,unused-ignore]
+        from steps.runtime.client import size_with_fallback  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         try:
             return room.size(request)

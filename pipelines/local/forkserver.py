@@ -30,10 +30,10 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from steps.procs import MARKER, become_subreaper, kill_descendants, set_parent_death_signal
+from steps.runtime.procs import MARKER, become_subreaper, kill_descendants, set_parent_death_signal
 
 #: headrace modules imported before forking; the pipeline's own come after (pipelines.local.preload).
-PRELOAD = ("steps.__main__", "steps.entry_run", "steps.entrypoint", "steps.values", "pipelines")
+PRELOAD = ("steps.__main__", "steps.runtime.run", "steps.runtime.task", "steps.runtime.values", "pipelines")
 
 #: (exit code, peak RSS bytes); the code is None when the server died and the child's end is unknown.
 ExitCallback = Callable[[int | None, int | None], None]
@@ -89,7 +89,7 @@ class ForkServer:
     ) -> int:
         """Start ``python -m steps <argv>`` as a forked child; returns its pid (= its process group).
 
-        ``marker`` becomes the child's :data:`steps.procs.MARKER` (inherited by all it starts)."""
+        ``marker`` becomes the child's :data:`steps.runtime.procs.MARKER` (inherited by all it starts)."""
         if not self.alive or self.process.stdin is None:
             raise ForkServerError("the fork server is not running")
         with self._lock:
@@ -266,7 +266,7 @@ def _preload(modules: list[str]) -> None:
             for name in modules:
                 with contextlib.suppress(BaseException):  # the task that needs it reports the error
                     if ":" in name:
-                        from steps.loader import load_object
+                        from steps.runtime.loader import load_object
 
                         load_object(name)
                     else:
@@ -307,7 +307,7 @@ def _learn_imports() -> None:
 def serve(argv: list[str]) -> None:
     """The fork server's loop: preload, then fork on request, report every child's exit."""
     global _LEARNED_FILE
-    from steps.entry_run import apply_local_limits
+    from steps.runtime.run import apply_local_limits
 
     apply_local_limits()  # die with the runner
     signal.signal(signal.SIGINT, signal.SIG_IGN)

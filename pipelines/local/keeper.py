@@ -1,12 +1,12 @@
 """The run's keeper: no process of a local run outlives it, even when the runner is killed.
 
 Every process a run's tasks start carries the run's marker in its environment (see
-:mod:`steps.procs`): subprocess attempts get ``<run_id>/<task>/<attempt>``, and in-process attempts,
+:mod:`steps.runtime.procs`): subprocess attempts get ``<run_id>/<task>/<attempt>``, and in-process attempts,
 which share the runner's process, get ``<run_id>/in-process`` through the runner's environment.
 At the end of the run the runner kills what is still marked (processes a step detached).
 
 A SIGKILL of the runner ends nothing by itself, so the runner also starts a keeper: a small
-process in its own session (``python -m steps.procs <run_id>/``, standard library only, ~20 ms
+process in its own session (``python -m steps.runtime.procs <run_id>/``, standard library only, ~20 ms
 of CPU) that blocks reading a pipe only the runner writes to. When the runner ends, normally or
 not, the pipe closes and the keeper kills everything marked with the run's prefix. A resume
 sweeps the same prefix before it starts, for the case where the keeper was killed too.
@@ -26,7 +26,7 @@ import subprocess
 import sys
 import threading
 
-from steps.procs import MARKER, kill_marked
+from steps.runtime.procs import MARKER, kill_marked
 
 
 class RunKeeper:
@@ -47,7 +47,7 @@ class RunKeeper:
         env = {k: v for k, v in os.environ.items() if k != MARKER}
         try:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "steps.procs", self.prefix],
+                [sys.executable, "-m", "steps.runtime.procs", self.prefix],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,

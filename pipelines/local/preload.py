@@ -23,10 +23,10 @@ from pathlib import Path
 
 #: What the local side of each backend imports when a task runs it (the cloud side runs elsewhere).
 BACKEND_IMPORTS: dict[str, tuple[str, ...]] = {
-    "steps.bigquery": ("duckdb", "sqlglot", "pyarrow", "pyarrow.parquet"),
-    "steps.athena": ("duckdb", "sqlglot", "pyarrow", "pyarrow.parquet"),
-    "steps.glue": ("pyarrow", "pyarrow.parquet", "pyarrow.dataset", "pandas", "joblib"),
-    "steps.values": ("pyarrow", "pyarrow.parquet"),
+    "steps.backends.bigquery": ("duckdb", "sqlglot", "pyarrow", "pyarrow.parquet"),
+    "steps.backends.athena": ("duckdb", "sqlglot", "pyarrow", "pyarrow.parquet"),
+    "steps.backends.glue": ("pyarrow", "pyarrow.parquet", "pyarrow.dataset", "pandas", "joblib"),
+    "steps.runtime.values": ("pyarrow", "pyarrow.parquet"),
 }
 
 #: headrace's own packages: followed for their backends, never listed (the server has them).

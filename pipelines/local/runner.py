@@ -35,7 +35,7 @@ from pipelines.local.forkserver import ForkServer
 from pipelines.local.frontier import Frontier
 from pipelines.local.keeper import RunKeeper
 from pipelines.runs import RunLock, RunRecord, RunStore, new_run_id
-from steps.contract import (
+from steps.core.contract import (
     ArtifactRef,
     ControlRoom,
     EventKind,
@@ -45,10 +45,10 @@ from steps.contract import (
     SizingRequest,
     artifact_totals,
 )
-from steps.entry_run import LOCAL_RUNNER_PID
-from steps.errors import NotFoundError, UserError
-from steps.quantities import memory_bytes, parse_duration
-from steps.settings import Settings
+from steps.core.errors import NotFoundError, UserError
+from steps.core.quantities import memory_bytes, parse_duration
+from steps.core.settings import Settings
+from steps.runtime.run import LOCAL_RUNNER_PID
 
 FINISHED = ("succeeded", "failed", "upstream-failed", "cancelled", "not-run")
 BLOCKING = ("failed", "upstream-failed", "cancelled", "not-run")
@@ -598,7 +598,7 @@ def _absolute(settings: Settings) -> Settings:
 
 def resolve_run_params(pipeline: Pipeline, params: Mapping[str, str] | None) -> dict[str, str]:
     """Every parameter's raw value for a run, ``run_date`` fixed to a day so all tasks agree."""
-    from steps.entrypoint import resolve_run_date
+    from steps.runtime.task import resolve_run_date
 
     raw = pipeline.resolve_params(params)
     raw["run_date"] = resolve_run_date(raw.get("run_date", ""), pipeline.timezone).isoformat()
@@ -626,14 +626,14 @@ def run_pipeline(
 
     ``spec`` (``MODULE:PIPELINE``) is how task processes load the pipeline, from ``cwd`` (default:
     the current folder). ``params`` are raw strings (``-p`` values); unknown names raise
-    :class:`~steps.errors.UserError`. With ``resume_run_id`` the run continues: tasks that
+    :class:`~steps.core.errors.UserError`. With ``resume_run_id`` the run continues: tasks that
     succeeded keep their outputs, the others run again with attempt numbers continuing.
     Ctrl-C returns a summary with status ``cancelled``. ``fork_server=False`` starts every
     subprocess attempt with a fresh ``python -m steps run`` instead of forking it from the run's
     fork server (same entrypoint, ~60 ms more CPU per task). ``run_id`` names a new run (a
     trigger claims it before the run starts); ``started_by`` (``"started by amqp queue ..."``)
     goes with the run's start event to Slack, Datadog and the control room. With ``events_url`` set, the finished run publishes
-    its completion there (:mod:`steps.events`; never changes the run's outcome).
+    its completion there (:mod:`steps.runtime.events`; never changes the run's outcome).
     """
     pipeline.check()
     settings = _absolute(settings)
@@ -672,7 +672,7 @@ def run_pipeline(
         else:
             runner.run()
         if settings.events_url:
-            from steps.events import publish_completion
+            from steps.runtime.events import publish_completion
 
             publish_completion(settings, _completion(summary))
         return summary
@@ -739,7 +739,7 @@ def _open_run(
 
 
 def _completion(summary: RunSummary) -> dict[str, Any]:
-    from steps.events import completion_message
+    from steps.runtime.events import completion_message
 
     outputs = {
         f"{task.name}.{name}": {"bytes": ref.bytes, "rows": ref.rows}

@@ -7,8 +7,8 @@ from typing import Any
 
 from pipelines.argo import Kind, compile_pipeline
 from pipelines.graph import Pipeline
-from steps.loader import load_object
-from steps.settings import Settings
+from steps.core.settings import Settings
+from steps.runtime.loader import load_object
 
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINES = Path(__file__).resolve().parent / "pipelines"

@@ -17,8 +17,8 @@ import pytest
 from pipelines.argo import KINDS, Kind, compile_pipeline
 from pipelines.argo.version import MIN_ARGO_VERSION
 from pipelines.graph import Pipeline
-from steps.loader import load_object
-from steps.settings import Settings
+from steps.core.settings import Settings
+from steps.runtime.loader import load_object
 from tests.argo.checks import OLDEST_SCHEMA, errors_against, strict
 from tests.argo.helpers import ROOT
 

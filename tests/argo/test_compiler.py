@@ -10,8 +10,8 @@ import pytest
 from pipelines import Pipeline, step
 from pipelines.argo import build, compile_pipeline, image_spec
 from pipelines.graph import DEFAULT_IMAGE, PipelineInvalid
-from steps.errors import UserError
-from steps.settings import Settings
+from steps.core.errors import UserError
+from steps.core.settings import Settings
 from tests.argo.helpers import ROOT, args, arguments, compiled, dag_task, load, template
 
 

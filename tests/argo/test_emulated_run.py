@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from control_room.catalog import load_catalog
-from steps.contract import SizingDecision, SizingTarget
+from steps.core.contract import SizingDecision, SizingTarget
 from tests.argo.helpers import ROOT, compiled
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -17,8 +17,8 @@ import pytest
 
 from pipelines.argo import KINDS, compile_pipeline, to_yaml
 from pipelines.graph import Pipeline
-from steps.loader import load_object
-from steps.settings import Settings
+from steps.core.settings import Settings
+from steps.runtime.loader import load_object
 from tests.argo.checks import assert_valid_argo, hera_round_trip, reference_errors, schema_errors
 from tests.argo.helpers import ROOT, compiled
 
@@ -52,7 +52,7 @@ def _example_specs() -> list[str]:
 def _pipelines_in(module: Path) -> list[str]:
     """The names of the pipelines a module defines at its top level (a module may hold several)."""
     from pipelines import Pipeline
-    from steps.loader import import_module
+    from steps.runtime.loader import import_module
 
     loaded = import_module(str(module))
     return [name for name, value in vars(loaded).items() if isinstance(value, Pipeline)]

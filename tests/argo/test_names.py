@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from pipelines.argo import KINDS, compile_pipeline
 from pipelines.argo.submit import prepare
 from pipelines.graph import OutputRef, Pipeline, Resources, Retry, Schedule, Task
-from steps.settings import Settings
+from steps.core.settings import Settings
 from tests.argo import argo_rules, kube_rules
 
 

@@ -12,8 +12,8 @@ import yaml
 
 from pipelines.argo import compile_pipeline
 from pipelines.graph import Pipeline
-from steps.loader import load_object
-from steps.settings import Settings
+from steps.core.settings import Settings
+from steps.runtime.loader import load_object
 from tests.argo.helpers import ROOT
 from tests.argo.pod_security import argo_pods, restricted
 from tests.argo.test_golden import _example_specs

@@ -15,7 +15,7 @@ from ruamel.yaml import YAML
 from pipelines.argo import compile_pipeline, to_yaml
 from pipelines.argo.render import ordered
 from pipelines.graph import Pipeline, Task
-from steps.settings import Settings
+from steps.core.settings import Settings
 from tests.argo import kube_rules
 from tests.argo.checks import schema_errors
 

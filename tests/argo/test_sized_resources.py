@@ -2,7 +2,7 @@
 
 Argo applies the sizing node's ``podSpecPatch`` to the pod of the task's template as a Kubernetes
 strategic merge patch, so what the template declares and the patch does not mention survives.
-Here the patch (:func:`steps.sizing_node.pod_spec_patch`, what the sizing node writes) is merged
+Here the patch (:func:`steps.runtime.sizing_node.pod_spec_patch`, what the sizing node writes) is merged
 into the compiled template's container the same way, for every combination of declared requests
 and limits and chosen sizes, and the merged container is checked with Kubernetes' own rule for
 resources (``ValidateResourceRequirements``: a request is at most its limit; an extended resource
@@ -20,9 +20,9 @@ from kubernetes.utils.quantity import parse_quantity
 
 from pipelines.argo import compile_pipeline
 from pipelines.graph import Pipeline, Resources, Task
-from steps.contract import SizingDecision, SizingTarget
-from steps.settings import Settings
-from steps.sizing_node import pod_spec_patch
+from steps.core.contract import SizingDecision, SizingTarget
+from steps.core.settings import Settings
+from steps.runtime.sizing_node import pod_spec_patch
 from tests.argo.helpers import template
 
 NATIVE = {"cpu", "memory", "ephemeral-storage"}

@@ -14,7 +14,7 @@ import yaml
 from pipelines import After, Pipeline, Queue, Schedule, step
 from pipelines.argo.deploy import compile_objects
 from pipelines.argo.events import event_objects, event_source, sensor
-from steps.settings import Settings
+from steps.core.settings import Settings
 
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "argo-events.strict.schema.json"
 

@@ -10,7 +10,7 @@ import pytest
 
 from pipelines import Pipeline, Queue, step
 from pipelines.argo.events import EVENT_BUS, EVENT_SOURCE_ACCOUNT, SENSOR_ACCOUNT, event_objects
-from steps.settings import Settings
+from steps.core.settings import Settings
 from tests.argo_events.test_events_compiler import schema_errors
 from tests.manifests.kustomize import build
 from tests.manifests.policy import findings

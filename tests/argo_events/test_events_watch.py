@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from control_room.notifications.datadog import trigger_tag
 from control_room.watch import workflow_transitions
 from pipelines import Pipeline, Queue, step
 from pipelines.argo.events import sensor
-from steps.contract import EventKind
-from steps.datadog import trigger_tag
-from steps.settings import Settings
+from steps.core.contract import EventKind
+from steps.core.settings import Settings
 from tests.notify.test_watch import workflow
 
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from pipelines.backfill import plan
 from pipelines.graph import Pipeline, Schedule, step
-from steps.errors import UserError
+from steps.core.errors import UserError
 from tests.argo_ops.conftest import invoke, write_flow
 
 
@@ -136,7 +136,7 @@ def test_local_backfill_runs_each_day_here_and_skips_succeeded_days(
     assert "2026-11-01: succeeded" in out and "2026-11-02: succeeded" in out
 
     from pipelines.runs import RunStore
-    from steps.settings import load_settings
+    from steps.core.settings import load_settings
 
     store = RunStore.for_settings(load_settings())
     try:

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from pipelines.argo.client import open_transport, resolve_connection
 from pipelines.argo.deploy import list_schedules, next_run
-from steps.settings import Settings
+from steps.core.settings import Settings
 from tests.argo_ops.conftest import invoke, write_flow
 
 pytestmark = pytest.mark.integration

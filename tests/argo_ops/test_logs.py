@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines.argo.logs import stream_logs
-from steps.errors import ConfigError, NotFoundError
-from steps.settings import load_settings
+from steps.core.errors import ConfigError, NotFoundError
+from steps.core.settings import load_settings
 from tests.argo_ops.conftest import invoke, write_flow
 
 pytestmark = pytest.mark.integration

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from pipelines.argo.client import AlreadyExists, Connection, Transport, open_transport, resolve_connection
-from steps.errors import ConfigError, NotFoundError, UserError
-from steps.settings import Settings
+from steps.core.errors import ConfigError, NotFoundError, UserError
+from steps.core.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from steps.context import StepContext
-from steps.settings import Settings, load_settings
+from steps.core.settings import Settings, load_settings
+from steps.runtime.context import StepContext
 
 BUCKET = "headrace-test"
 
@@ -15,7 +15,7 @@ BUCKET = "headrace-test"
 @pytest.fixture
 def s3_root(aws_env: str) -> str:
     """``s3://headrace-test/artifacts`` on a freshly reset moto server."""
-    from steps.aws import client_for
+    from steps.storage.aws import client_for
 
     client_for("s3", region="us-east-1", endpoint_url=aws_env).create_bucket(Bucket=BUCKET)
     return f"s3://{BUCKET}/artifacts"

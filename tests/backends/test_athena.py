@@ -29,14 +29,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from steps import athena
-from steps.aws import client_for
-from steps.context import StepContext
-from steps.contract import ArtifactRef
-from steps.errors import HandoffFailed, NotFoundError, UserError
-from steps.settings import Settings, load_settings
-from steps.sql_local import SqlError
-from steps.values import write_value
+from steps.backends import athena
+from steps.backends.sql_local import SqlError
+from steps.core.contract import ArtifactRef
+from steps.core.errors import HandoffFailed, NotFoundError, UserError
+from steps.core.settings import Settings, load_settings
+from steps.runtime.context import StepContext
+from steps.runtime.values import write_value
+from steps.storage.aws import client_for
 from tests.backends.conftest import make_context
 
 pytestmark = pytest.mark.integration

@@ -9,9 +9,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from steps.batch_local import score_parquet
-from steps.errors import NotFoundError, UserError
-from steps.model_io import clear_cache, pack_dir
+from steps.backends.batch_local import score_parquet
+from steps.backends.model_io import clear_cache, pack_dir
+from steps.core.errors import NotFoundError, UserError
 from tests.backends.scoring_examples import (
     LinearModel,
     score,

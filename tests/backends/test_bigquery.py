@@ -21,13 +21,13 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from steps import bigquery
-from steps.context import StepContext
-from steps.contract import ArtifactRef
-from steps.errors import ConfigError, NotFoundError, UserError
-from steps.settings import Settings, load_settings
-from steps.sql_local import SqlError
-from steps.values import write_value
+from steps.backends import bigquery
+from steps.backends.sql_local import SqlError
+from steps.core.contract import ArtifactRef
+from steps.core.errors import ConfigError, NotFoundError, UserError
+from steps.core.settings import Settings, load_settings
+from steps.runtime.context import StepContext
+from steps.runtime.values import write_value
 from tests.backends.conftest import make_context
 from tests.integration.bqemulator import BigQueryEmulator
 

@@ -32,15 +32,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from steps import handoff
-from steps.batch_local import score_parquet
-from steps.contract import ArtifactRef, SizingDecision, SizingTarget
-from steps.errors import ConfigError, HandoffFailed, UserError
-from steps.glue import batch_infer, run_script_locally
-from steps.glue_cloud import GLUE_STATES, check_run
-from steps.glue_script import ROWS_FILE
-from steps.model_io import clear_cache, pack_dir
-from steps.settings import Settings, load_settings
+from steps.backends import handoff
+from steps.backends.batch_local import score_parquet
+from steps.backends.glue import batch_infer, run_script_locally
+from steps.backends.glue_cloud import GLUE_STATES, check_run
+from steps.backends.glue_script import ROWS_FILE
+from steps.backends.model_io import clear_cache, pack_dir
+from steps.core.contract import ArtifactRef, SizingDecision, SizingTarget
+from steps.core.errors import ConfigError, HandoffFailed, UserError
+from steps.core.settings import Settings, load_settings
 from tests.backends.conftest import BUCKET, make_context
 from tests.backends.scoring_examples import LinearModel, score, score_without_id, write_input
 
@@ -105,7 +105,7 @@ def test_unknown_engine_is_a_config_error_naming_the_setting(tmp_path: Path, mon
 def test_model_of_a_framework_version_that_does_not_install_here_is_refused_in_one_line(
     tmp_path: Path, local_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from steps.frameworks import RECORD_SUFFIX, Framework, record
+    from steps.backends.frameworks import RECORD_SUFFIX, Framework, record
 
     monkeypatch.setenv("HEADRACE_FRAMEWORK_CACHE", str(tmp_path / "frameworks"))
     monkeypatch.setenv("PIP_NO_INDEX", "1")  # nothing to install from: as a version with no wheel here
@@ -183,7 +183,7 @@ def cloud_inputs(ctx: object, tmp_path: Path) -> tuple[ArtifactRef, ArtifactRef]
 
 def write_output_where_the_job_would(settings: Settings, rows: int) -> int:
     """The Glue job writes part files and then ``_rows``; moto runs nothing, so the test does."""
-    from steps.aws import client
+    from steps.storage.aws import client
 
     s3 = client("s3", settings)
     sizes = 0
@@ -202,7 +202,7 @@ def write_output_where_the_job_would(settings: Settings, rows: int) -> int:
 def test_glue_job_is_defined_with_the_script_and_code_and_run_with_the_sized_workers(
     tmp_path: Path, aws_settings: Settings, stepped_runs: None, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from steps.aws import client
+    from steps.storage.aws import client
 
     ctx = make_context(aws_settings, task="score")
     ctx.sizing = SizingDecision(SizingTarget.GLUE, "G.2X", 6, reason="12 GiB input")
@@ -223,7 +223,9 @@ def test_glue_job_is_defined_with_the_script_and_code_and_run_with_the_sized_wor
     assert "mapInPandas" in script and "SparkSession" in script and "awsglue" not in script
     zip_key = job["DefaultArguments"]["--extra-py-files"].removeprefix(f"s3://{BUCKET}/")
     names = zipfile.ZipFile(io.BytesIO(s3.get_object(Bucket=BUCKET, Key=zip_key)["Body"].read())).namelist()
-    assert {"steps/model_io.py", "steps/errors.py", "pipelines/graph.py", "scoring_examples.py"} <= set(names)
+    assert {"steps/backends/model_io.py", "steps/core/errors.py", "pipelines/graph.py", "scoring_examples.py"} <= set(
+        names
+    )
     (run,) = glue.get_job_runs(JobName=job["Name"])["JobRuns"]
     assert run["WorkerType"] == "G.2X" and run["NumberOfWorkers"] == 6
     assert run["Arguments"]["--score"] == "scoring_examples:score"
@@ -237,7 +239,7 @@ def test_glue_job_is_defined_with_the_script_and_code_and_run_with_the_sized_wor
 def test_retried_attempt_attaches_to_its_run_and_a_new_attempt_reuses_the_job(
     tmp_path: Path, aws_settings: Settings, stepped_runs: None
 ) -> None:
-    from steps.aws import client
+    from steps.storage.aws import client
 
     ctx = make_context(aws_settings, task="score")
     model, data = cloud_inputs(ctx, tmp_path)
@@ -297,7 +299,7 @@ def test_failed_run_surfaces_glues_error_message() -> None:
 PIPELINE = """
 import pandas as pd
 from pipelines import Pipeline, step
-from steps import glue, sagemaker
+from steps.backends import glue, sagemaker
 
 
 @step
@@ -361,7 +363,7 @@ def test_pipeline_trains_then_scores_through_the_in_pod_entrypoint(tmp_path: Pat
 def test_scoring_module_that_stands_alone_ships_without_its_package(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from steps.glue import score_reference
+    from steps.backends.glue import score_reference
 
     package = tmp_path / "shop"
     package.mkdir()
@@ -381,7 +383,7 @@ def test_scoring_module_that_stands_alone_ships_without_its_package(
 def test_scoring_module_requirements_become_glue_additional_python_modules(
     tmp_path: Path, aws_settings: Settings, stepped_runs: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from steps.aws import client
+    from steps.storage.aws import client
 
     (tmp_path / "code").mkdir()
     (tmp_path / "code" / "needs_lightgbm.py").write_text(
@@ -402,7 +404,7 @@ def test_scoring_module_requirements_become_glue_additional_python_modules(
 def test_two_code_versions_run_as_two_jobs_and_neither_definition_changes(
     tmp_path: Path, aws_settings: Settings, stepped_runs: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from steps.aws import client
+    from steps.storage.aws import client
 
     (tmp_path / "v2").mkdir()
     (tmp_path / "v2" / "scoring_v2.py").write_text("def score(batch, model):\n    return batch\n")
@@ -432,7 +434,7 @@ def test_retry_finds_its_run_beyond_the_first_page_of_the_jobs_runs(
     tmp_path: Path, aws_settings: Settings, stepped_runs: None
 ) -> None:
     """The pod died right after StartJobRun (no run record) and the job has 60 other runs."""
-    from steps.aws import client
+    from steps.storage.aws import client
 
     ctx = make_context(aws_settings, task="score")
     model, data = cloud_inputs(ctx, tmp_path)
@@ -463,7 +465,7 @@ def test_retry_finds_its_run_beyond_the_first_page_of_the_jobs_runs(
 def test_scoring_module_that_does_not_import_is_one_error_before_anything_is_sent(
     tmp_path: Path, aws_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from steps.aws import client
+    from steps.storage.aws import client
 
     (tmp_path / "code").mkdir()
     (tmp_path / "code" / "broken_scoring.py").write_text(
@@ -483,8 +485,8 @@ def test_scoring_module_that_does_not_import_is_one_error_before_anything_is_sen
 def test_the_models_framework_version_is_pinned_on_the_glue_job_and_a_conflicting_pin_is_refused(
     tmp_path: Path, aws_settings: Settings, stepped_runs: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from steps.aws import client
-    from steps.frameworks import RECORD_SUFFIX, framework_for, record
+    from steps.backends.frameworks import RECORD_SUFFIX, framework_for, record
+    from steps.storage.aws import client
 
     ctx = make_context(aws_settings, task="score")
     model, data = cloud_inputs(ctx, tmp_path)
@@ -519,9 +521,9 @@ def test_example_model_trained_locally_scores_the_same_on_local_spark_with_the_g
 
     from examples.recipe_stream import data as sample
     from examples.recipe_stream import scoring, tasks
-    from steps.frameworks import framework_for, read_local_framework
-    from steps.glue import score_reference
-    from steps.glue_cloud import python_modules, with_model_pin
+    from steps.backends.frameworks import framework_for, read_local_framework
+    from steps.backends.glue import score_reference
+    from steps.backends.glue_cloud import python_modules, with_model_pin
 
     day = dt.date(2026, 3, 2)
     events = pa.concat_tables(sample.generate_events(day, rows=3000, seed=7))
@@ -568,7 +570,7 @@ def play_glue(settings: Settings, endpoint: str, work: Path) -> None:
     import sys
     import time
 
-    from steps.aws import client
+    from steps.storage.aws import client
 
     glue, s3 = client("glue", settings), client("s3", settings)
     deadline = time.monotonic() + 60
@@ -710,7 +712,7 @@ def test_a_bug_inside_the_hand_off_stays_a_bug_instead_of_a_retryable_provider_f
 ) -> None:
     """Only botocore's errors are translated; a KeyError in headrace's own code must not become
     HandoffFailed (which Argo's retryStrategy would retry)."""
-    from steps import glue_cloud
+    from steps.backends import glue_cloud
 
     def broken(*args: object, **kwargs: object) -> dict[str, object]:
         raise KeyError("Command")

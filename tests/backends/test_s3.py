@@ -12,10 +12,10 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from steps.artifacts import ArtifactStore, LocalStore, open_store
-from steps.errors import ConfigError, NotFoundError
-from steps.s3 import MANIFEST, S3Store
-from steps.values import Artifact, write_value
+from steps.core.errors import ConfigError, NotFoundError
+from steps.runtime.values import Artifact, write_value
+from steps.storage.artifacts import ArtifactStore, LocalStore, open_store
+from steps.storage.s3 import MANIFEST, S3Store
 
 pytestmark = pytest.mark.integration
 

@@ -20,12 +20,9 @@ from pathlib import Path
 import botocore.session
 import pytest
 
-from steps.context import StepContext
-from steps.contract import ArtifactRef, SizingDecision, SizingTarget
-from steps.errors import ConfigError, HandoffFailed, NotFoundError
-from steps.handoff import Phase
-from steps.model_io import load_model, unpack
-from steps.sagemaker import (
+from steps.backends.handoff import Phase
+from steps.backends.model_io import load_model, unpack
+from steps.backends.sagemaker import (
     SAGEMAKER_STATES,
     image_uri,
     job_phase,
@@ -33,7 +30,10 @@ from steps.sagemaker import (
     train,
     training_job_name,
 )
-from steps.settings import Settings, load_settings
+from steps.core.contract import ArtifactRef, SizingDecision, SizingTarget
+from steps.core.errors import ConfigError, HandoffFailed, NotFoundError
+from steps.core.settings import Settings, load_settings
+from steps.runtime.context import StepContext
 from tests.backends.conftest import BUCKET, make_context
 from tests.backends.sagemaker_toolkit import DUMP_SCRIPT, contract_of, lay_out_job, run_toolkit
 
@@ -255,7 +255,7 @@ def script_saw(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, obje
         return contract_of(
             json.loads((unpack(Path(ref.uri.removeprefix("file://")), tmp_path / "m") / "seen.json").read_text())
         )
-    from steps.aws import client
+    from steps.storage.aws import client
 
     settings = request.getfixturevalue("aws_settings")
     endpoint = request.getfixturevalue("aws_env")
@@ -353,14 +353,14 @@ def aws_settings(s3_root: str) -> Settings:
 
 
 def sagemaker_client(settings: Settings) -> object:
-    from steps.aws import client
+    from steps.storage.aws import client
 
     return client("sagemaker", settings)
 
 
 def put_model_where_sagemaker_would(ctx: StepContext, payload: bytes) -> str:
     """SageMaker writes <S3OutputPath>/<job>/output/model.tar.gz; moto does not, so the test does."""
-    from steps.aws import client
+    from steps.storage.aws import client
 
     job = training_job_name(ctx.pipeline, ctx.task, ctx.run_id, ctx.attempt)
     prefix = ctx.store.uri_for(ctx.output_key("sagemaker")).removeprefix(f"s3://{BUCKET}/")
@@ -440,7 +440,7 @@ def test_retried_attempt_attaches_to_its_existing_job_instead_of_creating_anothe
 def test_cloud_training_streams_the_jobs_cloudwatch_log_lines(
     tmp_path: Path, aws_settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from steps.aws import client
+    from steps.storage.aws import client
 
     ctx = make_context(aws_settings, task="train")
     put_model_where_sagemaker_would(ctx, b"m")
@@ -536,7 +536,7 @@ def test_pytorch_images_come_from_each_regions_own_account() -> None:
 
 
 def test_unknown_framework_version_names_the_versions_there_are() -> None:
-    from steps.errors import UserError
+    from steps.core.errors import UserError
 
     with pytest.raises(
         UserError, match=r"framework_version '9.9-9': sklearn has no such SageMaker image; use one of .*1.2-1"
@@ -545,10 +545,10 @@ def test_unknown_framework_version_names_the_versions_there_are() -> None:
 
 
 def test_vendored_image_tables_equal_the_installed_sagemaker_sdks() -> None:
-    """The copy in steps/sagemaker_images.json against the SDK's own JSON (the [aws] extra)."""
+    """The copy in steps/backends/sagemaker_images.json against the SDK's own JSON (the [aws] extra)."""
     import importlib.util
 
-    from steps.sagemaker_images import tables
+    from steps.backends.sagemaker_images import tables
 
     spec = importlib.util.find_spec("sagemaker")
     folders = [Path(p, "core", "image_uri_config") for p in (spec.submodule_search_locations or [])] if spec else []
@@ -563,7 +563,7 @@ def test_sigterm_while_waiting_on_a_job_becomes_an_interrupt_and_the_handler_is_
     import os
     import signal
 
-    from steps.handoff import terminate_as_interrupt
+    from steps.backends.handoff import terminate_as_interrupt
 
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(KeyboardInterrupt), terminate_as_interrupt():
@@ -579,7 +579,7 @@ def test_a_bug_inside_the_hand_off_stays_a_bug_instead_of_a_retryable_provider_f
 ) -> None:
     """Only botocore's errors are translated; a KeyError in headrace's own code must not become
     HandoffFailed (which Argo's retryStrategy would retry)."""
-    from steps import sagemaker
+    from steps.backends import sagemaker
 
     def broken(**kwargs: object) -> dict[str, object]:
         raise KeyError("TrainingJobName")
@@ -594,7 +594,7 @@ def test_a_bug_inside_the_hand_off_stays_a_bug_instead_of_a_retryable_provider_f
 def test_local_training_refuses_a_container_version_whose_library_version_is_unknown(
     tmp_path: Path, local_settings: Settings
 ) -> None:
-    from steps.errors import UserError
+    from steps.core.errors import UserError
 
     ctx = make_context(local_settings, task="train")
 
@@ -607,7 +607,7 @@ def test_local_training_refuses_a_container_version_whose_library_version_is_unk
 
 
 def test_local_training_records_the_models_framework_beside_it(tmp_path: Path, local_settings: Settings) -> None:
-    from steps.frameworks import framework_for, read_local_framework
+    from steps.backends.frameworks import framework_for, read_local_framework
 
     ctx = make_context(local_settings, task="train")
 

@@ -10,7 +10,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from steps.sql_local import (
+from steps.backends.sql_local import (
     LocalSql,
     MissingTable,
     SqlError,

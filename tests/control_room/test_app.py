@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from control_room.app import Tokens, create_app
 from control_room.sizing import Policy
 from control_room.store import Store
-from steps.contract import RunEvent
+from steps.core.contract import RunEvent
 from tests.control_room.conftest import TOKEN
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from control_room.catalog import Catalog, load_catalog, load_rules
-from steps.contract import SizingTarget
-from steps.errors import ConfigError
+from steps.core.contract import SizingTarget
+from steps.core.errors import ConfigError
 
 GIB = 2**30
 

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from control_room.client import HttpControlRoom, connect, read_token, size_with_fallback
 from control_room.embedded import EmbeddedControlRoom
 from control_room.store import Store
-from steps.contract import EventKind, Observation, Outcome, RunEvent, SizingRequest, SizingTarget
-from steps.errors import ConfigError, UserError
-from steps.settings import load_settings
+from steps.core.contract import EventKind, Observation, Outcome, RunEvent, SizingRequest, SizingTarget
+from steps.core.errors import ConfigError, UserError
+from steps.core.settings import load_settings
+from steps.runtime.client import HttpControlRoom, connect, read_token, size_with_fallback
 from tests.control_room.conftest import TOKEN, Served, free_port
 
 REQUEST = SizingRequest(
@@ -124,7 +124,7 @@ def test_an_unreadable_token_file_is_a_config_error_naming_the_setting(tmp_path:
 
 def test_the_client_module_stays_light_for_the_in_pod_entrypoint() -> None:
     code = (
-        "import sys, control_room.client;"
+        "import sys, steps.runtime.client;"
         "heavy = [m for m in ('fastapi', 'sqlalchemy', 'httpx', 'pydantic', 'control_room.store') if m in sys.modules];"
         "print(heavy)"
     )

@@ -14,7 +14,7 @@ from control_room.app import TOKEN_COOKIE, Tokens, create_app
 from control_room.bounds import INT32, INT64
 from control_room.sizing import Policy
 from control_room.store import Store
-from steps.contract import RunEvent
+from steps.core.contract import RunEvent
 from tests.control_room.conftest import TOKEN
 from tests.control_room.test_app import AUTH, observation_body, sizing_body
 

@@ -19,7 +19,7 @@ from control_room.catalog import Catalog
 from control_room.embedded import EmbeddedControlRoom
 from control_room.sizing import Policy
 from control_room.store import Store
-from steps.contract import Observation, Outcome, SizingRequest, SizingTarget, to_dict
+from steps.core.contract import Observation, Outcome, SizingRequest, SizingTarget, to_dict
 from tests.control_room.conftest import TOKEN
 
 GIB = 2**30

@@ -7,7 +7,7 @@ import dataclasses
 from control_room.catalog import Catalog, Rules
 from control_room.fits import fit_log
 from control_room.sizing import Policy
-from steps.contract import Observation, Outcome, SizingRequest, SizingTarget
+from steps.core.contract import Observation, Outcome, SizingRequest, SizingTarget
 
 GIB = 2**30
 

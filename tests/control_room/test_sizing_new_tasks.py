@@ -10,7 +10,7 @@ import dataclasses
 
 from control_room.catalog import Catalog
 from control_room.sizing import Policy
-from steps.contract import Observation, Outcome, SizingRequest, SizingTarget
+from steps.core.contract import Observation, Outcome, SizingRequest, SizingTarget
 from tests.control_room.test_sizing import runs
 
 GIB = 2**30

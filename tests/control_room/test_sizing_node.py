@@ -126,8 +126,8 @@ def test_sizing_node_passes_an_oom_retry_one_size_up(tmp_path: Path) -> None:
 
 
 def test_fallback_patch_keeps_a_declared_memory_limit(tmp_path: Path) -> None:
-    from steps.contract import SizingDecision, SizingTarget
-    from steps.sizing_node import pod_spec_patch
+    from steps.core.contract import SizingDecision, SizingTarget
+    from steps.runtime.sizing_node import pod_spec_patch
 
     declared = {"cpu": "1", "memory": "2Gi", "memory_limit": "3Gi", "cpu_limit": "2"}
     fallback = SizingDecision(SizingTarget.POD, "pod-1-2Gi", cpu="1", memory="2Gi", source="declared")

@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from control_room import store as store_module
 from control_room.store import Store, current_version, database_url
-from steps.contract import (
+from steps.core.contract import (
     EventKind,
     Observation,
     Outcome,

@@ -18,8 +18,8 @@ import pytest
 
 from examples.recipe_stream import data, pipeline
 from pipelines.local import RunSummary, run_pipeline
-from steps.artifacts import LocalStore
-from steps.settings import Settings, load_settings
+from steps.core.settings import Settings, load_settings
+from steps.storage.artifacts import LocalStore
 
 SPEC = "examples/recipe_stream:pipeline"
 EVEN_DAY = dt.date(2026, 11, 22)  # 33/33/33
@@ -46,7 +46,7 @@ class Day:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[dt.date, Day]:
-    from control_room.client import connect
+    from steps.runtime.client import connect
 
     state = tmp_path_factory.mktemp("recipe-stream") / ".headrace"
     settings: Settings = load_settings({"state_dir": str(state)}, environ={}, config_file=state.parent / "absent.toml")
@@ -119,7 +119,7 @@ def test_sized_follow_ups_got_control_room_decisions_with_reasons(runs: dict[dt.
 def test_two_run_dates_give_different_sizes_that_follow_the_class_mix(runs: dict[dt.date, Day]) -> None:
     """The predicted peaks follow each day's rows per class; the chosen sizes never go against
     them (several peaks may share one catalog size once a run measured the real bytes per row)."""
-    from steps.quantities import memory_bytes
+    from steps.core.quantities import memory_bytes
 
     def sizes(run: Day) -> tuple[dict[str, int], dict[str, int]]:
         chosen, predicted = {}, {}

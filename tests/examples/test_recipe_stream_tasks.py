@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from examples.recipe_stream import data, summary, tasks
-from steps.context import StepContext
-from steps.contract import SizingDecision, SizingTarget
-from steps.errors import NotFoundError, UserError
-from steps.settings import load_settings
+from steps.core.contract import SizingDecision, SizingTarget
+from steps.core.errors import NotFoundError, UserError
+from steps.core.settings import load_settings
+from steps.runtime.context import StepContext
 
 DAY = dt.date(2026, 12, 1)
 

@@ -3,7 +3,7 @@
 It answers the official google-cloud-bigquery client: ``jobs.insert`` (query jobs, dry runs
 included), ``jobs.get``, ``jobs.getQueryResults`` (paged), ``tables.get`` and ``tabledata.list``
 for the job's anonymous result table. Queries really run: the SQL goes through
-:class:`steps.sql_local.LocalSql` (sqlglot from the BigQuery dialect to DuckDB) over a folder of
+:class:`steps.backends.sql_local.LocalSql` (sqlglot from the BigQuery dialect to DuckDB) over a folder of
 Parquet/CSV tables, with the job's typed query parameters decoded from their JSON form. Errors
 come back in BigQuery's shape (``Unrecognized name: x at [3:5]``, ``Not found: Table ...``),
 rows in its ``f``/``v`` form, results in pages of ``page_size`` rows.
@@ -34,7 +34,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pyarrow as pa
 
-from steps.sql_local import LocalSql, MissingTable, SqlError
+from steps.backends.sql_local import LocalSql, MissingTable, SqlError
 
 ANON_DATASET = "_headrace_anon"
 

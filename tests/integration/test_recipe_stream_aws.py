@@ -2,7 +2,7 @@
 BigQuery REST server, a local Slack API server, the embedded control room.
 
 The test plays Argo: it runs every task, in the compiled DAG's order, through
-:func:`steps.entrypoint.run_task` (what ``python -m steps run`` calls in each pod) with the run id,
+:func:`steps.runtime.task.run_task` (what ``python -m steps run`` calls in each pod) with the run id,
 parameters and upstream output references Argo would pass, and asks the control room for the
 three ``sizing="auto"`` follow-ups exactly as the sizing node does (``build_request`` +
 ``size_with_fallback``). Everything headrace sends goes over the wire to the servers.
@@ -54,8 +54,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from examples.recipe_stream import data, pipeline, scoring, sql
-from steps.contract import ArtifactRef, SizingDecision
-from steps.settings import Settings, load_settings
+from steps.core.contract import ArtifactRef, SizingDecision
+from steps.core.settings import Settings, load_settings
 from tests.conftest import free_port
 from tests.integration.bigquery_server import BigQueryServer
 from tests.notify.slack_server import VALID_TOKEN, SlackServer
@@ -99,7 +99,7 @@ class Providers:
     """The parts moto does not play, done the way the real service would, plus its inspection."""
 
     def __init__(self, settings: Settings, moto: str, work: Path) -> None:
-        from steps.aws import client
+        from steps.storage.aws import client
 
         self.settings, self.moto, self.work = settings, moto, work
         self.s3 = client("s3", settings)
@@ -108,7 +108,7 @@ class Providers:
         self.athena = client("athena", settings)
 
     def download(self, ref: ArtifactRef, name: str) -> Path:
-        from steps.artifacts import store_for_uri
+        from steps.storage.artifacts import store_for_uri
 
         target = self.work / name
         store = store_for_uri(ref.uri, region=self.settings.aws_region, endpoint_url=self.settings.aws_endpoint_url)
@@ -119,8 +119,8 @@ class Providers:
 
     def train_like_sagemaker(self, events: ArtifactRef) -> str:
         """Run the entry script under the container contract and put the model where the job would."""
-        from steps.model_io import pack_dir
-        from steps.sagemaker import training_job_name
+        from steps.backends.model_io import pack_dir
+        from steps.backends.sagemaker import training_job_name
 
         channel = self.work / "opt-ml" / "input" / "data" / "train"
         channel.mkdir(parents=True)
@@ -144,7 +144,7 @@ class Providers:
 
     def score_like_glue(self, items: ArtifactRef, model: ArtifactRef) -> Path:
         """Score every item with the pipeline's scoring function and write the job's output files."""
-        from steps.model_io import load_model
+        from steps.backends.model_io import load_model
 
         frame = pd.read_parquet(self.download(items, "items.parquet"))
         scored = scoring.score(frame, load_model(self.download(model, "model.tar.gz")))
@@ -159,7 +159,7 @@ class Providers:
 
     def answer_like_athena(self, query: str, params: dict[str, Any], scored: Path) -> pa.Table:
         """The query's result computed on DuckDB, handed to moto as Athena's result set."""
-        from steps.sql_local import LocalSql, name_positional_parameters
+        from steps.backends.sql_local import LocalSql, name_positional_parameters
 
         engine = LocalSql("athena", tables={"scored": scored}, default_database="default")
         table, _ = engine.run(name_positional_parameters(query, "athena", list(params)), params)
@@ -184,9 +184,9 @@ class Providers:
 
 
 def _run_flow(settings: Settings, moto: str, bigquery: BigQueryServer, slack: SlackServer, work: Path) -> Flow:
-    from control_room.client import connect, size_with_fallback
-    from steps.entrypoint import run_task
-    from steps.sizing_node import build_request
+    from steps.runtime.client import connect, size_with_fallback
+    from steps.runtime.sizing_node import build_request
+    from steps.runtime.task import run_task
 
     providers = Providers(settings, moto, work)
     providers.s3.create_bucket(Bucket=BUCKET)
@@ -261,7 +261,7 @@ def _run_flow(settings: Settings, moto: str, bigquery: BigQueryServer, slack: Sl
     )
     # A step's message is queued (ctx.notify), never posted from the step: what the runner's
     # notifier does at a run's end, move it into the outbox and send it, happens here.
-    from control_room.notify import build_notifier
+    from control_room.notifications.notifier import build_notifier
 
     notifier = build_notifier(settings, check=False, quiet=True, background=False)
     notifier.ingest_spooled()
@@ -272,7 +272,7 @@ def _run_flow(settings: Settings, moto: str, bigquery: BigQueryServer, slack: Sl
 
 @pytest.fixture(scope="module")
 def flow(moto_server: str) -> Iterator[Flow]:
-    from steps import athena, handoff
+    from steps.backends import athena, handoff
 
     urllib.request.urlopen(urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")).read()
     with tempfile.TemporaryDirectory(prefix="recipe-aws-") as tmp, pytest.MonkeyPatch.context() as patch:
@@ -408,7 +408,7 @@ def test_athena_results_are_stored_typed_and_split_the_catalogue_by_class(flow: 
 
 
 def test_follow_ups_run_at_the_sizes_the_control_room_chose_from_their_class_s_rows(flow: Flow) -> None:
-    from steps.quantities import memory_bytes
+    from steps.core.quantities import memory_bytes
 
     memory = {}
     for outcome, action in SIZED.items():

@@ -15,8 +15,8 @@ import pytest
 
 from pipelines.local import RunSummary, run_pipeline
 from pipelines.runs import RunStore
-from steps.loader import load_object
-from steps.settings import load_settings
+from steps.core.settings import load_settings
+from steps.runtime.loader import load_object
 
 HEADER = """
 import os, sys, time, json

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from pipelines.cli import app
 from pipelines.runs import RunStore
-from steps.contract import EventKind, Observation, Outcome, RunEvent, SizingDecision, SizingRequest, SizingTarget
+from steps.core.contract import EventKind, Observation, Outcome, RunEvent, SizingDecision, SizingRequest, SizingTarget
 
 
 class RecordingRoom:

@@ -179,7 +179,7 @@ def test_sigkill_of_the_runner_leaves_no_task_process_and_resume_completes(
 
 
 TRAINING = '''
-from steps import sagemaker
+from steps.backends import sagemaker
 
 SCRIPT = """
 import argparse, os, time

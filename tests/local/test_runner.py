@@ -134,7 +134,7 @@ def flaky(ctx):
 
 @step(retry=Retry(limit=3, backoff=Backoff(duration="0.1s")))
 def bad_input():
-    from steps.errors import UserError
+    from steps.core.errors import UserError
     raise UserError("column 'x' does not exist; fix the query")
 
 with Pipeline("retries") as pipeline:

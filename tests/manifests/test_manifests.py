@@ -107,7 +107,7 @@ def test_the_argo_check_catches_a_misspelled_field() -> None:
 def test_a_fresh_render_of_the_reference_pipeline_validates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from pipelines.argo.deploy import compile_objects
     from pipelines.cli.common import load_pipeline
-    from steps.settings import load_settings
+    from steps.core.settings import load_settings
 
     monkeypatch.chdir(ROOT)
     spec = "examples/recipe_stream:pipeline"

@@ -13,13 +13,13 @@ from fastapi.testclient import TestClient
 
 from control_room.app import Tokens, create_app
 from control_room.catalog import load_catalog, load_rules
-from control_room.notify import Notifier
+from control_room.notifications.datadog import Metrics
+from control_room.notifications.notifier import Notifier
 from control_room.sizing import Policy
 from control_room.store import Store
 from control_room.watch import recorder
-from steps.contract import EventKind, Observation, Outcome, RunEvent, SizingTarget, to_dict
-from steps.datadog import Metrics
-from steps.settings import Settings
+from steps.core.contract import EventKind, Observation, Outcome, RunEvent, SizingTarget, to_dict
+from steps.core.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from steps.contract import EventKind, RunEvent
-from steps.datadog import Metrics
+from control_room.notifications.datadog import Metrics
+from steps.core.contract import EventKind, RunEvent
 
 pytestmark = pytest.mark.integration
 

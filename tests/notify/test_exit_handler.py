@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from control_room.store import Store
-from steps.contract import EventKind
-from steps.exit_handler import build_event
+from steps.core.contract import EventKind
+from steps.runtime.exit_handler import build_event
 
 from .slack_server import VALID_TOKEN, SlackServer
 
@@ -104,9 +104,9 @@ def control_room(tmp_path: Path, slack_server: SlackServer) -> Iterator[ControlR
 
     from control_room.app import Tokens, create_app
     from control_room.catalog import load_catalog, load_rules
-    from control_room.notify import build_notifier
+    from control_room.notifications.notifier import build_notifier
     from control_room.sizing import Policy
-    from steps.settings import Settings
+    from steps.core.settings import Settings
     from tests.conftest import free_port
 
     store = Store.open(f"sqlite:///{tmp_path / 'control-room.db'}")

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from control_room.notify import build_notifier
-from steps.contract import EventKind, RunEvent
-from steps.settings import Settings
+from control_room.notifications.notifier import build_notifier
+from steps.core.contract import EventKind, RunEvent
+from steps.core.settings import Settings
 
 
 def test_without_tokens_events_print_one_line_each_on_the_console(tmp_path: Path) -> None:

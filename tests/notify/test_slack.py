@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from control_room.notify import Notifier, build_notifier
-from control_room.outbox import Outbox, OutboxDrainer
+from control_room.notifications.notifier import Notifier, build_notifier
+from control_room.notifications.outbox import Outbox, OutboxDrainer
+from control_room.notifications.slack import RunSummary, SlackSender, run_message
 from pipelines.graph import Notify
-from steps.contract import EventKind, RunEvent
-from steps.errors import ConfigError
-from steps.settings import Settings
-from steps.slack import RunSummary, SlackSender, run_message
+from steps.core.contract import EventKind, RunEvent
+from steps.core.errors import ConfigError
+from steps.core.settings import Settings
 
 from .slack_server import VALID_TOKEN, SlackServer
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, select
 
-from control_room.outbox import slack_outbox
+from control_room.notifications.outbox import slack_outbox
 
 from .slack_server import VALID_TOKEN, SlackServer
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from control_room.notify import build_notifier
-from steps.context import StepContext
-from steps.settings import Settings
+from control_room.notifications.notifier import build_notifier
+from steps.core.settings import Settings
+from steps.runtime.context import StepContext
 from tests.control_room.conftest import TOKEN, serve
 
 from .slack_server import VALID_TOKEN, SlackServer

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from control_room.watch import WatchEngine, Watcher, pod_transitions, workflow_transitions
-from steps.contract import RunEvent
+from steps.core.contract import RunEvent
 
 from .k8s_server import KubeServer
 

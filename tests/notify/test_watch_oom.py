@@ -18,7 +18,7 @@ from control_room.embedded import EmbeddedControlRoom
 from control_room.sizing import Policy
 from control_room.store import Store
 from control_room.watch import WatchEngine, Watcher, oom_observation, pod_task, recorder, workflow_transitions
-from steps.contract import Outcome, SizingRequest, SizingTarget
+from steps.core.contract import Outcome, SizingRequest, SizingTarget
 
 from .k8s_server import KubeServer
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from steps.sql_local import SqlError
+from steps.backends.sql_local import SqlError
 
 UTC = dt.UTC
 

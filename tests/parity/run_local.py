@@ -10,7 +10,7 @@ import json
 import sys
 import time
 
-from steps.sql_local import LocalSql
+from steps.backends.sql_local import LocalSql
 from tests.parity.corpus import verdict
 
 

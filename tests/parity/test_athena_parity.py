@@ -4,7 +4,7 @@ Every case in :mod:`tests.parity.athena_corpus` carries Trino's documented answe
 v3). The local engine must give it or refuse with one line naming the construct — never another
 answer — in UTC and under a machine zone of America/Los_Angeles (Athena evaluates in UTC).
 
-Cloud side: boto3 against the moto server, through ``steps.athena.query`` (start, poll, paginated
+Cloud side: boto3 against the moto server, through ``steps.backends.athena.query`` (start, poll, paginated
 GetQueryResults). moto runs no SQL: each case hands it, through moto's documented
 ``/moto-api/static/athena/query-results`` endpoint, the column type and text Athena returns for
 the documented answer, and the result must come back as the same value with the same Arrow type
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from steps import athena
-from steps.settings import load_settings
-from steps.sql_local import LocalSql, name_positional_parameters
+from steps.backends import athena
+from steps.backends.sql_local import LocalSql, name_positional_parameters
+from steps.core.settings import load_settings
 from tests.backends.conftest import make_context
 from tests.parity.athena_corpus import CASES
 from tests.parity.conftest import local_run_in_zone

@@ -23,10 +23,10 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from steps import bigquery
-from steps.context import StepContext
-from steps.settings import load_settings
-from steps.sql_local import LocalSql, SqlError
+from steps.backends import bigquery
+from steps.backends.sql_local import LocalSql, SqlError
+from steps.core.settings import load_settings
+from steps.runtime.context import StepContext
 from tests.backends.conftest import make_context
 from tests.integration.bqemulator import BigQueryEmulator
 from tests.parity.bigquery_corpus import CASES

@@ -1,0 +1,11 @@
+"""The backends: each hands a task off to a cloud service, or runs its local side on this machine.
+
+BigQuery (:mod:`~steps.backends.bigquery`, local: :mod:`~steps.backends.bigquery_local`), Athena
+(:mod:`~steps.backends.athena`, :mod:`~steps.backends.athena_local`), SageMaker
+(:mod:`~steps.backends.sagemaker`, :mod:`~steps.backends.sagemaker_local`) and Glue
+(:mod:`~steps.backends.glue`, :mod:`~steps.backends.glue_cloud`, :mod:`~steps.backends.batch_local`).
+Both SQL dialects run locally through :mod:`~steps.backends.sql_local`. Backends are independent of
+each other; pipelines import them as ``from steps import bigquery, glue, sagemaker``.
+"""
+
+__all__ = ["athena", "bigquery", "glue", "sagemaker"]
