@@ -8,15 +8,18 @@ runs and ``headrace control-room serve`` can show it later.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from control_room.catalog import load_catalog, load_rules
 from control_room.sizing import Policy
 from control_room.store import Store
-from steps.core.contract import Observation, RunEvent, SizingDecision, SizingRequest
+from steps.core.contract import ControlRoom, Observation, RunEvent, SizingDecision, SizingRequest
 from steps.core.settings import Settings
-from steps.runtime.client import Notifier
+from steps.runtime.client import http_room
 
 log = logging.getLogger("headrace.control_room")
+
+Notifier = Callable[[RunEvent], None]
 
 
 class EmbeddedControlRoom:
@@ -63,3 +66,14 @@ class EmbeddedControlRoom:
 
     def close(self) -> None:
         self.store.close()
+
+
+def connect(settings: Settings, notifier: Notifier | None = None) -> ControlRoom:
+    """The control room to use: the service at ``control_room_url``, else the embedded one.
+
+    ``notifier`` receives every emitted event in the embedded case (the service has its own).
+    """
+    room = http_room(settings)
+    if room is not None:
+        return room
+    return EmbeddedControlRoom.from_settings(settings, notifier=notifier)

@@ -58,11 +58,11 @@ def _notifier(settings: Settings, pipeline: Any) -> Any:
 
 
 def _control_room(settings: Settings, notifier: Any = None) -> ControlRoom | None:
-    """The control room the run reports to (HTTP or embedded, see ``steps.runtime.client.connect``),
+    """The control room the run reports to (HTTP or embedded, see ``control_room.embedded.connect``),
     connected in the background on first use so its imports overlap the first tasks. Events
     reach ``notifier`` through the embedded control room (a service has its own notifier)."""
+    from control_room.embedded import connect
     from pipelines.local.control import LazyRoom
-    from steps.runtime.client import connect
 
     def connected() -> ControlRoom:
         room: ControlRoom = connect(settings, notifier)

@@ -1,8 +1,10 @@
-"""Talk to the control room from a runner or a pod: over HTTP, or in-process when no service is set.
+"""Talk to the control room's service over HTTP: what pods and runners use.
 
-Imported by the in-pod entrypoint, so it stays light: only ``steps.*`` and the standard library
-(``urllib``), never FastAPI, SQLAlchemy or httpx. The embedded control room (policy + SQLite) lives
-in :mod:`control_room.embedded` and is imported only by :func:`connect` when it is needed.
+Imported by the in-pod entrypoint, so it stays light: only ``steps.core`` and the standard library
+(``urllib``), never FastAPI, SQLAlchemy or httpx, and never the store: a pod never opens a
+database. With no ``control_room_url`` a pod has no control room (:func:`http_room` returns None and
+the task runs with its declared resources); the local runner wires the embedded control room
+itself (:func:`control_room.embedded.connect`).
 
 The promise to pipelines: the control room never fails a run. :func:`size_with_fallback` returns
 the task's declared resources when the service is unreachable or answers nonsense;
@@ -35,8 +37,6 @@ from steps.core.errors import ConfigError, TransientError, UserError
 from steps.core.settings import Settings
 
 log = logging.getLogger("headrace.control_room")
-
-Notifier = Callable[[RunEvent], None]
 
 
 class ControlRoomUnavailable(TransientError):
@@ -123,16 +123,12 @@ class HttpControlRoom:
         self._post_with_retries("/v1/notifications", message)
 
 
-def connect(settings: Settings, notifier: Notifier | None = None) -> ControlRoom:
-    """The control room to use: the service at ``control_room_url``, else the embedded one.
-
-    ``notifier`` receives every emitted event in the embedded case (the service has its own).
-    """
-    if settings.control_room_url:
-        return HttpControlRoom(settings.control_room_url, read_token(settings))
-    from control_room.embedded import EmbeddedControlRoom
-
-    return EmbeddedControlRoom.from_settings(settings, notifier=notifier)
+def http_room(settings: Settings) -> HttpControlRoom | None:
+    """The service at ``control_room_url``, or None when none is set (a pod then uses its declared
+    resources: it never sizes against a database of its own)."""
+    if not settings.control_room_url:
+        return None
+    return HttpControlRoom(settings.control_room_url, read_token(settings))
 
 
 def declared_decision(request: SizingRequest, why: str) -> SizingDecision:

@@ -169,9 +169,11 @@ def main(args: argparse.Namespace) -> int:
             ui_url=settings.argo_ui_url,
             namespace=settings.argo_namespace,
         )
-        from steps.runtime.client import connect
+        from steps.runtime.client import http_room
 
-        connect(settings).emit(event)  # logs a warning itself when the control room is unreachable
+        room = http_room(settings)
+        if room is not None:
+            room.emit(event)  # logs a warning itself when the control room is unreachable
         if settings.events_url:
             _publish_completion(args.spec, event, args.run_date, settings)
         print(

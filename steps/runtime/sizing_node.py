@@ -140,7 +140,7 @@ def main(args: argparse.Namespace) -> int:
     outputs_dir = Path(args.outputs_dir)
     try:
         from steps.core.settings import load_settings
-        from steps.runtime.client import connect, declared_decision, size_with_fallback
+        from steps.runtime.client import declared_decision, http_room, size_with_fallback
         from steps.runtime.loader import load_object
         from steps.runtime.task import parse_inputs
 
@@ -160,7 +160,7 @@ def main(args: argparse.Namespace) -> int:
         write_files(outputs_dir, None)
         return 0
     try:
-        room = connect(load_settings())
+        room = http_room(load_settings())
     except Exception as error:
         decision = declared_decision(request, f"control room not configured correctly ({error})")
         _log(f"sizing {request.pipeline}/{request.task}: {decision.reason}")
@@ -168,7 +168,7 @@ def main(args: argparse.Namespace) -> int:
         return 0
     decision = size_with_fallback(room, request, _log)
     write_files(outputs_dir, decision, request.declared)
-    if decision.source != "declared":
+    if decision.source != "declared" and room is not None:
         try:
             room.emit(
                 RunEvent(

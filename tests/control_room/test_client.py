@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from control_room.embedded import EmbeddedControlRoom
+from control_room.embedded import EmbeddedControlRoom, connect
 from control_room.store import Store
 from steps.core.contract import EventKind, Observation, Outcome, RunEvent, SizingRequest, SizingTarget
 from steps.core.errors import ConfigError, UserError
 from steps.core.settings import load_settings
-from steps.runtime.client import HttpControlRoom, connect, read_token, size_with_fallback
+from steps.runtime.client import HttpControlRoom, read_token, size_with_fallback
 from tests.control_room.conftest import TOKEN, Served, free_port
 
 REQUEST = SizingRequest(

@@ -6,11 +6,12 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.control_room.conftest import TOKEN, Served, free_port
+from tests.control_room.conftest import TOKEN, Served, free_port, serve
 
 FLOW = """
 from pipelines import Pipeline, Resources, step
@@ -58,8 +59,20 @@ def run_node(
     return done, outputs
 
 
-def test_sizing_node_writes_decision_pod_spec_patch_instance_type_and_count(tmp_path: Path) -> None:
-    done, out = run_node(tmp_path, "--input", f"extract.result={REF}")
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """One control room service for the module's pods (a pod sizes only against a service)."""
+    folder = tmp_path_factory.mktemp("service")
+    running = serve(f"sqlite:///{folder / 'served.db'}", folder)
+    yield {"HEADRACE_CONTROL_ROOM_URL": running.url, "HEADRACE_CONTROL_ROOM_TOKEN": TOKEN}
+    running.stop()
+
+
+@pytest.mark.integration
+def test_sizing_node_writes_decision_pod_spec_patch_instance_type_and_count(
+    tmp_path: Path, service: dict[str, str]
+) -> None:
+    done, out = run_node(tmp_path, "--input", f"extract.result={REF}", env=service)
     assert done.returncode == 0, done.stderr
     decision = json.loads((out / "decision").read_text())
     # declared 500 bytes/row x 8M rows + 256 MiB = 4.0 GiB; x1.3 -> the cheapest 8Gi pod shape
@@ -102,6 +115,15 @@ def test_sizing_node_with_the_service_down_writes_the_declared_size_and_exits_0(
     assert "unreachable" in done.stderr and "using the declared resources" in done.stderr
 
 
+def test_a_pod_without_a_control_room_url_uses_its_declared_size_and_opens_no_database(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    done, out = run_node(tmp_path, "--input", f"extract.result={REF}", env={"HEADRACE_STATE_DIR": str(state)})
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "decision").read_text())["source"] == "declared"
+    assert "no control room configured; using the declared resources" in done.stderr
+    assert not list(tmp_path.rglob("*.db"))
+
+
 def test_sizing_node_for_a_broken_pipeline_exits_0_with_empty_answers(tmp_path: Path) -> None:
     done, out = run_node(tmp_path, spec="nowhere:pipeline")
     assert done.returncode == 0
@@ -109,7 +131,8 @@ def test_sizing_node_for_a_broken_pipeline_exits_0_with_empty_answers(tmp_path: 
     assert "cannot build the request" in done.stderr
 
 
-def test_sizing_node_passes_an_oom_retry_one_size_up(tmp_path: Path) -> None:
+@pytest.mark.integration
+def test_sizing_node_passes_an_oom_retry_one_size_up(tmp_path: Path, service: dict[str, str]) -> None:
     done, out = run_node(
         tmp_path,
         "--input",
@@ -120,6 +143,7 @@ def test_sizing_node_passes_an_oom_retry_one_size_up(tmp_path: Path) -> None:
         "oom",
         "--previous-instance-type",
         "pod-1-8Gi",
+        env=service,
     )
     assert done.returncode == 0, done.stderr
     assert json.loads((out / "pod-spec-patch").read_text())["containers"][0]["resources"]["limits"]["memory"] == "16Gi"

@@ -46,7 +46,7 @@ class Day:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[dt.date, Day]:
-    from steps.runtime.client import connect
+    from control_room.embedded import connect
 
     state = tmp_path_factory.mktemp("recipe-stream") / ".headrace"
     settings: Settings = load_settings({"state_dir": str(state)}, environ={}, config_file=state.parent / "absent.toml")

@@ -184,7 +184,8 @@ class Providers:
 
 
 def _run_flow(settings: Settings, moto: str, bigquery: BigQueryServer, slack: SlackServer, work: Path) -> Flow:
-    from steps.runtime.client import connect, size_with_fallback
+    from control_room.embedded import connect
+    from steps.runtime.client import size_with_fallback
     from steps.runtime.sizing_node import build_request
     from steps.runtime.task import run_task
 
