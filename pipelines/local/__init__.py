@@ -8,6 +8,7 @@ imports Hera: it would cost 0.6 s on every local run.
 
 from __future__ import annotations
 
-from pipelines.local.runner import RunSummary, TaskSummary, resolve_run_params, run_pipeline
+from pipelines.local.runner import resolve_run_params, run_pipeline
+from pipelines.local.summary import RunSummary, TaskSummary
 
 __all__ = ["RunSummary", "TaskSummary", "resolve_run_params", "run_pipeline"]

@@ -1,6 +1,6 @@
 """The rich view of a local run: a task table that updates while the run goes on, and the summary.
 
-The view only reads the :class:`~pipelines.local.runner.RunSummary` the runner updates; it is
+The view only reads the :class:`~pipelines.local.summary.RunSummary` the runner updates; it is
 refreshed by rich's own thread, so a slow terminal never slows the run.
 """
 
@@ -15,7 +15,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from pipelines.local.runner import RunSummary, TaskSummary
+from pipelines.local.summary import RunSummary, TaskSummary
 from pipelines.plain import plain_lines, plural
 
 STYLES = {

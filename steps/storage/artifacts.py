@@ -20,21 +20,7 @@ from urllib.parse import urlparse
 
 from steps.core.contract import ArtifactRef
 from steps.core.errors import ConfigError, NotFoundError
-
-CHUNK = 8 * 1024 * 1024
-
-
-def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of a file, read in chunks so memory stays flat for large files."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def directory_size(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+from steps.storage.files import directory_size, sha256_of
 
 
 class ArtifactStore(Protocol):

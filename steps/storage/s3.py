@@ -27,8 +27,8 @@ from urllib.parse import urlparse
 
 from steps.core.contract import ArtifactRef
 from steps.core.errors import ConfigError, NotFoundError, StepFailed
-from steps.storage.artifacts import directory_size, sha256_of
 from steps.storage.aws import client_for, error_code, translate
+from steps.storage.files import directory_size, sha256_of
 
 MANIFEST = "_headrace_manifest.json"
 SPARK_SUCCESS = "_SUCCESS"

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from pipelines import Pipeline, step
 from pipelines.local.frontier import Frontier
-from pipelines.local.runner import RunSummary, TaskSummary
+from pipelines.local.summary import RunSummary, TaskSummary
 from pipelines.local.view import MAX_TABLE_ROWS, task_table
 
 
