@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -32,16 +31,20 @@ from typing import Any
 
 from control_room.notifications.slack import argo_url
 from steps.core.contract import EventKind, Observation, Outcome, RunEvent, SizingTarget
+from steps.core.naming import (
+    CRON_LABEL,
+    EXIT_HANDLER_NODE,
+    NODE_NAME_ANNOTATION,
+    PIPELINE_LABEL,
+    SIZING_NODE_PREFIX,
+    TASK_LABEL,
+    TRIGGER_LABEL,
+    WORKFLOW_LABEL,
+    task_and_attempt,
+)
 
 log = logging.getLogger("headrace.watch")
 
-PIPELINE_LABEL = "headrace.dev/pipeline"
-TASK_LABEL = "headrace.dev/task"
-WORKFLOW_LABEL = "workflows.argoproj.io/workflow"
-CRON_LABEL = "workflows.argoproj.io/cron-workflow"
-NODE_NAME_ANNOTATION = "workflows.argoproj.io/node-name"
-EXIT_HANDLER_TASK = "headrace-exit"
-SIZING_PREFIX = "size-"
 
 GROUP, VERSION, PLURAL = "argoproj.io", "v1alpha1", "workflows"
 TERMINAL = frozenset({"Succeeded", "Failed", "Error"})
@@ -85,33 +88,8 @@ def _duration(status: Mapping[str, Any]) -> float | None:
     return max(0.0, end - start) if start is not None and end is not None else None
 
 
-_ATTEMPT = re.compile(r"^(?P<task>.+?)\((?P<n>\d+)\)$")
-
-
-def task_and_attempt(display_name: str) -> tuple[str, int]:
-    """``train(1)`` → ``("train", 2)`` (Argo counts retries from 0); ``train`` → ``("train", 1)``."""
-    match = _ATTEMPT.match(display_name)
-    if match:
-        return match["task"], int(match["n"]) + 1
-    return display_name, 1
-
-
-def attempt_in_path(path: str) -> int | None:
-    """The attempt a node belongs to from its full Argo name, e.g. ``wf.train(1).train`` → 2.
-
-    A sized task is retried as a whole (its sizing node and its pod, in a nested DAG), so the
-    retry index sits on the DAG node, not on the pod's own display name: the innermost
-    ``name(N)`` segment of the path tells the attempt. None when no segment carries one.
-    """
-    for segment in reversed(path.split(".")):
-        match = _ATTEMPT.match(segment)
-        if match:
-            return int(match["n"]) + 1
-    return None
-
-
 def _is_infrastructure(task: str) -> bool:
-    return task == EXIT_HANDLER_TASK or task.startswith(SIZING_PREFIX) or task.endswith(".onExit")
+    return task == EXIT_HANDLER_NODE or task.startswith(SIZING_NODE_PREFIX) or task.endswith(".onExit")
 
 
 def _output_sizes(node: Mapping[str, Any]) -> tuple[int | None, int | None]:
@@ -163,7 +141,7 @@ def workflow_transitions(old: Obj | None, new: Obj, *, ui_url: str = "", namespa
         return RunEvent(kind=kind, pipeline=pipeline, run_id=run_id, url=url, source="watcher", **fields)
 
     if phase != old_phase and phase == "Running" and old_phase in ("", "Pending"):
-        trigger = str((meta.get("labels") or {}).get("headrace.dev/trigger") or "")
+        trigger = str((meta.get("labels") or {}).get(TRIGGER_LABEL) or "")
         started_by = f"started by trigger {trigger} (Argo Events)" if trigger else ""
         events.append(event(EventKind.RUN_STARTED, at=parse_time(status.get("startedAt")) or 0.0, reason=started_by))
     events.extend(_node_transitions(old_status, status, event))
@@ -201,11 +179,9 @@ def _node_transitions(
         if node.get("type") != "Pod":
             continue
         display = str(node.get("displayName", ""))
-        task, attempt = task_and_attempt(display)
+        task, attempt = task_and_attempt(display, str(node.get("name") or ""))
         if _is_infrastructure(task):
             continue
-        if not _ATTEMPT.match(display):
-            attempt = attempt_in_path(str(node.get("name") or "")) or attempt
         phase = str(node.get("phase") or "")
         before = str((old_nodes.get(node_id) or {}).get("phase") or "")
         if phase == before:
@@ -289,9 +265,7 @@ def pod_task(pod: Obj) -> tuple[str, str, int]:
     run_id = str(labels.get(WORKFLOW_LABEL) or "")
     node_name = str(annotations.get(NODE_NAME_ANNOTATION) or "")
     display = node_name.split(".", 1)[1] if run_id and node_name.startswith(run_id + ".") else node_name
-    task, attempt = task_and_attempt(display) if display else ("", 1)
-    if display and not _ATTEMPT.match(display):
-        attempt = attempt_in_path(display) or attempt
+    task, attempt = task_and_attempt(display, display) if display else ("", 1)
     return run_id, str(labels.get(TASK_LABEL) or task), attempt
 
 

@@ -29,6 +29,7 @@ from typing import Any, Literal, TypeVar
 from pipelines.triggers import Trigger, trigger_problems
 from steps.core.contract import SizingTarget
 from steps.core.errors import NotFoundError, PipelineDefinitionError, UserError
+from steps.core.naming import RESERVED_PREFIX, SIZING_NODE_PREFIX
 from steps.core.quantities import QuantityError, cpu_cores, memory_bytes, parse_duration
 
 K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -49,11 +50,8 @@ CRON_DESCRIPTORS = frozenset({"@yearly", "@annually", "@monthly", "@weekly", "@d
 CONCURRENCY_POLICIES = ("Allow", "Forbid", "Replace")
 RETRY_ON = {"failure": "OnFailure", "error": "OnError", "transient": "OnTransientError", "always": "Always"}
 DEFAULT_IMAGE = "ghcr.io/headrace/headrace:0.1.0"
-#: Task names the Argo compiler uses for its own templates (DAG, exit handler) start with this.
-RESERVED_PREFIX = "headrace-"
-#: The Argo compiler puts a sizing node named ``size-<task>`` before each ``sizing="auto"`` task.
-SIZING_NODE_PREFIX = "size-"
-#: ...and labels its pod ``headrace.dev/task: size-<task>``, so a sized task's name is shorter.
+#: The Argo compiler puts a sizing node named ``size-<task>`` before each ``sizing="auto"`` task
+#: and labels its pod ``headrace.dev/task: size-<task>``, so a sized task's name is shorter.
 MAX_SIZED_TASK_NAME = MAX_TASK_NAME - len(SIZING_NODE_PREFIX)
 #: Output parameters the compiler derives from each output ``<name>``.
 OUTPUT_SUFFIXES = ("-bytes", "-rows")

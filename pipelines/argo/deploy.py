@@ -22,10 +22,10 @@ from typing import Any, Literal
 from pipelines.argo.client import AlreadyExists, Kind, Transport
 from pipelines.graph import Pipeline
 from steps.core.errors import NotFoundError, UserError
+from steps.core.naming import PIPELINE_LABEL
 from steps.core.settings import Settings
 
 DIGEST_ANNOTATION = "headrace.dev/spec-sha256"
-PIPELINE_LABEL = "headrace.dev/pipeline"
 Outcome = Literal["created", "updated", "unchanged"]
 
 

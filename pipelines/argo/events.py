@@ -26,6 +26,7 @@ from pipelines.argo.client import Kind
 from pipelines.argo.workflow import labels
 from pipelines.graph import Pipeline
 from pipelines.triggers import After, Queue, Trigger, message_filter
+from steps.core.naming import TRIGGER_LABEL
 from steps.core.settings import Settings
 from steps.runtime.events import EVENTS_EXCHANGE
 
@@ -36,7 +37,6 @@ SECRET = "headrace-secrets"
 EVENT_SOURCE_ACCOUNT = "headrace-events"
 #: Runs the Sensor pods: may create Workflows from WorkflowTemplates in the namespace, nothing else.
 SENSOR_ACCOUNT = "headrace-sensor"
-TRIGGER_LABEL = "headrace.dev/trigger"
 SQS_WAIT_SECONDS = 20
 
 

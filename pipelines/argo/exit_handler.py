@@ -11,9 +11,10 @@ from hera.workflows.models import IntOrString, Metadata, RetryStrategy, Template
 
 from pipelines.argo import commands
 from pipelines.argo.resources import SMALL, requirements
-from pipelines.argo.templates import TASK_LABEL, PodEnvironment
+from pipelines.argo.templates import PodEnvironment
+from steps.core.naming import EXIT_HANDLER_NODE, TASK_LABEL
 
-NAME = "headrace-exit"
+NAME = EXIT_HANDLER_NODE
 
 
 def exit_template(spec: str, env: PodEnvironment) -> Template:

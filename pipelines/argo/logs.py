@@ -17,10 +17,10 @@ from typing import Any
 from pipelines.argo.client import Connection, resolve_connection, translate_status, unreachable
 from pipelines.argo.submit import run_status
 from steps.core.errors import NotFoundError, TransientError
+from steps.core.naming import NODE_NAME_ANNOTATION, WORKFLOW_LABEL, task_of_node
 from steps.core.settings import Settings
 
 #: The annotation Argo's controller puts on every pod: the node (``<run>.<task>(<attempt>)``).
-NODE_NAME = "workflows.argoproj.io/node-name"
 
 
 def _pods_of(connection: Connection, run: str, task: str) -> dict[str, str]:
@@ -95,14 +95,6 @@ def stream_logs(
         raise TransientError(f"logs of run {run}: {conn.server} stopped answering ({error}); try again") from error
 
 
-def _task_of(node_name: str, run: str) -> str:
-    """``run.train(1)`` -> ``train``, ``run.train(1).train`` (a sized task's pod) -> ``train``:
-    the task a pod's node belongs to."""
-    name = node_name.removeprefix(f"{run}.").rsplit(".", 1)[-1]
-    head, sep, tail = name.rpartition("(")
-    return head if sep and tail.rstrip(")").isdigit() else name
-
-
 def kubernetes_logs(connection: Connection, run: str, *, task: str | None, follow: bool) -> Iterator[str]:
     """The same lines read from the pods' ``main`` containers through the Kubernetes API, for
     clusters whose Argo Server is not reachable. Pods are read one after another in start order,
@@ -114,7 +106,7 @@ def kubernetes_logs(connection: Connection, run: str, *, task: str | None, follo
     transport = KubernetesTransport(connection)
     core = client.CoreV1Api(transport.api_client)
     where = connection.namespace
-    selector = f"workflows.argoproj.io/workflow={run}"
+    selector = f"{WORKFLOW_LABEL}={run}"
     try:
         listed = transport.call(
             "workflows", run, "logs of", lambda: core.list_namespaced_pod(where, label_selector=selector)
@@ -123,7 +115,9 @@ def kubernetes_logs(connection: Connection, run: str, *, task: str | None, follo
             listed.items or [],
             key=lambda p: (str(p.metadata.creation_timestamp or ""), p.metadata.name),
         )
-        named = [(p.metadata.name, _task_of((p.metadata.annotations or {}).get(NODE_NAME, ""), run)) for p in pods]
+        named = [
+            (p.metadata.name, task_of_node((p.metadata.annotations or {}).get(NODE_NAME_ANNOTATION, ""))) for p in pods
+        ]
         if task:
             chosen = [(pod, name) for pod, name in named if name == task]
             if not chosen:

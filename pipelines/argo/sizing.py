@@ -44,7 +44,6 @@ from pipelines.argo import commands
 from pipelines.argo.resources import SMALL, requirements
 from pipelines.argo.templates import (
     SIZE_OUTPUTS,
-    TASK_LABEL,
     PodEnvironment,
     _file_outputs,
     input_names,
@@ -53,8 +52,9 @@ from pipelines.argo.templates import (
     retry_strategy,
 )
 from pipelines.graph import Pipeline, Task
+from steps.core.naming import SIZING_NODE_PREFIX, TASK_LABEL
 
-PREFIX = "size-"
+PREFIX = SIZING_NODE_PREFIX
 #: The nested DAG of a sized task; ``headrace-`` is reserved, so no task template collides.
 ATTEMPT_PREFIX = "headrace-sized-"
 _DEFAULTS = {"decision": "", "pod-spec-patch": "{}", "instance-type": "", "instance-count": ""}

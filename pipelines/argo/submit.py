@@ -19,13 +19,9 @@ from typing import Any
 from pipelines.argo.client import Transport
 from pipelines.graph import RUN_DATE, Pipeline
 from steps.core.errors import UserError
+from steps.core.naming import PHASE_LABEL, PIPELINE_LABEL, RUN_DATE_LABEL, SCHEDULED_TIME_ANNOTATION, task_and_attempt
 from steps.core.settings import Settings
 
-PIPELINE_LABEL = "headrace.dev/pipeline"
-RUN_DATE_LABEL = "headrace.dev/run-date"
-PHASE_LABEL = "workflows.argoproj.io/phase"
-#: What Argo's cron controller puts on each workflow it starts (RFC 3339).
-SCHEDULED_TIME_ANNOTATION = "workflows.argoproj.io/scheduled-time"
 PHASES = ("Pending", "Running", "Succeeded", "Failed", "Error")
 COMPLETED = ("Succeeded", "Failed", "Error")
 
@@ -41,7 +37,8 @@ class TaskStatus:
     message: str = ""
     node_id: str = ""
     pod_name: str = ""
-    attempt: int = 0
+    #: From 1, as everywhere in headrace (:mod:`steps.core.naming` converts Argo's ``train(0)``).
+    attempt: int = 1
 
 
 @dataclass(frozen=True)
@@ -108,7 +105,6 @@ def pod_name(workflow: str, node_name: str, template: str) -> str:
 
 #: Node types that stand for a task's own work (a pod, an HTTP sizing call) or its skipping.
 TASK_NODE_TYPES = ("Pod", "HTTP", "Plugin", "Container", "Skipped")
-_ATTEMPT = re.compile(r"^(?P<name>.*)\((?P<attempt>\d+)\)$")
 
 
 def run_status(obj: Mapping[str, Any]) -> RunStatus:
@@ -127,16 +123,8 @@ def run_status(obj: Mapping[str, Any]) -> RunStatus:
             continue
         template = str(node.get("templateName") or "")
         display = str(node.get("displayName") or node.get("name") or node_id)
-        attempt = 0
-        match = _ATTEMPT.match(display)
-        if match:
-            display, attempt = match["name"], int(match["attempt"])
-        else:  # a sized task retries as a nested DAG: ``<run>.train(1).train``
-            for segment in reversed(str(node.get("name") or "").split(".")[:-1]):
-                found = _ATTEMPT.match(segment)
-                if found:
-                    attempt = int(found["attempt"])
-                    break
+        # a sized task retries as a nested DAG: its pod's full name is ``<run>.train(1).train``
+        display, attempt = task_and_attempt(display, str(node.get("name") or ""))
         tasks.append(
             TaskStatus(
                 name=display,
@@ -315,7 +303,7 @@ def task_table(run: RunStatus) -> Any:
     for task in run.tasks:
         colour = colours.get(task.phase, "white")
         table.add_row(
-            f"{task.name} (attempt {task.attempt + 1})" if task.attempt else task.name,
+            f"{task.name} (attempt {task.attempt})" if task.attempt > 1 else task.name,
             f"[{colour}]{task.phase}[/]",
             format_duration(task.started_at, task.finished_at),
             task.message,

@@ -36,11 +36,11 @@ from pipelines.argo import commands
 from pipelines.argo.resources import requirements
 from pipelines.graph import RETRY_ON, Pipeline, Retry, Task
 from steps.core.errors import EXIT_USAGE
+from steps.core.naming import TASK_LABEL
 from steps.core.quantities import parse_duration
 
 CONFIG_MAP = "headrace-config"
 SECRET = "headrace-secrets"
-TASK_LABEL = "headrace.dev/task"
 #: Argo's retry expression: a bad-input exit is never retried, whatever the policy says.
 NO_RETRY_ON_BAD_INPUT = f"asInt(lastRetry.exitCode) != {EXIT_USAGE}"
 SIZE_OUTPUTS = ("decision", "pod-spec-patch", "instance-type", "instance-count")

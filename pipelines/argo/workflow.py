@@ -34,9 +34,9 @@ from hera.workflows.models import (
 from pipelines.argo import dag, exit_handler, sizing
 from pipelines.argo.templates import PodEnvironment, task_template
 from pipelines.graph import DEFAULT_IMAGE, Pipeline
+from steps.core.naming import PIPELINE_LABEL
 from steps.core.settings import Settings
 
-PIPELINE_LABEL = "headrace.dev/pipeline"
 TTL = TTLStrategy(seconds_after_success=86_400, seconds_after_failure=7 * 86_400)
 POD_GC = PodGC(strategy="OnPodSuccess", delete_delay_duration="10m")
 WORKFLOW_SERVICE_ACCOUNT = "headrace-workflow"

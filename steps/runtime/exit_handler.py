@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from typing import Any
 
 from steps.core.contract import EventKind, RunEvent
+from steps.core.naming import EXIT_HANDLER_NODE, SIZING_NODE_PREFIX, node_attempt
 
 #: Argo node names of headrace's own infrastructure (sizing nodes, this handler): never "the failing task".
-_INFRA_PREFIXES = ("size-", "headrace-exit")
-_ATTEMPT = re.compile(r"^(?P<task>.+?)\((?P<n>\d+)\)$")
+_INFRA_PREFIXES = (SIZING_NODE_PREFIX, EXIT_HANDLER_NODE)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -60,8 +59,7 @@ def failing_task(failures: list[dict[str, Any]]) -> tuple[str | None, int | None
         name = str(failure.get("displayName") or failure.get("templateName") or "")
         if not name or name.startswith(_INFRA_PREFIXES):
             continue
-        match = _ATTEMPT.match(name)
-        task, attempt = (match["task"], int(match["n"]) + 1) if match else (name, None)
+        task, attempt = node_attempt(name)
         return task, attempt, str(failure.get("message") or "").strip()
     return None, None, ""
 

@@ -217,7 +217,7 @@ def test_retried_tasks_keep_their_name_with_an_attempt_number() -> None:
     }
     run = run_status(workflow)
     assert (run.pipeline, run.run_date, run.phase) == ("scores", "2026-11-03", "Running")
-    assert [(t.name, t.attempt, t.phase) for t in run.tasks] == [("train", 0, "Failed"), ("train", 1, "Running")]
+    assert [(t.name, t.attempt, t.phase) for t in run.tasks] == [("train", 1, "Failed"), ("train", 2, "Running")]
     assert run.tasks[0].message == "OOMKilled (exit code 137)"
     assert run.tasks[1].pod_name == pod_name("scores-abcde", "scores-abcde.train(1)", "train")
 
