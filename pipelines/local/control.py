@@ -125,34 +125,12 @@ class RoomWorker:
         self._thread.join(timeout)
 
 
-def declared_decision(request: SizingRequest, why: str) -> SizingDecision:
-    """The task's own declared resources as a decision, when the control room cannot answer."""
-    declared = request.declared
-    return SizingDecision(
-        target=request.target,
-        instance_type=str(declared.get("instance_type") or ""),
-        instance_count=int(declared.get("instance_count") or 1),
-        cpu=declared.get("cpu"),
-        memory=declared.get("memory_limit") or declared.get("memory"),
-        reason=f"control room unavailable ({why}); using declared resources",
-        source="declared",
-    )
+def size(room: ControlRoom | None, request: SizingRequest) -> SizingDecision:
+    """Ask the control room; never raises: without an answer, the task's declared resources
+    (:func:`steps.runtime.client.size_with_fallback`, the rule pods follow too)."""
+    from steps.runtime.client import size_with_fallback  # urllib's HTTP stack: only when a task is sized
 
-
-def size(room: ControlRoom, request: SizingRequest) -> SizingDecision:
-    """Ask the control room; never raises. Uses H5's ``size_with_fallback`` when it exists."""
-    try:
-        from steps.runtime.client import size_with_fallback  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        try:
-            return room.size(request)
-        except Exception as error:
-            return declared_decision(request, f"{type(error).__name__}: {error}")
-    try:
-        decision: SizingDecision = size_with_fallback(room, request, log_line=_quiet)
-        return decision
-    except Exception as error:
-        return declared_decision(request, f"{type(error).__name__}: {error}")
+    return size_with_fallback(room, request, log_line=_quiet)
 
 
 def _quiet(line: str) -> None:
@@ -181,4 +159,4 @@ def outcome_target(value: Any) -> SizingTarget:
     return value if isinstance(value, SizingTarget) else SizingTarget(str(value))
 
 
-__all__ = ["Outcome", "declared_decision", "emit", "observe", "outcome_target", "size"]
+__all__ = ["Outcome", "emit", "observe", "outcome_target", "size"]

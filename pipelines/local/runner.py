@@ -64,8 +64,10 @@ def backoff_seconds(task: Task, retry_number: int) -> float:
 
 
 def memory_limit(task: Task, sizing: SizingDecision | None) -> int | None:
-    """The limit a subprocess attempt runs under: the decided memory, else the declared limit."""
-    value = (sizing.memory if sizing is not None else None) or task.resources.memory_limit or task.resources.memory
+    """The limit a subprocess attempt runs under: the decided memory, else the declared limit (as a
+    pod's: a fallback to the declared resources keeps the declared limit, see ``pod_spec_patch``)."""
+    decided = sizing.memory if sizing is not None and sizing.source != "declared" else None
+    value = decided or task.resources.memory_limit or task.resources.memory
     return memory_bytes(value) if value else None
 
 

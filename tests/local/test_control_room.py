@@ -155,6 +155,29 @@ def test_a_control_room_that_is_down_never_fails_the_run(
     assert "control room is down" in sizing["reason"]
 
 
+ROOMY = """
+@step(sizing="auto", resources=Resources(memory="64Mi", memory_limit="2Gi"))
+def roomy():
+    hoard = bytearray(1024**3)  # address space only: the limit is RLIMIT_AS
+    return len(hoard)
+
+with Pipeline("roomy") as pipeline:
+    roomy()
+"""
+
+
+def test_with_the_control_room_down_a_task_keeps_its_declared_memory_limit(
+    flow: Callable[[str], str], run: Callable[..., Any], store: RunStore
+) -> None:
+    """The fallback decision carries the memory request; the process is limited at the declared
+    limit (2Gi), as a pod's patch keeps it, so 1 GiB fits where 64 MiB would not."""
+    summary = run(flow(ROOMY), control_room=BrokenRoom())
+    assert summary.status == "succeeded", summary
+    (attempt,) = store.attempts(summary.run_id, "roomy")
+    assert attempt.sizing is not None and attempt.sizing["source"] == "declared"
+    assert attempt.sizing["memory"] == "64Mi" and attempt.sizing["instance_type"] == "pod-default-64Mi"
+
+
 def test_headrace_run_sizes_with_the_embedded_control_room_by_default(
     flow: Callable[[str], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: RunStore
 ) -> None:
