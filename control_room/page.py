@@ -13,8 +13,8 @@ import math
 from typing import Any
 
 from control_room.catalog import Catalog, Rules, static_peak_option
-from control_room.sizing import human_bytes, human_memory
 from control_room.store import Store
+from steps.core.display import format_bytes
 
 WIDTH, HEIGHT = 720, 220
 LEFT, RIGHT, TOP, BOTTOM = 64, 64, 16, 40
@@ -89,7 +89,7 @@ def chart(pipeline: str, task: str, items: list[dict[str, Any]], catalog: Catalo
         f'width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
         f'aria-label="input size and cost per run of {_e(pipeline)}/{_e(task)}">',
         f'<line class="axis" x1="{LEFT}" y1="{TOP + plot_h}" x2="{LEFT + plot_w}" y2="{TOP + plot_h}"/>',
-        f'<text class="label" x="{LEFT - 6}" y="{TOP + 10}" text-anchor="end">{_e(human_bytes(max_input))}</text>',
+        f'<text class="label" x="{LEFT - 6}" y="{TOP + 10}" text-anchor="end">{_e(format_bytes(max_input))}</text>',
         f'<text class="label" x="{LEFT - 6}" y="{TOP + plot_h}" text-anchor="end">0</text>',
         f'<text class="label cost-axis-top" x="{LEFT + plot_w + 6}" y="{TOP + 10}" data-cost-usd="{max_cost:.10g}">'
         f"{_e(usd(max_cost))}</text>",
@@ -105,8 +105,8 @@ def chart(pipeline: str, task: str, items: list[dict[str, Any]], catalog: Catalo
             if item["instance_count"] > 1
             else item["instance_type"]
         )
-        title = f"{run_date(item)}, run {item['run_id']}: input {human_bytes(item['input_bytes'])}, size {size}" + (
-            f" ({human_memory(capacity)})" if capacity else ""
+        title = f"{run_date(item)}, run {item['run_id']}: input {format_bytes(item['input_bytes'])}, size {size}" + (
+            f" ({format_bytes(capacity)})" if capacity else ""
         )
         outcome = item.get("outcome") or ""
         parts.append(
@@ -155,15 +155,15 @@ def size_chart(pipeline: str, task: str, items: list[dict[str, Any]], catalog: C
         f'height="{height}" viewBox="0 0 {WIDTH} {height}" role="img" '
         f'aria-label="chosen memory and observed peak per run of {_e(pipeline)}/{_e(task)}">',
         f'<line class="axis" x1="{LEFT}" y1="{TOP + plot_h}" x2="{LEFT + plot_w}" y2="{TOP + plot_h}"/>',
-        f'<text class="label" x="{LEFT - 6}" y="{TOP + 10}" text-anchor="end">{_e(human_memory(top))}</text>',
+        f'<text class="label" x="{LEFT - 6}" y="{TOP + 10}" text-anchor="end">{_e(format_bytes(top))}</text>',
         f'<text class="label" x="{LEFT - 6}" y="{TOP + plot_h}" text-anchor="end">0</text>',
     ]
     for index, (item, capacity, peak) in enumerate(zip(items, capacities, peaks, strict=True)):
         x = LEFT + step * index + (step - bar_w) / 2
         bar_h = plot_h * capacity / top
         run_id = item["run_id"]
-        holds = f"run {run_id}: {item['instance_type']} holds {human_memory(capacity)}"
-        used = f"run {run_id}: peak {human_memory(peak)}"
+        holds = f"run {run_id}: {item['instance_type']} holds {format_bytes(capacity)}"
+        used = f"run {run_id}: peak {format_bytes(peak)}"
         parts.append(
             f'<rect class="chosen-bar" x="{x:.1f}" y="{TOP + plot_h - bar_h:.1f}" width="{bar_w:.1f}" '
             f'height="{bar_h:.1f}" data-run-id="{_e(item["run_id"])}" data-capacity-bytes="{capacity}">'
@@ -275,7 +275,7 @@ def render_page(
             f'<td class="run-date">{_e(run_date(item))}</td>'
             f"<td>{_e(item['pipeline'])}</td><td>{_e(item['task'])}</td><td>{link}</td>"
             f'<td class="started-by">{_e(started_by.get(item["run_id"], "by hand or cron").removeprefix("started "))}</td>'
-            f"<td>{_e(human_bytes(item['input_bytes']))}</td><td><code>{_e(size)}</code></td>"
+            f"<td>{_e(format_bytes(item['input_bytes']))}</td><td><code>{_e(size)}</code></td>"
             f"<td>{'' if cost is None else _e(usd(cost))}</td><td>{_e(item['source'])}</td>"
             f'<td class="reason">{_e(item["reason"])}</td></tr>'
         )

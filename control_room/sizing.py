@@ -35,6 +35,7 @@ from typing import TypeGuard
 from control_room.catalog import Catalog, Option, Rules
 from control_room.fits import AffineFit, LogFit, fit_affine, fit_log, median
 from steps.core.contract import Observation, Outcome, SizingDecision, SizingRequest, SizingTarget
+from steps.core.display import format_bytes, format_duration
 from steps.core.quantities import QuantityError, format_cpu, format_memory, memory_bytes
 
 GIB = 2**30
@@ -52,29 +53,6 @@ MAX_ESCALATION = 4.0
 
 
 # ----------------------------------------------------------------------------- formatting
-
-
-def human_bytes(value: float) -> str:
-    """Input sizes in decimal units (what storage consoles show): ``4.2 GB``."""
-    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if value >= size:
-            return f"{value / size:.1f} {unit}"
-    return f"{int(value)} B"
-
-
-def human_memory(value: float) -> str:
-    """Memory in binary units (what Kubernetes and instance sheets use): ``11.3 GiB``."""
-    if value >= GIB:
-        return f"{value / GIB:.1f} GiB"
-    return f"{value / 2**20:.0f} MiB"
-
-
-def human_duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 # ----------------------------------------------------------------------------- the policy
@@ -206,7 +184,7 @@ class Policy:
             scaled = capacity * OOM_STEP * (input_bytes / obs.input_bytes) ** slope
             if scaled > floor:
                 floor = scaled
-                note = f"OOM on {obs.instance_type or human_memory(capacity)} at {human_bytes(obs.input_bytes)}"
+                note = f"OOM on {obs.instance_type or format_bytes(capacity)} at {format_bytes(obs.input_bytes)}"
         return floor, note
 
     def predict_memory(
@@ -223,7 +201,7 @@ class Policy:
             if affine is not None:
                 peak = max(peak, affine.predict(request.input_bytes, quantile=True))
                 typical = max(typical, affine.predict(request.input_bytes))
-            basis = f"learned peak {human_memory(peak)} from {fit.n} runs on {model.types} (R² {fit.r2:.2f})"
+            basis = f"learned peak {format_bytes(peak)} from {fit.n} runs on {model.types} (R² {fit.r2:.2f})"
             return Prediction(peak, basis, "policy", fit, typical)
         overhead = self.rules.process_overhead_bytes
         if request.bytes_per_row and request.input_rows > 0:
@@ -244,7 +222,7 @@ class Policy:
             figure = f"{per_row:g}" if note == "declared" else f"{per_row:,.0f}"
             basis = (
                 f"{note} {figure} bytes/row x {request.input_rows:,} rows = "
-                f"{human_memory(peak - overhead)} + {human_memory(overhead)} process overhead = {human_memory(peak)} "
+                f"{format_bytes(peak - overhead)} + {format_bytes(overhead)} process overhead = {format_bytes(peak)} "
                 f"({learned_from})"
             )
             return Prediction(peak, basis, "policy")
@@ -252,15 +230,15 @@ class Policy:
         if early is not None:
             peak, run = early
             basis = (
-                f"peak {human_memory(run.peak_memory_bytes or 0)} at {human_bytes(run.input_bytes)} scaled to "
-                f"{human_memory(peak)} ({model.runs} of the {self.rules.min_history} runs of {where} needed to learn)"
+                f"peak {format_bytes(run.peak_memory_bytes or 0)} at {format_bytes(run.input_bytes)} scaled to "
+                f"{format_bytes(peak)} ({model.runs} of the {self.rules.min_history} runs of {where} needed to learn)"
             )
             return Prediction(peak, basis, "policy")
         borrowed = self._borrowed_prior(request, related)
         if borrowed is not None:
             peak, tasks = borrowed
             basis = (
-                f"no history of {where} yet; borrowed the highest peak per input byte of {tasks} = {human_memory(peak)}"
+                f"no history of {where} yet; borrowed the highest peak per input byte of {tasks} = {format_bytes(peak)}"
             )
             return Prediction(peak, basis, "policy")
         history_note = "no history" if not model.runs else f"only {model.runs} run(s) of history"
@@ -410,12 +388,12 @@ class Policy:
                     floor = failed_capacity * OOM_STEP
                     floor_note = f"attempt {attempt} of run {request.run_id} ran out of memory on {label}"
 
-        size_text = human_bytes(request.input_bytes) + " input" if request.input_bytes else "input size unknown"
+        size_text = format_bytes(request.input_bytes) + " input" if request.input_bytes else "input size unknown"
         if prediction.memory is not None or floor > 0:
             memory = max(prediction.memory or 0.0, floor)
             basis = prediction.basis if prediction.memory is not None else floor_note
             if floor > (prediction.memory or 0.0) and prediction.memory is not None:
-                basis += f", raised to {human_memory(floor)} by {floor_note}"
+                basis += f", raised to {format_bytes(floor)} by {floor_note}"
             source = prediction.source if prediction.memory is not None else "policy"
             need = memory * self.rules.headroom
             if prediction.typical is not None and prediction.memory is not None and floor <= prediction.memory:
@@ -447,7 +425,7 @@ class Policy:
         if largest <= failed:
             return None
         if request.retries_left <= 0:
-            return float(largest), f"the last attempt gets the largest size ({human_memory(largest)})"
+            return float(largest), f"the last attempt gets the largest size ({format_bytes(largest)})"
         factor = min((largest / failed) ** (1 / (request.retries_left + 1)), MAX_ESCALATION)
         left = f"{request.retries_left} retr{'y' if request.retries_left == 1 else 'ies'} left"
         return failed * max(factor, OOM_STEP), f"x{max(factor, OOM_STEP):.1f} after the OOM ({left})"
@@ -470,7 +448,7 @@ class Policy:
         if capacity is None:
             return None
         option = self.catalog.find(latest.target, latest.instance_type, latest.instance_count)
-        label = option.label if option is not None else human_memory(capacity)
+        label = option.label if option is not None else format_bytes(capacity)
         return capacity, label, latest.attempt
 
     def _declared_option(self, request: SizingRequest) -> Option | None:
@@ -511,18 +489,18 @@ class Policy:
             cost, option, duration, _, _ = min(good, key=lambda s: (s[0], s[1].total_memory, s[1].total_hourly))
             verdict = f"{option.label} is the cheapest that fits with {headroom_pct}% headroom"
             if request.deadline_seconds is not None and duration is not None:
-                verdict += f" and meets the {human_duration(request.deadline_seconds)} deadline"
+                verdict += f" and meets the {format_duration(request.deadline_seconds)} deadline"
         else:
             fitting = [s for s in scored if s[3]]
             if fitting:
                 cost, option, duration, _, _ = min(fitting, key=lambda s: (s[2] or 0.0, s[0]))
                 verdict = (
-                    f"no option meets the {human_duration(request.deadline_seconds or 0)} deadline; "
+                    f"no option meets the {format_duration(request.deadline_seconds or 0)} deadline; "
                     f"{option.label} is the fastest that fits"
                 )
             else:
                 cost, option, duration, _, _ = max(scored, key=lambda s: (s[1].total_memory, -s[0]))
-                verdict = f"nothing fits {human_memory(need)}; {option.label} is the largest in the catalog"
+                verdict = f"nothing fits {format_bytes(need)}; {option.label} is the largest in the catalog"
         return self._decision(request, option, memory, duration, basis + "; " + verdict, source)
 
     def _fallback(
@@ -533,7 +511,7 @@ class Policy:
         if rule is not None and request.input_bytes > 0:
             step = rule.step_for(request.input_bytes)
             option = self.catalog.find(request.target, step.instance_type, step.instance_count)
-            limit = "any size" if step.up_to_bytes is None else f"<= {human_memory(step.up_to_bytes)}"
+            limit = "any size" if step.up_to_bytes is None else f"<= {format_bytes(step.up_to_bytes)}"
             source = "rules"
             verdict = f"rule for {request.target} inputs {limit} ({self.rules.source.rsplit('/', 1)[-1]})"
         if option is None:
@@ -555,7 +533,7 @@ class Policy:
             bigger = [o for o in candidates if o.total_memory > failed_capacity * OOM_STEP]
             if bigger:
                 option = min(bigger, key=lambda o: (o.total_hourly, o.total_memory))
-                verdict += f", one size up after an OOM on {human_memory(failed_capacity)}"
+                verdict += f", one size up after an OOM on {format_bytes(failed_capacity)}"
         return self._decision(request, option, None, None, f"{basis}; {option.label}: {verdict}", source)
 
     def _decision(
@@ -570,7 +548,7 @@ class Policy:
         cost = option.total_hourly * duration / 3600 if duration is not None else None
         tail = f": ${option.total_hourly:.2f}/h"
         if duration is not None:
-            tail += f", ~{human_duration(duration)}"
+            tail += f", ~{format_duration(duration)}"
         pod = request.target == SizingTarget.POD
         return SizingDecision(
             target=request.target,

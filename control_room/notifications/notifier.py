@@ -32,13 +32,12 @@ from control_room.notifications.slack import (
     RunSummary,
     SlackSender,
     argo_url,
-    format_bytes,
-    format_duration,
     format_size,
     reply_message,
     webhook_message,
 )
 from steps.core.contract import EventKind, Observation, RunEvent
+from steps.core.display import format_bytes, format_duration
 from steps.core.errors import ConfigError, TransientError
 from steps.core.settings import Settings
 

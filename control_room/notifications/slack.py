@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from steps.core.contract import EventKind, RunEvent
+from steps.core.display import format_bytes, format_duration
 from steps.core.errors import ConfigError, TransientError
 
 #: Slack API error codes after which no retry can help: someone must fix the configuration.
@@ -101,33 +102,6 @@ class SlackPermanentError(ConfigError):
 
 
 # --------------------------------------------------------------------------- building (pure)
-
-
-def format_duration(seconds: float | None) -> str:
-    """``4m 12s``, ``1h 02m``, ``850ms``: short and readable in a channel."""
-    if seconds is None:
-        return "-"
-    if seconds < 1:
-        return f"{round(seconds * 1000)}ms"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
-
-
-def format_bytes(count: int | None) -> str:
-    """``1.2 MB`` (decimal units, as storage consoles show them)."""
-    if count is None:
-        return "-"
-    value = float(count)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{count} B"  # pragma: no cover - loop always returns
 
 
 def format_size(sizing: Mapping[str, Any] | None) -> str:

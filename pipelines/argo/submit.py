@@ -18,6 +18,7 @@ from typing import Any
 
 from pipelines.argo.client import Transport
 from pipelines.graph import RUN_DATE, Pipeline
+from steps.core.display import format_duration
 from steps.core.errors import UserError
 from steps.core.naming import PHASE_LABEL, PIPELINE_LABEL, RUN_DATE_LABEL, SCHEDULED_TIME_ANNOTATION, task_and_attempt
 from steps.core.settings import Settings
@@ -60,7 +61,7 @@ class RunStatus:
 
     @property
     def duration(self) -> str:
-        return format_duration(self.started_at, self.finished_at)
+        return elapsed(self.started_at, self.finished_at)
 
 
 def _parse_time(value: str) -> dt.datetime | None:
@@ -72,18 +73,14 @@ def _parse_time(value: str) -> dt.datetime | None:
         return None
 
 
-def format_duration(started: str, finished: str) -> str:
-    """``1m05s`` between two RFC 3339 times (until now when ``finished`` is empty)."""
+def elapsed(started: str, finished: str) -> str:
+    """The time between two RFC 3339 times (until now when ``finished`` is empty), as headrace
+    shows durations (:func:`steps.core.display.format_duration`)."""
     start = _parse_time(started)
     if start is None:
         return ""
     end = _parse_time(finished) or dt.datetime.now(dt.UTC)
-    seconds = max(0, int((end - start).total_seconds()))
-    minutes, secs = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+    return format_duration(max(0.0, (end - start).total_seconds()))
 
 
 def fnv32a(text: str) -> int:
@@ -305,7 +302,7 @@ def task_table(run: RunStatus) -> Any:
         table.add_row(
             f"{task.name} (attempt {task.attempt})" if task.attempt > 1 else task.name,
             f"[{colour}]{task.phase}[/]",
-            format_duration(task.started_at, task.finished_at),
+            elapsed(task.started_at, task.finished_at),
             task.message,
         )
     return table

@@ -268,7 +268,7 @@ def register(app: typer.Typer) -> None:
         output: str | None = runs_tools.output_option(),
     ) -> None:
         """One run: parameters, tasks, every attempt with its reason, outputs with sizes; or one output."""
-        from pipelines.local.view import human_bytes
+        from steps.core.display import format_bytes
 
         store = _store(settings_from())
         try:
@@ -307,7 +307,7 @@ def register(app: typer.Typer) -> None:
                     a.status,
                     _secs(a.duration),
                     "" if a.exit_code is None else str(a.exit_code),
-                    human_bytes(a.peak_memory_bytes) if a.peak_memory_bytes else "",
+                    format_bytes(a.peak_memory_bytes) if a.peak_memory_bytes else "",
                     size,
                     a.reason,
                     a.log_path,
@@ -326,7 +326,7 @@ def register(app: typer.Typer) -> None:
                 console.print(f"  {a.task} try {a.attempt}: {a.sizing['reason']}", highlight=False, soft_wrap=True)
         if outputs:
             out_rows = [
-                [o.task, o.output, human_bytes(o.bytes), "" if o.rows is None else f"{o.rows:,}", o.ref.format, o.uri]
+                [o.task, o.output, format_bytes(o.bytes), "" if o.rows is None else f"{o.rows:,}", o.ref.format, o.uri]
                 for o in outputs
             ]
             print_table("outputs", ["task", "output", "bytes", "rows", "format", "uri"], out_rows)

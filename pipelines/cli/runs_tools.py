@@ -22,6 +22,7 @@ import typer
 from pipelines.cli.common import console, fail, guard, settings_from
 from pipelines.cli.output import print_table
 from pipelines.plain import plural
+from steps.core.display import format_bytes
 
 if TYPE_CHECKING:
     from pipelines.runs import OutputRecord, RunStore
@@ -35,12 +36,6 @@ def _store() -> RunStore:
     from pipelines.runs import RunStore
 
     return RunStore.for_settings(settings_from())
-
-
-def _human(value: int) -> str:
-    from pipelines.local.view import human_bytes
-
-    return human_bytes(value)
 
 
 def show_output(store: RunStore, run_id: str, which: str) -> None:
@@ -64,7 +59,9 @@ def show_output(store: RunStore, run_id: str, which: str) -> None:
         fail(f"--output {which}: task {task} of run {run_id} has outputs {names}; name one")
     ref = chosen.ref
     rows = "" if ref.rows is None else f", {plural(ref.rows, 'row')}"
-    console.print(f"{task}.{chosen.output}: {ref.format}, {_human(ref.bytes)}{rows}", highlight=False, soft_wrap=True)
+    console.print(
+        f"{task}.{chosen.output}: {ref.format}, {format_bytes(ref.bytes)}{rows}", highlight=False, soft_wrap=True
+    )
     console.print(ref.uri, highlight=False, soft_wrap=True)
     artifact = Artifact(ref, store_for_uri(ref.uri))
     if ref.format == "parquet":
@@ -106,7 +103,7 @@ def _attempt_facts(store: RunStore, run_id: str) -> dict[str, dict[str, str]]:
     for out in store.outputs(run_id):
         entry = facts.setdefault(out.task, {})
         rows = "" if out.rows is None else f", {plural(out.rows, 'row')}"
-        entry[f"out {out.output}"] = f"{_human(out.bytes)}{rows}"
+        entry[f"out {out.output}"] = f"{format_bytes(out.bytes)}{rows}"
     return facts
 
 

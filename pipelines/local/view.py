@@ -17,6 +17,7 @@ from rich.text import Text
 
 from pipelines.local.summary import RunSummary, TaskSummary
 from pipelines.plain import plain_lines, plural
+from steps.core.display import format_bytes, format_duration
 
 STYLES = {
     "pending": "dim",
@@ -30,21 +31,8 @@ STYLES = {
 }
 
 
-def human_bytes(value: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(value) < 1024 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TB"  # pragma: no cover
-
-
 def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, rest = divmod(int(seconds), 60)
-    return f"{minutes}m{rest:02d}s"
+    return "" if seconds is None else format_duration(seconds)
 
 
 def _size(task: TaskSummary) -> str:
@@ -61,7 +49,7 @@ def _out(task: TaskSummary) -> str:
     if not task.outputs:
         return ""
     rows = task.output_rows
-    text = human_bytes(task.output_bytes)
+    text = format_bytes(task.output_bytes)
     return f"{plural(rows, 'row')}, {text}" if rows is not None else text
 
 

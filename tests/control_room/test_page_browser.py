@@ -121,8 +121,8 @@ def test_the_page_charts_each_tasks_input_sizes_and_chosen_sizes_with_real_value
     # the last decisions, with their reasons, newest first
     rows = re.findall(r'<tr class="decision" data-run-id="([^"]+)">.*?<td class="reason">([^<]+)</td>', dom)
     assert [run for run, _ in rows] == ["day-4", "day-3", "day-2", "day-1"]
-    assert rows[0][1].startswith("4.5 GB input; learned peak ")
-    assert rows[-1][1].startswith("1.5 GB input; no history and no bytes_per_row for recipes/extract")
+    assert rows[0][1].startswith("4.2 GiB input; learned peak ")
+    assert rows[-1][1].startswith("1.4 GiB input; no history and no bytes_per_row for recipes/extract")
 
     screenshot = tmp_path / "page.png"
     shot = browse(

@@ -85,7 +85,7 @@ def test_sizing_node_writes_decision_pod_spec_patch_instance_type_and_count(
             {"name": "main", "resources": {"requests": {"cpu": "1", "memory": "8Gi"}, "limits": {"memory": "8Gi"}}}
         ]
     }
-    assert "sizing nodeflow/featurize: pod-1-8Gi x1 - 3.0 GB input; declared 500 bytes/row" in done.stderr
+    assert "sizing nodeflow/featurize: pod-1-8Gi x1 - 2.8 GiB input; declared 500 bytes/row" in done.stderr
 
 
 @pytest.mark.integration

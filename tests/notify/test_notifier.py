@@ -40,7 +40,7 @@ def test_without_tokens_events_print_one_line_each_on_the_console(tmp_path: Path
 
     assert buffer.getvalue().splitlines() == [
         "▶ run.started recipes/r1",
-        "✔ task.succeeded recipes/r1 extract — 1.5s, 2.5 KB, 100 rows, 2 cpu / 4Gi",
+        "✔ task.succeeded recipes/r1 extract — 1.5s, 2.4 KiB, 100 rows, 2 cpu / 4Gi",
         "↻ task.retrying recipes/r1 train — attempt 2, OOMKilled",
         "✘ run.failed recipes/r1 train — exit code 1 [bold]x[/]",
     ]

@@ -139,7 +139,7 @@ def test_run_gets_one_channel_message_updated_in_place_and_task_events_threaded_
     parent_ts = next(ts for ts, body in state.messages.items() if "thread_ts" not in body)
     assert {r["thread_ts"] for r in replies} == {parent_ts}
     texts = [r["text"] for r in replies]
-    assert texts[0] == ":white_check_mark: `extract` succeeded in 12.5s · 1.2 MB, 10,000 rows"
+    assert texts[0] == ":white_check_mark: `extract` succeeded in 12.5s · 1.1 MiB, 10,000 rows"
     assert texts[1] == ":repeat: `train` retrying (attempt 2): OOMKilled (exit code 137)"
     assert texts[2] == ":x: `train` failed (attempt 2): OOMKilled (exit code 137)"
     assert texts[3] == "<!here> :x: run failed: `train` failed: OOMKilled (exit code 137)"
