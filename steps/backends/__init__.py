@@ -4,7 +4,8 @@ BigQuery (:mod:`~steps.backends.bigquery`, local: :mod:`~steps.backends.bigquery
 (:mod:`~steps.backends.athena`, :mod:`~steps.backends.athena_local`), SageMaker
 (:mod:`~steps.backends.sagemaker`, :mod:`~steps.backends.sagemaker_local`) and Glue
 (:mod:`~steps.backends.glue`, :mod:`~steps.backends.glue_cloud`, :mod:`~steps.backends.batch_local`).
-Both SQL dialects run locally through :mod:`~steps.backends.sql_local`. Backends are independent of
+Both SQL dialects run locally through :mod:`~steps.backends.sql_local`; BigQuery parameter types for both
+sides are one table (:mod:`~steps.backends.bigquery_params`). Backends are independent of
 each other; pipelines import them as ``from steps import bigquery, glue, sagemaker``.
 """
 

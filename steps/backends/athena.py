@@ -26,12 +26,12 @@ import datetime as dt
 import decimal
 import io
 import itertools
-import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from steps.backends.athena_results import result_batches, static_types
+from steps.backends.handoff import Backoff, Phase, poll
 from steps.backends.sql_local import (
     LocalSql,
     SqlError,
@@ -48,9 +48,8 @@ from steps.core.errors import EXIT_USAGE, ConfigError, HandoffFailed, UserError
 from steps.runtime.context import StepContext
 from steps.storage.aws import client, error_code, provider_errors, translate
 
-POLL_FIRST_SECONDS = 0.2
-POLL_MAX_SECONDS = 10.0
-POLL_FACTOR = 1.6
+#: Athena answers in seconds, not the minutes of a training job: poll from 0.2 s, up to every 10 s.
+BACKOFF = Backoff(initial=0.2, factor=1.6, maximum=10.0)
 
 PARQUET_INPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
 PARQUET_OUTPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
@@ -196,16 +195,19 @@ def check_state(execution: Mapping[str, Any], where: str) -> str:
 
 
 def _wait(athena: Any, query_id: str, task: str) -> dict[str, Any]:
-    delay = POLL_FIRST_SECONDS
-    while True:
+    """Poll the query until it ends (:func:`steps.backends.handoff.poll`); a failure raises."""
+
+    def describe() -> dict[str, Any]:
         try:
             execution: dict[str, Any] = athena.get_query_execution(QueryExecutionId=query_id)["QueryExecution"]
         except provider_errors() as error:
             raise translate(error, f"{task}: athena get_query_execution") from error
-        if check_state(execution, task) != "running":
-            return execution
-        time.sleep(delay)
-        delay = min(delay * POLL_FACTOR, POLL_MAX_SECONDS)
+        return execution
+
+    def phase(execution: dict[str, Any]) -> Phase:
+        return Phase.RUNNING if check_state(execution, task) == "running" else Phase.SUCCEEDED
+
+    return poll(describe, phase, backoff=BACKOFF)
 
 
 # ---------------------------------------------------------------------------- results

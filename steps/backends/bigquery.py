@@ -21,14 +21,13 @@ DuckDB's) message and the SQL line at fault; nothing is written then.
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
 import itertools
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from steps.backends.bigquery_params import scalar_types
 from steps.backends.sql_local import LocalSql, SqlError, local_table_paths, store_parquet, write_parquet
 from steps.core.contract import ArtifactRef
 from steps.core.errors import ConfigError, HandoffFailed, HeadraceError, NotFoundError, TransientError, UserError
@@ -87,27 +86,9 @@ def query_parameter(name: str, value: Any) -> Any:
 
 
 def bigquery_type(name: str, value: Any) -> str:
-    """The BigQuery type of a Python parameter value (bool before int: ``True`` is an int)."""
-    if value is None or isinstance(value, str):
-        return "STRING"
-    if isinstance(value, bool):
-        return "BOOL"
-    if isinstance(value, int):
-        return "INT64"
-    if isinstance(value, float):
-        return "FLOAT64"
-    if isinstance(value, decimal.Decimal):
-        return "NUMERIC"
-    if isinstance(value, dt.datetime):
-        return "TIMESTAMP" if value.tzinfo is not None else "DATETIME"
-    if isinstance(value, dt.date):
-        return "DATE"
-    if isinstance(value, bytes):
-        return "BYTES"
-    raise UserError(
-        f"parameter @{name}: a {type(value).__name__} has no BigQuery type; "
-        "use str, int, float, bool, Decimal, date, datetime, bytes or a list of them"
-    )
+    """The BigQuery type of a Python parameter value (the table the local side shares:
+    :data:`steps.backends.bigquery_params.PARAMETER_TYPES`)."""
+    return scalar_types(name, value)[0]
 
 
 def make_client(settings: Settings) -> Any:

@@ -23,12 +23,11 @@ documented semantics (GoogleSQL reference, cited per rule); the parity corpus in
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
 from typing import Any
 
 from sqlglot import exp
 
+from steps.backends.bigquery_params import scalar_types
 from steps.backends.sql_parity import (
     QUERY_STRUCTURE,
     Rewrite,
@@ -93,26 +92,7 @@ def _duck_type(name: str, value: Any) -> str:
         if not typed:
             raise UserError(f"parameter @{name}: an empty list has no element type; pass at least one value")
         return _duck_type(name, typed[0]) + "[]"
-    if value is None or isinstance(value, str):
-        return "VARCHAR"
-    if isinstance(value, bool):
-        return "BOOLEAN"
-    if isinstance(value, int):
-        return "BIGINT"
-    if isinstance(value, float):
-        return "DOUBLE"
-    if isinstance(value, decimal.Decimal):
-        return "DECIMAL(38, 9)"
-    if isinstance(value, dt.datetime):
-        return "TIMESTAMPTZ" if value.tzinfo is not None else "TIMESTAMP"
-    if isinstance(value, dt.date):
-        return "DATE"
-    if isinstance(value, bytes):
-        return "BLOB"
-    raise UserError(
-        f"parameter @{name}: a {type(value).__name__} has no BigQuery type; "
-        "use str, int, float, bool, Decimal, date, datetime, bytes or a list of them"
-    )
+    return scalar_types(name, value)[1]
 
 
 # ---------------------------------------------------------------------------- rewrites

@@ -1,4 +1,4 @@
-"""The shape every long-running hand-off shares (SageMaker training, Glue runs): phases and polling.
+"""The shape every long-running hand-off shares (SageMaker training, Glue runs, Athena queries): phases and polling.
 
 Like flytekit's connectors, each backend keeps one complete table from its provider's states to
 :class:`Phase` and drives its job through :func:`poll`, which knows nothing about AWS: it calls a

@@ -285,7 +285,7 @@ def flow(moto_server: str) -> Iterator[Flow]:
         }.items():
             patch.setenv(key, value)
         patch.setattr(handoff, "DEFAULT_BACKOFF", handoff.Backoff(initial=0.01, maximum=0.05))
-        patch.setattr(athena, "POLL_FIRST_SECONDS", 0.01)
+        patch.setattr(athena, "BACKOFF", handoff.Backoff(initial=0.01, maximum=0.05))
         tables = work / "warehouse"
         data.write_day(tables, DAY, rows=ITEMS)
         slack = SlackServer(free_port()).start()
