@@ -483,15 +483,13 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def max_body_bytes(setting: str) -> int:
-    """The body limit a ``control_room_max_body_bytes`` setting asks for (empty: 1 MiB)."""
-    if not setting.strip():
-        return MAX_BODY_BYTES
-    if not setting.strip().isdigit() or int(setting) < 1:
+def max_body_bytes(setting: int) -> int:
+    """The body limit ``control_room_max_body_bytes`` asks for (at least one byte)."""
+    if setting < 1:
         raise ConfigError(
             f"HEADRACE_CONTROL_ROOM_MAX_BODY_BYTES={setting!r}: must be a whole number of bytes >= 1, e.g. 1048576"
         )
-    return int(setting)
+    return setting
 
 
 def app_from_environment() -> FastAPI:
@@ -509,7 +507,7 @@ def app_from_environment() -> FastAPI:
     store = Store.open(settings.control_room_db or None, settings.state_dir)
     tokens = Tokens(settings.control_room_token.split(","), settings.control_room_token_file or None)
     notifier: Notifier | None = None
-    if os.environ.get("HEADRACE_CONTROL_ROOM_NOTIFY", "1") != "0":
+    if settings.control_room_notify:
         from control_room.notifications.notifier import build_notifier
 
         notifier = build_notifier(settings, engine=store.engine, start=True)

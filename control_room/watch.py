@@ -663,14 +663,7 @@ def run_watcher(
     The entry point for the control room Deployment: ``notifier`` is the control room's
     :class:`~control_room.notifications.notifier.Notifier` (or a function storing the event and notifying).
     """
-    try:
-        pending = float(settings.watch_pending_seconds or 600)
-    except ValueError:
-        from steps.core.errors import ConfigError
-
-        raise ConfigError(
-            f"watch_pending_seconds: {settings.watch_pending_seconds!r} is not a number of seconds"
-        ) from None
+    pending = settings.watch_pending_seconds
     watcher = Watcher(
         notifier,
         namespace or settings.argo_namespace,

@@ -127,7 +127,7 @@ class Notifier:
         self.metrics = metrics
         self.console = console
         self.channels = parse_channels(settings.slack_channels)
-        self.failures_only = settings.slack_failures_only.strip().lower() in _TRUE
+        self.failures_only = settings.slack_failures_only
         self.mentions = _mentions(settings.slack_mentions)
         self._routes: dict[str, Route] = {}
         self._warned: set[str] = set()
@@ -297,7 +297,7 @@ class Notifier:
         sent by the next headrace process that reaches Slack."""
         if self.drainer is not None:
             self.ingest_spooled()  # into the shared store now, whatever Slack does next
-            budget = seconds if seconds is not None else _seconds(self.settings.slack_drain_seconds, 10.0)
+            budget = seconds if seconds is not None else self.settings.slack_drain_seconds
             told = self.drainer.failing  # the user already read that Slack is not answering
             if not self.drainer.finish(budget) and not told:
                 self._warn_once(
@@ -347,17 +347,9 @@ def console_line(event: RunEvent) -> str:
     return f"[{style}]{symbol} {escape(what)}[/] {escape(who)}{tail}"
 
 
-def _seconds(text: str, default: float) -> float:
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        return default
-
-
 def _want_datadog(settings: Settings, environ: Any) -> bool:
-    choice = settings.datadog.strip().lower()
-    if choice:
-        return choice in _TRUE
+    if settings.datadog is not None:
+        return settings.datadog
     return bool(environ.get("DD_AGENT_HOST") or environ.get("DD_DOGSTATSD_URL")) or settings.profile == "aws"
 
 
@@ -388,7 +380,7 @@ def build_notifier(
     slack: SlackSender | None = None
     unreachable = False
     if settings.slack_token or settings.slack_webhook_url:
-        timeout = max(1, round(_seconds(settings.slack_timeout_seconds, 10.0)))
+        timeout = max(1, round(settings.slack_timeout_seconds))
         slack = SlackSender(
             token=settings.slack_token,
             webhook_url=settings.slack_webhook_url,
@@ -453,7 +445,7 @@ def send_queued(settings: Settings | None = None) -> threading.Thread | None:
     thread.start()
     import atexit
 
-    atexit.register(thread.join, _seconds(settings.slack_drain_seconds, 10.0))
+    atexit.register(thread.join, settings.slack_drain_seconds)
     return thread
 
 

@@ -94,17 +94,12 @@ class Connection:
         return f"{base}/{path[kind]}/{self.namespace}/{name}"
 
 
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def normalise_server(raw: str, environ: Mapping[str, str]) -> str:
+def normalise_server(raw: str, secure: bool) -> str:
     """``ARGO_SERVER`` may be ``host:port`` like the argo CLI takes it: add the scheme it implies."""
     server = raw.strip().rstrip("/")
     if not server or "://" in server:
         return server
-    secure = environ.get("ARGO_SECURE", "true")
-    return ("http://" if secure.strip().lower() == "false" else "https://") + server
+    return ("https://" if secure else "http://") + server
 
 
 def _kubeconfig_context(path: str, context: str) -> tuple[str, str]:
@@ -141,34 +136,23 @@ def resolve_connection(
     insecure: bool | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Connection:
-    """Connection settings from flags, ``HEADRACE_ARGO_*``, ``ARGO_*``, headrace.toml, kubeconfig.
+    """Connection settings from flags, then ``settings`` (``HEADRACE_ARGO_*``, ``ARGO_*``,
+    headrace.toml: see :mod:`steps.core.settings`), then the kubeconfig (``environ`` is read only
+    for ``KUBECONFIG``).
 
     ``transport="auto"`` picks the Argo Server when one is configured, else the Kubernetes API
     of the kubeconfig context (as the argo CLI does).
     """
     env = os.environ if environ is None else environ
-
-    def pick(flag: str | None, name: str, setting: str) -> str:
-        if flag:
-            return flag
-        return env.get(f"HEADRACE_ARGO_{name}") or env.get(f"ARGO_{name}") or setting
-
-    chosen = (transport or env.get("HEADRACE_ARGO_TRANSPORT") or "auto").strip().lower()
+    chosen = (transport or settings.argo_transport or "auto").strip().lower()
     if chosen not in TRANSPORTS:
         raise ConfigError(f"transport: {chosen!r} is not a transport; use one of {', '.join(TRANSPORTS)}")
-    server_value = normalise_server(pick(server, "SERVER", settings.argo_server), env)
-    token_value = pick(token, "TOKEN", settings.argo_token).strip()
+    server_value = normalise_server(server or settings.argo_server, settings.argo_secure)
+    token_value = (token or settings.argo_token).strip()
     kube_path = kubeconfig or env.get("KUBECONFIG", "")
     kube_namespace, kube_context = _kubeconfig_context(kube_path, context or "")
     explicit_setting = settings.argo_namespace if settings.argo_namespace != DEFAULT_NAMESPACE else ""
-    ns = (
-        namespace
-        or env.get("HEADRACE_ARGO_NAMESPACE")
-        or env.get("ARGO_NAMESPACE")
-        or explicit_setting
-        or kube_namespace
-        or settings.argo_namespace
-    ).strip()
+    ns = (namespace or explicit_setting or kube_namespace or settings.argo_namespace).strip()
     if not ns:
         raise ConfigError("namespace: none configured; pass --namespace or set ARGO_NAMESPACE")
     if chosen == "argo" and not server_value:
@@ -176,7 +160,7 @@ def resolve_connection(
     resolved: Literal["argo", "k8s"] = "argo" if chosen == "argo" or (chosen == "auto" and server_value) else "k8s"
     if server_value and resolved == "argo" and not server_value.startswith(("http://", "https://")):
         raise ConfigError(f"argo server: {server_value!r} is not an http(s) URL; use e.g. https://argo.example:2746")
-    skip_verify = insecure if insecure is not None else _truthy(env.get("ARGO_INSECURE_SKIP_VERIFY"))
+    skip_verify = insecure if insecure is not None else settings.argo_insecure_skip_verify
     return Connection(
         transport=resolved,
         namespace=ns,

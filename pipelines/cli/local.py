@@ -357,7 +357,7 @@ def _argo_configured(settings: Settings) -> bool:
     """Whether an Argo Server or a Kubernetes cluster is configured to ask for a run's logs."""
     import os
 
-    if settings.argo_server or os.environ.get("HEADRACE_ARGO_SERVER") or os.environ.get("ARGO_SERVER"):
+    if settings.argo_server:
         return True
     kubeconfig = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
     return any(Path(path).is_file() for path in kubeconfig.split(os.pathsep) if path)

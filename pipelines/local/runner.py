@@ -74,9 +74,7 @@ def memory_limit(task: Task, sizing: SizingDecision | None) -> int | None:
 def child_environment(settings: Settings) -> dict[str, str]:
     """The environment of a task process: ours, plus every setting as ``HEADRACE_*`` so the
     child resolves exactly the runner's settings (flags included)."""
-    env = dict(os.environ)
-    for item in dataclasses.fields(settings):
-        env[f"HEADRACE_{item.name.upper()}"] = str(getattr(settings, item.name))
+    env = {**os.environ, **settings.environment()}
     env.setdefault("PYTHONUNBUFFERED", "1")
     # A local memory limit is an address-space limit (see pipelines.local.attempt). pyarrow's
     # default allocator reserves about 1 GiB of address space on the first Parquet read and

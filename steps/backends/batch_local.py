@@ -136,9 +136,13 @@ POOLS = ("process", "thread")
 
 
 def pool_kind(pool: str | None = None) -> str:
-    """``thread`` (default) or ``process``; ``HEADRACE_BATCH_POOL`` when not given (callers with
+    """``thread`` (default) or ``process``; the ``batch_pool`` setting when not given (callers with
     settings pass ``settings.batch_pool``)."""
-    chosen = (pool or os.environ.get("HEADRACE_BATCH_POOL", "") or "thread").strip().lower()
+    if not pool:
+        from steps.core.settings import load_settings
+
+        pool = load_settings().batch_pool
+    chosen = (pool or "thread").strip().lower()
     if chosen not in POOLS:
         raise UserError(f"HEADRACE_BATCH_POOL: {chosen!r} is not a pool; use process or thread")
     return chosen

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import subprocess
 import sys
 import time
@@ -120,7 +119,9 @@ def installed_here(framework: Framework) -> bool:
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("HEADRACE_FRAMEWORK_CACHE", "") or Path.home() / ".cache" / "headrace-frameworks")
+    from steps.core.settings import load_settings
+
+    return Path(load_settings().framework_cache or Path.home() / ".cache" / "headrace-frameworks")
 
 
 def python_for(framework: Framework, *, where: str = "") -> str:

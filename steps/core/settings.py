@@ -3,6 +3,12 @@
 One ``profile`` picks the side of every backend: ``local`` (the embedded default: DuckDB, local
 files, local processes, SQLite, console notifier) or ``aws`` (S3, SageMaker, Glue, Athena,
 BigQuery, Slack, Datadog). Secrets (tokens) are read here and never printed: ``__repr__`` masks them.
+
+This module is the only reader of headrace's environment (``HEADRACE_*``, and the ``ARGO_*``
+variables the argo CLI reads, under the ``HEADRACE_ARGO_*`` ones). Each field is typed and parsed
+once, here: a bad value is one line naming the variable. A stdlib dataclass, not a pydantic model:
+every task process loads settings, and importing pydantic costs a task start more than the whole
+entrypoint.
 """
 
 from __future__ import annotations
@@ -47,8 +53,10 @@ class Settings:
     #: Instance catalog and sizing rules YAML overriding the ones shipped with headrace.
     control_room_catalog: str = ""
     control_room_rules: str = ""
-    #: Largest request body the control room service reads, in bytes (default 1 MiB).
-    control_room_max_body_bytes: str = ""
+    #: Largest request body the control room service reads, in bytes.
+    control_room_max_body_bytes: int = 1024 * 1024
+    #: ``false``: the control room service sends no notifications (a replica that only serves).
+    control_room_notify: bool = True
     aws_region: str = "us-east-1"
     #: Endpoint override for every AWS client (a moto server in tests, a VPC endpoint in prod).
     aws_endpoint_url: str = ""
@@ -66,23 +74,30 @@ class Settings:
     #: Per-pipeline channels over ``slack_channel``: ``"recipes=#ml-recipes, churn=#ml-churn"``.
     slack_channels: str = ""
     #: ``true``: post only failures (a pipeline's ``Notify(failures_only=...)`` wins when it says so).
-    slack_failures_only: str = ""
+    slack_failures_only: bool = False
     #: Who is mentioned when a run fails: ``"<!here>, <@U0123>"`` (Slack mention syntax).
     slack_mentions: str = ""
     #: Slack Web API base URL override (a local test server or a proxy); empty means slack.com.
     slack_api_url: str = ""
     #: Seconds a finished run waits for its queued Slack messages; the rest is sent by the next
     #: headrace process that reaches Slack.
-    slack_drain_seconds: str = "10"
+    slack_drain_seconds: float = 10.0
     #: Seconds slack-sdk waits for an answer before the outbox treats a post as "maybe sent".
-    slack_timeout_seconds: str = "10"
-    #: Send Datadog metrics (``true``/``false``); empty: when ``DD_AGENT_HOST`` is set or on aws.
-    datadog: str = ""
+    slack_timeout_seconds: float = 10.0
+    #: Send Datadog metrics (``true``/``false``); unset: when ``DD_AGENT_HOST`` is set or on aws.
+    datadog: bool | None = None
     #: The watcher reports a workflow still Pending after this many seconds as never started.
-    watch_pending_seconds: str = "600"
+    watch_pending_seconds: float = 600.0
+    #: Where framework environments (a model's scikit-learn version) are built and cached.
+    framework_cache: str = ""
+    #: The Argo Server (``ARGO_SERVER`` too; ``host:port`` gets https unless ``ARGO_SECURE=false``).
     argo_server: str = ""
     argo_token: str = ""
     argo_namespace: str = "argo"
+    #: ``argo`` (the Argo Server), ``k8s`` (the Kubernetes API) or ``auto`` (the server when set).
+    argo_transport: str = "auto"
+    argo_secure: bool = True
+    argo_insecure_skip_verify: bool = False
     argo_ui_url: str = ""
     #: The profile compiled Argo pods run with (``HEADRACE_PROFILE`` in their environment).
     argo_profile: str = "aws"
@@ -92,6 +107,19 @@ class Settings:
     events_url: str = ""
     broker_username: str = ""
     broker_password: str = ""
+
+    def __post_init__(self) -> None:
+        """Every field holds its declared type, however the object was made (flags, a test's
+        ``Settings(slack_drain_seconds="0")``, ``replace``): parsed here, never by a consumer."""
+        for item in fields(self):
+            value = getattr(self, item.name)
+            parsed = _parse(item.name, value, str(item.type))
+            if parsed is not value:
+                object.__setattr__(self, item.name, parsed)
+
+    def environment(self) -> dict[str, str]:
+        """Every setting as the ``HEADRACE_*`` variable that gives it back (for a child process)."""
+        return {f"HEADRACE_{item.name.upper()}": _text(getattr(self, item.name)) for item in fields(self)}
 
     def __repr__(self) -> str:
         shown = {
@@ -118,6 +146,50 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _parse(name: str, value: Any, kind: str) -> Any:
+    """``value`` as the field's type (``str``, ``float``, ``int``, ``bool``, ``bool | None``)."""
+    variable = f"HEADRACE_{name.upper()}"
+    if kind == "str":
+        return value if isinstance(value, str) else str(value)
+    if kind in ("bool", "bool | None"):
+        if isinstance(value, bool) or (value is None and kind == "bool | None"):
+            return value
+        text = str(value).strip().lower()
+        if text == "" and kind == "bool | None":
+            return None
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+        raise ConfigError(f"{name}: {value!r} is not true or false; set {variable}=true or false")
+    if kind in ("float", "int"):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            number: float = value
+        else:
+            try:
+                number = float(str(value).strip())
+            except ValueError:
+                raise ConfigError(f"{name}: {value!r} is not a number; set {variable} to one, e.g. 10") from None
+        if number < 0 or (kind == "int" and number != int(number)):
+            whole = "a whole number" if kind == "int" else "a number"
+            raise ConfigError(f"{name}: {value!r} must be {whole} >= 0; fix {variable}")
+        return int(number) if kind == "int" else float(number)
+    raise TypeError(f"setting {name}: no parser for {kind}")  # pragma: no cover - a new field's type
+
+
+def _text(value: Any) -> str:
+    """A parsed value back as environment text :func:`_parse` reads: ``true``, ``''`` for None."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+#: ``ARGO_*`` variables the argo CLI reads, taken under their ``HEADRACE_ARGO_*`` names.
+ARGO_VARIABLES = ("argo_server", "argo_token", "argo_namespace", "argo_secure", "argo_insecure_skip_verify")
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -159,6 +231,8 @@ def load_settings(
     values: dict[str, Any] = dict(from_file)
     for name in known:
         env_value = env.get(f"HEADRACE_{name.upper()}")
+        if env_value is None and name in ARGO_VARIABLES:
+            env_value = env.get(name.upper()) or None
         if env_value is not None:
             values[name] = env_value
     for name, value in (overrides or {}).items():
@@ -171,10 +245,11 @@ def load_settings(
     for name, value in profile_tables.get(profile, {}).items():
         if name not in known:
             raise ConfigError(f"{path}: [headrace.profiles.{profile}] has unknown setting {name!r}")
-        if f"HEADRACE_{name.upper()}" not in env and (overrides or {}).get(name) is None:
+        from_env = f"HEADRACE_{name.upper()}" in env or (name in ARGO_VARIABLES and bool(env.get(name.upper())))
+        if not from_env and (overrides or {}).get(name) is None:
             values[name] = value
     if profile == "local" and not values.get("local_tables"):
         # The embedded default's warehouse sits next to the rest of the local state, so local SQL
         # and the data that feeds it (examples' generators, a user's extracts) meet with no setup.
         values["local_tables"] = str(Path(str(values.get("state_dir") or Settings.state_dir)) / "tables")
-    return Settings(**{k: str(v) for k, v in values.items()})
+    return Settings(**values)

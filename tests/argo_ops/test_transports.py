@@ -9,7 +9,7 @@ import pytest
 
 from pipelines.argo.client import AlreadyExists, Connection, Transport, open_transport, resolve_connection
 from steps.core.errors import ConfigError, NotFoundError, UserError
-from steps.core.settings import Settings
+from steps.core.settings import Settings, load_settings
 
 pytestmark = pytest.mark.integration
 
@@ -196,13 +196,17 @@ def test_connection_follows_flags_then_env_then_kubeconfig(argo: Any, tmp_path: 
     from_kube = resolve_connection(Settings(), environ={"KUBECONFIG": kubeconfig})
     assert (from_kube.transport, from_kube.namespace) == ("k8s", "ml")
     env = {"KUBECONFIG": kubeconfig, "ARGO_SERVER": "argo.example:2746", "ARGO_NAMESPACE": "team"}
-    from_env = resolve_connection(Settings(), environ=env)
+    absent = tmp_path / "absent.toml"
+
+    def settings(environ: dict[str, str]) -> Settings:
+        return load_settings(environ=environ, config_file=absent)
+
+    from_env = resolve_connection(settings(env), environ=env)
     assert (from_env.transport, from_env.server, from_env.namespace) == ("argo", "https://argo.example:2746", "team")
-    prefixed = resolve_connection(
-        Settings(), environ={**env, "HEADRACE_ARGO_NAMESPACE": "mine", "ARGO_SECURE": "false"}
-    )
+    prefixed_env = {**env, "HEADRACE_ARGO_NAMESPACE": "mine", "ARGO_SECURE": "false"}
+    prefixed = resolve_connection(settings(prefixed_env), environ=prefixed_env)
     assert (prefixed.namespace, prefixed.server) == ("mine", "http://argo.example:2746")
-    flagged = resolve_connection(Settings(), namespace="flag", transport="k8s", environ=env)
+    flagged = resolve_connection(settings(env), namespace="flag", transport="k8s", environ=env)
     assert (flagged.namespace, flagged.transport) == ("flag", "k8s")
 
 

@@ -248,3 +248,40 @@ with Pipeline("odd-results") as pipeline:
         f"pipeline odd-results, task odd: output result is a {kind}, which headrace cannot store; return JSON "
         "(dict, list, str, number, bool), a pandas DataFrame, an Arrow table, bytes or a Path"
     ) in task.reason + "\n".join(task.log_tail)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "line"),
+    [
+        (
+            "HEADRACE_SLACK_DRAIN_SECONDS",
+            "soon",
+            "slack_drain_seconds: 'soon' is not a number; set HEADRACE_SLACK_DRAIN_SECONDS",
+        ),
+        (
+            "HEADRACE_SLACK_FAILURES_ONLY",
+            "maybe",
+            "slack_failures_only: 'maybe' is not true or false; set HEADRACE_SLACK_FAILURES_ONLY=true or false",
+        ),
+        (
+            "HEADRACE_CONTROL_ROOM_MAX_BODY_BYTES",
+            "1.5",
+            "control_room_max_body_bytes: '1.5' must be a whole number >= 0",
+        ),
+    ],
+)
+def test_a_setting_of_the_wrong_type_is_one_line_naming_its_variable(
+    variable: str, value: str, line: str, tmp_path: Path
+) -> None:
+    assert one_line(("runs", "list"), tmp_path, env={variable: value}).startswith(f"error: {line}")
+
+
+def test_argo_variables_reach_the_settings_under_the_headrace_ones(tmp_path: Path) -> None:
+    from steps.core.settings import load_settings
+
+    absent = tmp_path / "absent.toml"
+    plain = load_settings(environ={"ARGO_SERVER": "argo:2746", "ARGO_SECURE": "false"}, config_file=absent)
+    assert (plain.argo_server, plain.argo_secure) == ("argo:2746", False)
+    both = load_settings(environ={"ARGO_SERVER": "argo:2746", "HEADRACE_ARGO_SERVER": "mine:2746"}, config_file=absent)
+    assert both.argo_server == "mine:2746"
+    assert load_settings(environ={}, config_file=absent).environment()["HEADRACE_DATADOG"] == ""
