@@ -25,7 +25,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, create_model
 from sqlalchemy import BigInteger, Column, Integer, String
 
-from control_room.store import decisions, events, observations, runs
+from control_room.schema import decisions, events, observations, runs
 from steps.core.contract import Observation, Outcome, RunEvent, SizingDecision, SizingRequest
 
 INT32 = (-(2**31), 2**31 - 1)

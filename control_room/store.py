@@ -1,18 +1,9 @@
 """The control room's memory: observations, sizing decisions, run summaries and run events.
 
-SQLAlchemy 2 Core over one declarative :data:`Base` so other control-room modules (the outbox in
-``control_room/notifications/outbox.py``) add their tables to the same metadata and the same migrations.
+SQLAlchemy 2 Core over the tables of :mod:`control_room.schema` (which also holds the migrations).
 SQLite by default (``<state_dir>/control-room.db`` in WAL mode: readers never block the writer and
 a killed process loses nothing that was committed), PostgreSQL by URL
 (``postgresql+psycopg://user@host/db``).
-
-Migrations are a small versioned scheme rather than Alembic: a ``schema_version`` table and an
-ordered list of functions. The embedded control room opens (and migrates) its SQLite file at every
-local run, in-process and in milliseconds, without shipping an ``alembic.ini``, an ``env.py`` and a
-migrations folder inside the wheel. A migration either creates tables it names (from ``Base``'s
-metadata) or runs explicit ``ALTER`` statements; each runs in its own transaction and bumps the
-version, so a half-applied upgrade never happens. Tables added to ``Base`` by other modules and
-not yet named by any migration are created by :func:`migrate` as a last step (``checkfirst``).
 
 Every write is idempotent where the API promises it: observations on
 ``(pipeline, run_id, task, attempt)``, decisions on the same key (a retried sizing call replaces
@@ -32,33 +23,28 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Column,
     Connection,
     Engine,
-    Float,
-    Index,
-    Integer,
-    MetaData,
-    String,
     Table,
-    Text,
-    UniqueConstraint,
     bindparam,
     create_engine,
     event,
     func,
-    insert,
-    inspect,
     literal_column,
     select,
     text,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.orm import DeclarativeBase
 
+from control_room.schema import (
+    decisions,
+    events,
+    migrate,
+    observations,
+    runs,
+    task_states,
+)
 from steps.core.contract import (
     EventKind,
     Observation,
@@ -77,171 +63,6 @@ DB_FILE = "control-room.db"
 HISTORY_LIMIT = 200
 #: How long a replica trusts its cached history of a task before checking for others' writes.
 HISTORY_RECHECK_SECONDS = 1.0
-
-
-class Base(DeclarativeBase):
-    """Declarative base of every control-room table; ``Base.metadata`` is the whole schema."""
-
-    metadata = MetaData()
-
-
-metadata = Base.metadata
-
-schema_version = Table(
-    "schema_version",
-    metadata,
-    Column("version", Integer, primary_key=True),
-    Column("description", String(200), nullable=False),
-    Column("applied_at", Float, nullable=False),
-)
-
-observations = Table(
-    "observations",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("pipeline", String(100), nullable=False),
-    Column("task", String(100), nullable=False),
-    Column("run_id", String(200), nullable=False),
-    Column("attempt", Integer, nullable=False),
-    Column("outcome", String(20), nullable=False),
-    Column("target", String(20), nullable=False),
-    Column("input_bytes", BigInteger, nullable=False),
-    Column("input_rows", BigInteger, nullable=False),
-    Column("output_bytes", BigInteger, nullable=False),
-    Column("output_rows", BigInteger, nullable=False),
-    Column("instance_type", String(100)),
-    Column("instance_count", Integer, nullable=False),
-    Column("cpu", String(40)),
-    Column("memory", String(40)),
-    Column("duration_seconds", Float, nullable=False),
-    Column("peak_memory_bytes", BigInteger),
-    Column("cost_usd", Float),
-    Column("reason", Text, nullable=False),
-    Column("recorded_at", Float, nullable=False),
-    UniqueConstraint("pipeline", "run_id", "task", "attempt", name="uq_observation_attempt"),
-    Index("ix_observations_task", "pipeline", "task", "recorded_at"),
-)
-
-decisions = Table(
-    "decisions",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("pipeline", String(100), nullable=False),
-    Column("task", String(100), nullable=False),
-    Column("run_id", String(200), nullable=False),
-    Column("attempt", Integer, nullable=False),
-    Column("target", String(20), nullable=False),
-    Column("input_bytes", BigInteger, nullable=False),
-    Column("instance_type", String(100), nullable=False),
-    Column("instance_count", Integer, nullable=False),
-    Column("cpu", String(40)),
-    Column("memory", String(40)),
-    Column("predicted_duration_seconds", Float),
-    Column("predicted_peak_memory_bytes", BigInteger),
-    Column("predicted_cost_usd", Float),
-    Column("source", String(20), nullable=False),
-    Column("reason", Text, nullable=False),
-    Column("request", JSON, nullable=False),
-    Column("decided_at", Float, nullable=False),
-    UniqueConstraint("pipeline", "run_id", "task", "attempt", name="uq_decision_attempt"),
-    Index("ix_decisions_task", "pipeline", "task", "decided_at"),
-)
-
-runs = Table(
-    "runs",
-    metadata,
-    Column("pipeline", String(100), primary_key=True),
-    Column("run_id", String(200), primary_key=True),
-    Column("status", String(20), nullable=False),
-    Column("started_at", Float, nullable=False),
-    Column("finished_at", Float),
-    Column("updated_at", Float, nullable=False),
-    Column("url", Text),
-    Index("ix_runs_started", "started_at"),
-)
-
-task_states = Table(
-    "task_states",
-    metadata,
-    Column("pipeline", String(100), primary_key=True),
-    Column("run_id", String(200), primary_key=True),
-    Column("task", String(100), primary_key=True),
-    Column("status", String(20), nullable=False),
-    Column("attempt", Integer, nullable=False),
-    Column("updated_at", Float, nullable=False),
-    Column("reason", Text, nullable=False),
-)
-
-events = Table(
-    "events",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("pipeline", String(100), nullable=False),
-    Column("run_id", String(200), nullable=False),
-    Column("task", String(100)),
-    Column("attempt", Integer),
-    Column("kind", String(40), nullable=False),
-    Column("at", Float, nullable=False),
-    Column("payload", JSON, nullable=False),
-    Column("received_at", Float, nullable=False),
-    #: The sender's id of the event (``RunEvent.event_id``): a retry with the same id is stored once.
-    Column("event_id", String(64)),
-    Index("ix_events_run", "pipeline", "run_id", "id"),
-    Index("uq_events_event_id", "pipeline", "run_id", "event_id", unique=True),
-)
-
-
-Migration = tuple[int, str, Callable[[Connection], None]]
-
-
-def _create(*tables: Table) -> Callable[[Connection], None]:
-    def apply(conn: Connection) -> None:
-        metadata.create_all(conn, tables=list(tables), checkfirst=True)
-
-    return apply
-
-
-def _add_event_ids(conn: Connection) -> None:
-    """Events carry their sender's id, unique per run (databases made by version 1 lack it)."""
-    if "event_id" not in {column["name"] for column in inspect(conn).get_columns("events")}:
-        conn.execute(text("ALTER TABLE events ADD COLUMN event_id VARCHAR(64)"))
-    next(i for i in events.indexes if i.name == "uq_events_event_id").create(conn, checkfirst=True)
-
-
-#: Ordered migrations; append (version, description, function) to change the schema.
-MIGRATIONS: list[Migration] = [
-    (
-        1,
-        "observations, decisions, runs, task states, events",
-        _create(observations, decisions, runs, task_states, events),
-    ),
-    (2, "events.event_id: one stored event per sender id", _add_event_ids),
-]
-
-
-def migrate(engine: Engine) -> int:
-    """Bring the database to the newest schema; returns the version it is at. Safe to run often."""
-    with engine.begin() as conn:
-        metadata.create_all(conn, tables=[schema_version], checkfirst=True)
-    current = current_version(engine)
-    for version, description, apply in sorted(MIGRATIONS, key=lambda m: m[0]):
-        if version <= current:
-            continue
-        with engine.begin() as conn:
-            apply(conn)
-            conn.execute(
-                insert(schema_version).values(version=version, description=description, applied_at=time.time())
-            )
-        current = version
-    with engine.begin() as conn:  # tables other modules added to Base (e.g. the outbox)
-        metadata.create_all(conn, checkfirst=True)
-    return current
-
-
-def current_version(engine: Engine) -> int:
-    with engine.connect() as conn:
-        value = conn.execute(select(func.max(schema_version.c.version))).scalar()
-    return int(value or 0)
 
 
 def database_url(url: str | None = None, state_dir: str | Path = ".headrace") -> str:

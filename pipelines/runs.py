@@ -33,7 +33,16 @@ RUN_STATUSES = ("running", "succeeded", "failed", "cancelled")
 #: failed, upstream-failed (a task it waits for failed), cancelled (Ctrl-C), not-run.
 TASK_STATUSES = ("pending", "running", "retrying", "succeeded", "failed", "upstream-failed", "cancelled", "not-run")
 
-_SCHEMA = """
+#: The run records' schema, one migration per version (SQLite's ``user_version``), applied in order,
+#: each in one transaction with its version bump. Version 1 is the schema of every file written
+#: before versions existed (its tables were made with ``IF NOT EXISTS``, so such a file, at
+#: ``user_version`` 0, is brought up by the same steps). Append a migration to change the schema;
+#: never edit one that shipped.
+MIGRATIONS: tuple[tuple[int, str, str], ...] = (
+    (
+        1,
+        "runs, tasks, attempts, outputs",
+        """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
     pipeline TEXT NOT NULL,
@@ -83,6 +92,12 @@ CREATE TABLE IF NOT EXISTS outputs (
     sha256 TEXT,
     PRIMARY KEY (run_id, task, output)
 );
+""",
+    ),
+    (
+        2,
+        "run_triggers: the message that started a run (event triggers)",
+        """
 CREATE TABLE IF NOT EXISTS run_triggers (
     run_id TEXT PRIMARY KEY,
     trigger TEXT NOT NULL,
@@ -91,7 +106,9 @@ CREATE TABLE IF NOT EXISTS run_triggers (
     received REAL NOT NULL,
     UNIQUE (source, message_id)
 );
-"""
+""",
+    ),
+)
 
 
 def new_run_id(pipeline: str, now: dt.datetime | None = None) -> str:
@@ -277,7 +294,30 @@ class RunStore:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self.version = self._migrate()
+
+    def _migrate(self) -> int:
+        """Bring the file to the newest schema; returns its version. Cheap when it is there already
+        (one pragma read); safe when several processes open the same file at once."""
+        newest = MIGRATIONS[-1][0]
+        current = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if current > newest:
+            raise UserError(
+                f"{self.path}: run records of a newer headrace (schema {current}; this one knows {newest}); "
+                "upgrade headrace or set HEADRACE_STATE_DIR to another folder"
+            )
+        for version, _description, ddl in MIGRATIONS:
+            if version <= current:
+                continue
+            with self._write() as db:
+                if int(db.execute("PRAGMA user_version").fetchone()[0]) >= version:
+                    continue  # another process applied it while this one waited for the lock
+                for statement in ddl.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version={version}")
+            current = version
+        return current
 
     @classmethod
     def for_settings(cls, settings: Settings) -> RunStore:

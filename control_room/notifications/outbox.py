@@ -29,11 +29,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import JSON, Column, Engine, Float, Index, Integer, String, Table, Text, func, insert, or_, select
+from sqlalchemy import Engine, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from control_room.notifications.slack import RunSummary, SlackMessage, SlackPermanentError, SlackSender, run_message
-from control_room.store import metadata
+from control_room.schema import migrate, slack_outbox
 from steps.core.errors import TransientError
 
 log = logging.getLogger("headrace.slack")
@@ -42,31 +42,6 @@ PENDING, SENT, FAILED = "pending", "sent", "failed"
 HELD = "held"  # a summary kept for its run, never sent (webhook mode)
 PARENT, REPLY, WEBHOOK = "parent", "reply", "webhook"
 MESSAGE = "message"  # a step's own message (``ctx.notify``): posted to the channel, never threaded
-
-slack_outbox = Table(
-    "slack_outbox",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("key", String(400), nullable=False, unique=True),
-    Column("run_key", String(400), nullable=False),
-    Column("kind", String(10), nullable=False),  # parent | reply | webhook | message
-    Column("channel", String(200), nullable=False),
-    Column("message", JSON, nullable=False),
-    Column("summary", JSON),  # parent rows: the RunSummary the message renders
-    Column("status", String(10), nullable=False),  # pending | sent | failed
-    Column("ts", String(40)),  # Slack's message id once posted
-    Column("version", Integer, nullable=False, default=1),
-    Column("sent_version", Integer, nullable=False, default=0),
-    Column("attempts", Integer, nullable=False, default=0),
-    Column("last_error", Text, nullable=False, default=""),
-    Column("next_attempt_at", Float, nullable=False, default=0.0),
-    Column("claim", String(40)),
-    Column("claimed_until", Float),
-    Column("created_at", Float, nullable=False),
-    Column("sent_at", Float),
-    Index("ix_slack_outbox_due", "status", "next_attempt_at"),
-    Index("ix_slack_outbox_run", "run_key", "kind"),
-)
 
 
 @dataclass(frozen=True)
@@ -114,7 +89,7 @@ class Outbox:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._lock = threading.Lock()  # serialises parent read-modify-write within this process
-        metadata.create_all(engine, tables=[slack_outbox], checkfirst=True)
+        migrate(engine)  # the outbox table is in the control room's versioned schema (version 3)
 
     # ------------------------------------------------------------------ queueing
 

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from control_room.catalog import Catalog, Rules, load_catalog, load_rules
+from control_room.schema import metadata
 from control_room.sizing import Policy
-from control_room.store import Store, make_engine, metadata
+from control_room.store import Store, make_engine
 
 TOKEN = "test-token-7f3a"
 

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from control_room import schema
 from control_room import store as store_module
-from control_room.store import Store, current_version, database_url
+from control_room.schema import current_version
+from control_room.store import Store, database_url
 from steps.core.contract import (
     EventKind,
     Observation,
@@ -136,7 +138,7 @@ def test_opening_twice_does_not_rerun_migrations(database_url: str) -> None:
     first.add_observation(observation())
     first.close()
     again = Store.open(database_url)
-    newest = max(m[0] for m in store_module.MIGRATIONS)
+    newest = max(m[0] for m in schema.MIGRATIONS)
     assert again.version == newest and again.count_observations() == 1
     with again.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM schema_version")).scalar() == newest
@@ -146,15 +148,13 @@ def test_opening_twice_does_not_rerun_migrations(database_url: str) -> None:
 def test_a_new_migration_runs_once_in_order(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     Store.open(database_url).close()
     calls: list[int] = []
-    following = max(m[0] for m in store_module.MIGRATIONS) + 1
+    following = max(m[0] for m in schema.MIGRATIONS) + 1
 
     def add_column(conn: object) -> None:
         calls.append(following)
         conn.execute(text("ALTER TABLE observations ADD COLUMN note VARCHAR(40)"))  # type: ignore[attr-defined]
 
-    monkeypatch.setattr(
-        store_module, "MIGRATIONS", [*store_module.MIGRATIONS, (following, "observation notes", add_column)]
-    )
+    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, (following, "observation notes", add_column)])
     upgraded = Store.open(database_url)
     assert upgraded.version == following and current_version(upgraded.engine) == following
     Store.open(database_url).close()
@@ -208,8 +208,37 @@ def test_a_version_1_database_gets_event_ids_and_keeps_its_events(database_url: 
         conn.execute(text("DELETE FROM schema_version WHERE version > 1"))
     old.close()
     upgraded = Store.open(database_url)
-    assert upgraded.version == 2
+    assert upgraded.version == max(m[0] for m in schema.MIGRATIONS)
     again = RunEvent(EventKind.RUN_SUCCEEDED, "recipes", "r1", at=200.0)
     assert upgraded.add_event(again).id == upgraded.add_event(again).id
     assert [e["kind"] for e in upgraded.run("r1")["events"]] == ["run.started", "run.succeeded"]  # type: ignore[index]
     upgraded.close()
+
+
+def test_a_database_of_the_previous_release_opens_at_the_newest_version_with_its_rows(tmp_path: Path) -> None:
+    """Built from the DDL that release left (``tests/fixtures/control_room_db_v2.sql``: version 2,
+    the outbox made outside the versions), with an observation and a queued Slack message in it."""
+    import sqlite3
+
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures"
+    path = tmp_path / "control-room.db"
+    with sqlite3.connect(path) as db:
+        db.executescript((fixtures / "control_room_db_v2.sql").read_text())
+        db.execute(
+            "INSERT INTO observations (pipeline, task, run_id, attempt, outcome, target, input_bytes, input_rows, "
+            "output_bytes, output_rows, instance_count, duration_seconds, reason, recorded_at) "
+            "VALUES ('recipes', 'extract', 'r1', 1, 'succeeded', 'pod', 1000, 10, 500, 5, 1, 12.0, '', 1.0)"
+        )
+        db.execute(
+            "INSERT INTO slack_outbox (key, run_key, kind, channel, message, status, version, sent_version, attempts, "
+            "last_error, next_attempt_at, created_at) "
+            "VALUES ('k1', 'recipes/r1', 'message', '#ml', '{}', 'pending', 1, 0, 0, '', 0.0, 1.0)"
+        )
+    opened = Store.open(f"sqlite:///{path}")
+    assert opened.version == max(m[0] for m in schema.MIGRATIONS) == 3
+    assert opened.count_observations() == 1
+    with opened.engine.connect() as conn:
+        assert conn.execute(text("SELECT key FROM slack_outbox")).scalars().all() == ["k1"]
+        described = conn.execute(text("SELECT description FROM schema_version WHERE version = 3")).scalar()
+    assert described == "slack_outbox: queued Slack messages"
+    opened.close()

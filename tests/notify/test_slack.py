@@ -317,7 +317,8 @@ def test_bad_channel_mapping_is_one_clear_config_error(slack_server: SlackServer
 def test_two_control_room_replicas_on_postgresql_never_send_a_message_twice(
     slack_server: SlackServer, tmp_path: Path, postgres_url: str
 ) -> None:
-    from control_room.store import make_engine, metadata
+    from control_room.schema import metadata
+    from control_room.store import make_engine
 
     engines = [make_engine(postgres_url), make_engine(postgres_url)]
     metadata.drop_all(engines[0])  # a blank schema: the session database is shared
