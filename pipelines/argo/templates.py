@@ -34,7 +34,8 @@ from hera.workflows.models import (
 
 from pipelines.argo import commands
 from pipelines.argo.resources import requirements
-from pipelines.graph import RETRY_ON, Pipeline, Retry, Task
+from pipelines.graph import Pipeline, Retry, Task
+from pipelines.validation import RETRY_ON
 from steps.core.errors import EXIT_USAGE
 from steps.core.naming import TASK_LABEL
 from steps.core.quantities import parse_duration

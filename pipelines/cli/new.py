@@ -20,7 +20,7 @@ from typing import Any
 import typer
 
 from pipelines.cli.common import console, guard
-from pipelines.graph import K8S_NAME, MAX_PIPELINE_NAME
+from pipelines.validation import K8S_NAME, MAX_PIPELINE_NAME
 from steps.core.errors import UserError
 
 TEMPLATE = "pipeline"

@@ -52,8 +52,15 @@ from steps.runtime.context import StepContext
 from steps.runtime.procs import owned_popen_options
 
 #: Besides every module of ``steps`` (light at import: standard library only), the pipeline DSL's
-#: pure model is shipped too, so a scoring function living in a pipeline module imports on Glue.
-SHIPPED_DSL = ("pipelines/__init__.py", "pipelines/graph.py")
+#: pure model is shipped too (everything ``import pipelines`` loads), so a scoring function living
+#: in a pipeline module imports on Glue.
+SHIPPED_DSL = (
+    "pipelines/__init__.py",
+    "pipelines/graph.py",
+    "pipelines/triggers.py",
+    "pipelines/validation.py",
+    "pipelines/cron.py",
+)
 ENGINES = ("arrow", "spark")
 
 ScoreFunction = Callable[[Any, Any], Any]

@@ -166,7 +166,7 @@ def test_catch_up_skips_days_the_schedule_already_ran(argo_env: Any, tmp_path: P
 
 def test_run_dates_with_a_time_of_day_make_valid_distinct_labels() -> None:
     from pipelines.argo.submit import run_date_label
-    from pipelines.graph import LABEL_VALUE
+    from pipelines.validation import LABEL_VALUE
 
     runs = plan(
         pipeline(Schedule("0 */6 * * *", timezone="America/New_York")), dt.date(2026, 11, 1), dt.date(2026, 11, 1)
