@@ -32,9 +32,9 @@ from typing import Any
 
 from steps.backends.athena_results import result_batches, static_types
 from steps.backends.handoff import Backoff, Phase, poll
+from steps.backends.sql_errors import SqlError
 from steps.backends.sql_local import (
     LocalSql,
-    SqlError,
     canonical,
     count_positional_parameters,
     local_table_paths,

@@ -39,11 +39,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from steps.backends.glue_code import ScoreFunction
 from steps.backends.glue_script import ROWS_FILE, SAMPLE_ROWS, arrow_schema, conform, infer_schema, load_callable
 from steps.backends.model_io import cpu_count, load_model
 from steps.core.errors import NotFoundError, UserError
 
-ScoreFunction = Callable[[Any, Any], Any]
 Progress = Callable[[float, float, str], None]
 
 

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from steps.backends.bigquery_params import scalar_types
-from steps.backends.sql_local import LocalSql, SqlError, local_table_paths, store_parquet, write_parquet
+from steps.backends.sql_errors import SqlError
+from steps.backends.sql_local import LocalSql, local_table_paths, store_parquet, write_parquet
 from steps.core.contract import ArtifactRef
 from steps.core.errors import ConfigError, HandoffFailed, HeadraceError, NotFoundError, TransientError, UserError
 from steps.core.settings import Settings

@@ -28,6 +28,7 @@ from typing import Any
 from sqlglot import exp
 
 from steps.backends.bigquery_params import scalar_types
+from steps.backends.sql_errors import SqlError
 from steps.backends.sql_parity import (
     QUERY_STRUCTURE,
     Rewrite,
@@ -322,8 +323,6 @@ def finish(data: Any) -> Any:
     """BigQuery's result rules for arrays: a NULL array is ``[]``; an array can not hold NULL."""
     import pyarrow as pa
     import pyarrow.compute as pc
-
-    from steps.backends.sql_local import SqlError
 
     columns = []
     for name, column in zip(data.schema.names, data.columns, strict=True):

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from steps.backends.frameworks import Framework, read_model_framework
-from steps.backends.glue import SHIPPED_DSL, ScoreFunction, score_reference
+from steps.backends.glue_code import SHIPPED_DSL, ScoreFunction, score_reference
 from steps.backends.glue_script import ROWS_FILE
 from steps.backends.handoff import Phase, phase_of, poll, terminate_as_interrupt
 from steps.core.contract import ArtifactRef

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from steps.backends.sql_errors import SqlError
 from steps.core.contract import ArtifactRef
 from steps.core.errors import NotFoundError, UserError
 
@@ -44,31 +45,6 @@ DIALECT_NAMES = {"bigquery": "BigQuery", "athena": "Athena"}
 SUFFIXES = (".parquet", ".csv")
 #: Rows per Arrow batch when results stream to Parquet (memory is bounded by one batch).
 BATCH_ROWS = 64 * 1024
-
-
-class SqlError(UserError):
-    """A query the local engine refused, with where (``line``) and what (``kind``, ``name``).
-
-    ``kind`` is one of ``syntax``, ``unsupported``, ``table``, ``column``, ``parameter``,
-    ``engine``; the BigQuery test server turns it into BigQuery's own error shape.
-    """
-
-    def __init__(self, message: str, *, kind: str, line: int | None = None, name: str = "", detail: str = "") -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.line = line
-        self.name = name
-        self.detail = detail
-
-    def in_task(self, pipeline: str, task: str) -> SqlError:
-        """The same error (same class and details) with the pipeline and task named first."""
-        return type(self)(
-            f"pipeline {pipeline}, task {task}: {self}",
-            kind=self.kind,
-            line=self.line,
-            name=self.name,
-            detail=self.detail,
-        )
 
 
 class MissingTable(SqlError, NotFoundError):

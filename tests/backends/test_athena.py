@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from steps.backends import athena
-from steps.backends.sql_local import SqlError
+from steps.backends.sql_errors import SqlError
 from steps.core.contract import ArtifactRef
 from steps.core.errors import HandoffFailed, NotFoundError, UserError
 from steps.core.settings import Settings, load_settings

@@ -363,7 +363,7 @@ def test_pipeline_trains_then_scores_through_the_in_pod_entrypoint(tmp_path: Pat
 def test_scoring_module_that_stands_alone_ships_without_its_package(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from steps.backends.glue import score_reference
+    from steps.backends.glue_code import score_reference
 
     package = tmp_path / "shop"
     package.mkdir()
@@ -522,7 +522,7 @@ def test_example_model_trained_locally_scores_the_same_on_local_spark_with_the_g
     from examples.recipe_stream import data as sample
     from examples.recipe_stream import scoring, tasks
     from steps.backends.frameworks import framework_for, read_local_framework
-    from steps.backends.glue import score_reference
+    from steps.backends.glue_code import score_reference
     from steps.backends.glue_cloud import python_modules, with_model_pin
 
     day = dt.date(2026, 3, 2)

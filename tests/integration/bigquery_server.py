@@ -34,7 +34,8 @@ from urllib.parse import parse_qs, urlparse
 
 import pyarrow as pa
 
-from steps.backends.sql_local import LocalSql, MissingTable, SqlError
+from steps.backends.sql_errors import SqlError
+from steps.backends.sql_local import LocalSql, MissingTable
 
 ANON_DATASET = "_headrace_anon"
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from steps.backends.sql_local import SqlError
+from steps.backends.sql_errors import SqlError
 
 UTC = dt.UTC
 

@@ -24,7 +24,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from steps.backends import bigquery
-from steps.backends.sql_local import LocalSql, SqlError
+from steps.backends.sql_errors import SqlError
+from steps.backends.sql_local import LocalSql
 from steps.core.settings import load_settings
 from steps.runtime.context import StepContext
 from tests.backends.conftest import make_context
