@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import pytest
 from control_room.catalog import load_catalog
 from steps.core.contract import SizingDecision, SizingTarget
 from tests.argo.helpers import ROOT, compiled
+from tests.control_room.conftest import TOKEN, serve
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -35,10 +37,18 @@ class Emulator:
     Nested DAG templates run with their own scope and their retryStrategy (the whole DAG again,
     with ``retries`` set); ``oom`` names pod nodes (``train(0).train``) the kernel kills instead
     of running them: they exit 137 and the pod Argo would leave behind goes through the control
-    room's watcher into the store, as in the cluster.
+    room's watcher into the store, as in the cluster. Pods reach the control room as they do in
+    the cluster: over HTTP, at ``control_room`` (its environment).
     """
 
-    def __init__(self, obj: dict[str, Any], work: Path, run_date: str, oom: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        obj: dict[str, Any],
+        work: Path,
+        run_date: str,
+        control_room: dict[str, str],
+        oom: frozenset[str] = frozenset(),
+    ) -> None:
         self.spec = obj["spec"]
         self.templates = {t["name"]: t for t in self.spec["templates"]}
         self.work = work
@@ -55,6 +65,7 @@ class Emulator:
             "HEADRACE_STATE_DIR": str(work / "state"),
             "HEADRACE_ARTIFACT_ROOT": str(work / "artifacts"),
             "PYTHONPATH": str(ROOT),
+            **control_room,
         }
 
     def substitute(self, text: str, local: dict[str, str]) -> str:
@@ -92,7 +103,8 @@ class Emulator:
     def watch_oom_kill(self, node: str, template: dict[str, Any], patch: dict[str, Any]) -> None:
         """The OOM-killed pod as Kubernetes shows it, through the watcher into the control room."""
         from control_room.store import Store
-        from control_room.watch import WatchEngine, recorder
+        from control_room.watch.engine import WatchEngine
+        from control_room.watch.record import recorder
 
         resources = dict(template["container"].get("resources") or {})
         for container in patch.get("containers", []):
@@ -186,8 +198,19 @@ def _in_project_root(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
 
 
-def test_compiled_commands_run_in_dag_order_with_sizing_node_outputs_and_exit_handler(tmp_path: Path) -> None:
-    emulator = Emulator(compiled("cron_sized", "template"), tmp_path, "2026-11-01T18:00:00Z")
+@pytest.fixture
+def control_room(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The control room service the pods report to, on the SQLite file the watcher records into."""
+    (tmp_path / "state").mkdir()
+    running = serve(f"sqlite:///{tmp_path / 'state' / 'control-room.db'}", tmp_path)
+    yield {"HEADRACE_CONTROL_ROOM_URL": running.url, "HEADRACE_CONTROL_ROOM_TOKEN": TOKEN}
+    running.stop()
+
+
+def test_compiled_commands_run_in_dag_order_with_sizing_node_outputs_and_exit_handler(
+    tmp_path: Path, control_room: dict[str, str]
+) -> None:
+    emulator = Emulator(compiled("cron_sized", "template"), tmp_path, "2026-11-01T18:00:00Z", control_room)
     emulator.run()
     sizing = emulator.outputs["size-train"]
     decision = SizingDecision.from_dict(json.loads(sizing["decision"]))
@@ -209,8 +232,12 @@ def test_compiled_commands_run_in_dag_order_with_sizing_node_outputs_and_exit_ha
     assert "exit" in emulator.commands
 
 
-def test_an_oom_killed_sized_task_is_retried_with_a_fresh_sizing_one_size_up(tmp_path: Path) -> None:
-    emulator = Emulator(compiled("sized_retry"), tmp_path, "2026-11-01T18:00:00Z", oom=frozenset({"train(0).train"}))
+def test_an_oom_killed_sized_task_is_retried_with_a_fresh_sizing_one_size_up(
+    tmp_path: Path, control_room: dict[str, str]
+) -> None:
+    emulator = Emulator(
+        compiled("sized_retry"), tmp_path, "2026-11-01T18:00:00Z", control_room, oom=frozenset({"train(0).train"})
+    )
     emulator.run()
     assert emulator.ran[1:5] == [
         ("train(0).size-train(0)", 0),
@@ -225,10 +252,13 @@ def test_an_oom_killed_sized_task_is_retried_with_a_fresh_sizing_one_size_up(tmp
         decisions = {
             d["attempt"]: d for d in store.decisions(pipeline="sized-retry", task="train", run_id="emulated-1")
         }
-        (oom,) = store.observations_of_run("sized-retry", "emulated-1")
+        observed = store.observations_of_run("sized-retry", "emulated-1")
     finally:
         store.close()
-    assert (oom["outcome"], oom["attempt"], oom["memory"]) == ("oom", 1, decisions[1]["memory"])
+    # the watcher reports the OOM kill, the pod that succeeded reports itself (over HTTP)
+    (oom,) = [o for o in observed if o["task"] == "train" and o["outcome"] == "oom"]
+    assert (oom["attempt"], oom["memory"]) == (1, decisions[1]["memory"])
+    assert [o["attempt"] for o in observed if o["task"] == "train" and o["outcome"] == "succeeded"] == [2]
     catalog = load_catalog()
     first = catalog.find(SizingTarget.POD, decisions[1]["instance_type"])
     second = catalog.find(SizingTarget.POD, decisions[2]["instance_type"])
