@@ -86,7 +86,8 @@ def register(app: typer.Typer) -> None:
         """Watch Argo workflows and their pods: phase changes, OOMKilled, ImagePullBackOff, evictions
         and never-started runs become run events (stored, and sent to Slack and Datadog)."""
         from control_room.store import open_checked
-        from control_room.watch import recorder, run_watcher
+        from control_room.watch.kube import run_watcher
+        from control_room.watch.record import recorder
 
         settings = settings_from(control_room_db=db)
         store = open_checked(settings.control_room_db or None, settings.state_dir)

@@ -1,7 +1,7 @@
 """Names headrace and Argo give things: labels, annotations, reserved node names, attempt numbers.
 
 Written by the compiler and submitter (``pipelines.argo``), read back by the watcher
-(``control_room.watch``), the exit handler and the log reader: one module so the writer and
+(``control_room.watch.engine``), the exit handler and the log reader: one module so the writer and
 every reader agree. Attempts are numbered from 1 everywhere in headrace; Argo numbers a retried
 node's children from 0 (``train(0)`` is the first attempt), and only this module converts.
 """

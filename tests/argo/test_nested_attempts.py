@@ -42,7 +42,7 @@ def test_a_pod_of_a_nested_attempt_belongs_to_its_task() -> None:
 def test_the_submitter_the_watcher_and_the_exit_handler_number_attempts_alike() -> None:
     """``headrace status``, the control room's events and the exit handler's report name the same
     attempt for the same Argo node (Argo's ``train(0)`` is headrace's attempt 1)."""
-    from control_room.watch import workflow_transitions
+    from control_room.watch.engine import workflow_transitions
     from steps.runtime.exit_handler import failing_task
 
     run = "retry-x2"

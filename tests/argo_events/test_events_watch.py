@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from control_room.notifications.datadog import trigger_tag
-from control_room.watch import workflow_transitions
+from control_room.watch.engine import workflow_transitions
 from pipelines import Pipeline, Queue, step
 from pipelines.argo.events import sensor
 from steps.core.contract import EventKind

@@ -522,8 +522,8 @@ def test_example_model_trained_locally_scores_the_same_on_local_spark_with_the_g
     from examples.recipe_stream import data as sample
     from examples.recipe_stream import scoring, tasks
     from steps.backends.frameworks import framework_for, read_local_framework
-    from steps.backends.glue_code import score_reference
     from steps.backends.glue_cloud import python_modules, with_model_pin
+    from steps.backends.glue_code import score_reference
 
     day = dt.date(2026, 3, 2)
     events = pa.concat_tables(sample.generate_events(day, rows=3000, seed=7))

@@ -17,7 +17,7 @@ from control_room.notifications.datadog import Metrics
 from control_room.notifications.notifier import Notifier
 from control_room.sizing import Policy
 from control_room.store import Store
-from control_room.watch import recorder
+from control_room.watch.record import recorder
 from steps.core.contract import EventKind, Observation, Outcome, RunEvent, SizingTarget, to_dict
 from steps.core.settings import Settings
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from control_room.watch import WatchEngine, Watcher, pod_transitions, workflow_transitions
+from control_room.watch.engine import WatchEngine, pod_transitions, workflow_transitions
+from control_room.watch.kube import Watcher
 from steps.core.contract import RunEvent
 
 from .k8s_server import KubeServer

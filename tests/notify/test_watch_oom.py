@@ -17,7 +17,9 @@ from control_room.catalog import load_catalog, load_rules
 from control_room.embedded import EmbeddedControlRoom
 from control_room.sizing import Policy
 from control_room.store import Store
-from control_room.watch import WatchEngine, Watcher, oom_observation, pod_task, recorder, workflow_transitions
+from control_room.watch.engine import WatchEngine, oom_observation, pod_task, workflow_transitions
+from control_room.watch.kube import Watcher
+from control_room.watch.record import recorder
 from steps.core.contract import Outcome, SizingRequest, SizingTarget
 
 from .k8s_server import KubeServer
