@@ -339,10 +339,6 @@ class Policy:
                     estimates.append(min(max(-ratio / math.log(cores_a / cores_b), 0.0), 1.0))
         return median(estimates) if estimates else None
 
-    def predict_duration(self, history: Sequence[Observation], input_bytes: int, option: Option) -> float | None:
-        """Expected seconds on ``option`` for ``input_bytes``; None without duration history."""
-        return self.duration_model(history).predict(input_bytes, option)
-
     # -- the decision
 
     def decide(

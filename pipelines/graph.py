@@ -264,10 +264,6 @@ class Task:
     def timeout_seconds(self) -> float | None:
         return None if self.timeout is None else parse_duration(self.timeout)
 
-    @property
-    def function_path(self) -> str:
-        return f"{self.fn.__module__}:{self.fn.__qualname__}"
-
     def bind(
         self,
         params: Mapping[str, Any],

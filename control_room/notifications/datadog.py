@@ -136,15 +136,12 @@ class Metrics:
         self._statsd.on_drop = self._dropped
         self._pending: queue.Queue[tuple[str, tuple[Any, ...], dict[str, Any]] | None] = queue.Queue(MAX_PENDING)
         self._sender: threading.Thread | None = None
-        #: Metrics dropped because the queue was full (the agent or its host lookup far too slow).
-        self.overflowed = 0
 
     def _submit(self, method: str, *args: Any, **kwargs: Any) -> None:
         """Queue one DogStatsD call for the sending thread; never blocks, never raises."""
         try:
             self._pending.put_nowait((method, args, kwargs))
-        except queue.Full:
-            self.overflowed += 1
+        except queue.Full:  # the agent or its host lookup far too slow: drop the metric
             return
         if self._sender is None:
             with self._lock:
@@ -284,11 +281,6 @@ class Metrics:
             source_type_name="headrace",
             tags=tags,
         )
-
-
-def metrics_from_env(environ: Mapping[str, str] | None = None, **kwargs: Any) -> Metrics:
-    """A :class:`Metrics` for the agent named by ``DD_AGENT_HOST`` / ``DD_DOGSTATSD_PORT``."""
-    return Metrics(environ=environ, **kwargs)
 
 
 def trigger_tag(reason: str) -> str:

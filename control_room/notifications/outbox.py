@@ -152,13 +152,6 @@ class Outbox:
                 )
             return new
 
-    def parent_summary(self, run_key: str) -> RunSummary | None:
-        with self.engine.connect() as conn:
-            value = conn.execute(
-                select(slack_outbox.c.summary).where(slack_outbox.c.key == _parent_key(run_key))
-            ).scalar()
-        return RunSummary.from_dict(value) if value else None
-
     def enqueue(self, key: str, run_key: str, kind: str, channel: str, message: SlackMessage) -> bool:
         """Queue one message; ``False`` (and nothing queued) when ``key`` was queued before."""
         try:

@@ -35,7 +35,6 @@ API_VERSION = f"{GROUP}/{VERSION}"
 Kind = Literal["workflows", "workflowtemplates", "cronworkflows", "eventsources", "sensors"]
 #: Argo Events kinds (same API group): written through the Kubernetes API only.
 EVENT_KINDS = ("eventsources", "sensors")
-TransportName = Literal["auto", "argo", "k8s"]
 WorkflowAction = Literal["stop", "retry", "resubmit"]
 CronAction = Literal["suspend", "resume"]
 

@@ -10,7 +10,7 @@ day on a terminal, the day lines alone otherwise.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -21,14 +21,6 @@ if TYPE_CHECKING:
     from pipelines.backfill import BackfillResult, PlannedRun
     from pipelines.graph import Pipeline
     from steps.core.settings import Settings
-
-
-def _sizes(summary_tasks: dict[str, Any]) -> str:
-    parts = []
-    for name, state in summary_tasks.items():
-        if state.sizing is not None:
-            parts.append(f"{name} {state.sizing.memory or state.sizing.instance_type}")
-    return ", ".join(parts)
 
 
 def run_local_backfill(

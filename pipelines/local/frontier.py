@@ -59,9 +59,6 @@ class Frontier:
         """When the earliest waiting retry is due, or None when none waits."""
         return self._retries[0][0] if self._retries else None
 
-    def has_retries(self) -> bool:
-        return bool(self._retries)
-
     def descendants(self, name: str) -> list[str]:
         """Every task downstream of ``name``, each once, in topological order."""
         seen: set[str] = set()

@@ -50,7 +50,6 @@ from steps.core.quantities import memory_bytes, parse_duration
 from steps.core.settings import Settings
 from steps.runtime.run import LOCAL_RUNNER_PID
 
-FINISHED = ("succeeded", "failed", "upstream-failed", "cancelled", "not-run")
 BLOCKING = ("failed", "upstream-failed", "cancelled", "not-run")
 
 

@@ -29,7 +29,6 @@ from steps.core.errors import HandoffFailed
 
 INTEGERS = {"tinyint", "smallint", "integer", "int", "bigint"}
 FLOATS = {"real", "float", "double"}
-TEXTS = {"varchar", "char", "string", "json", "uuid", "ipaddress", "time", "time with time zone"}
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,6 @@ EXIT_HANDOFF_FAILED = 4  # a SageMaker/Glue/Athena/BigQuery job failed on the pr
 EXIT_TIMEOUT = 124  # same code as coreutils' timeout
 EXIT_OOM = 137  # SIGKILL by the kernel's OOM killer (128 + 9)
 
-#: Exit codes after which a retry can not help (Argo's retry expression skips them).
-NON_RETRYABLE_EXIT_CODES = (EXIT_USAGE,)
-
 
 class HeadraceError(Exception):
     """Base of every error headrace raises on purpose; its ``str`` is the one line a user sees."""
