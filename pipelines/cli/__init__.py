@@ -14,6 +14,8 @@ import typer
 
 from pipelines.cli.common import run_cli
 
+__all__ = ["app", "main"]
+
 app = typer.Typer(
     name="headrace",
     help="ML pipelines in Python: run them here, compile them to Argo, size them with the control room.",

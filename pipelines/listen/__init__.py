@@ -23,6 +23,8 @@ from pipelines.triggers import After
 from steps.core.errors import ConfigError
 from steps.core.settings import Settings
 
+__all__ = ["listen", "subscriptions"]
+
 
 def subscriptions(pipelines: Sequence[tuple[str, Pipeline]], settings: Settings) -> dict[str, list[Subscription]]:
     """Every trigger of ``pipelines`` (``(spec, pipeline)`` pairs), grouped by broker URL."""
