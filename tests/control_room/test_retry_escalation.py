@@ -65,7 +65,7 @@ def test_an_oom_of_this_run_makes_the_next_request_one_size_up_with_the_reason(
     retry = policy.decide(request(), [oom_of(first.memory)])
     assert memory_of(catalog, retry.instance_type) > memory_of(catalog, first.instance_type)
     assert first.memory == "2Gi"
-    assert "attempt 1 of run wf-1 ran out of memory on 2.0 GiB" in retry.reason
+    assert "attempt 1 of run wf-1 ran out of memory on 2 GiB" in retry.reason
 
 
 def test_an_oom_of_another_run_or_an_attempt_that_then_succeeded_does_not_escalate(policy: Policy) -> None:
