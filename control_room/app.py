@@ -23,7 +23,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,12 +50,11 @@ from control_room.heap import CollectorPauses, settle_heap
 from control_room.metrics import CountRequests, Metrics
 from control_room.sizing import Policy
 from control_room.store import Store
-from steps.core.contract import Observation, RunEvent, SizingDecision, SizingRequest, to_dict
+from steps.core.contract import Notifier, Observation, RunEvent, SizingDecision, SizingRequest, to_dict
 from steps.core.errors import ConfigError
 
 log = logging.getLogger("headrace.control_room")
 
-Notifier = Callable[[RunEvent], None]
 API_VERSION = "v1"
 TOKEN_COOKIE = "headrace_token"
 #: Threads answering requests in one worker process (see ``create_app``).

@@ -8,18 +8,15 @@ runs and ``headrace control-room serve`` can show it later.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 from control_room.catalog import load_catalog, load_rules
 from control_room.sizing import Policy
 from control_room.store import Store
-from steps.core.contract import ControlRoom, Observation, RunEvent, SizingDecision, SizingRequest
+from steps.core.contract import ControlRoom, Notifier, Observation, RunEvent, SizingDecision, SizingRequest
 from steps.core.settings import Settings
 from steps.runtime.client import http_room
 
 log = logging.getLogger("headrace.control_room")
-
-Notifier = Callable[[RunEvent], None]
 
 
 class EmbeddedControlRoom:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -209,6 +209,10 @@ class RunEvent:
     def from_dict(cls, data: Mapping[str, Any]) -> RunEvent:
         event = from_dict(cls, data)
         return dataclasses.replace(event, kind=EventKind(event.kind))
+
+
+#: Who hears every run event: the notifier (Slack, Datadog, the console), in-process.
+Notifier = Callable[[RunEvent], None]
 
 
 class ControlRoom(Protocol):
