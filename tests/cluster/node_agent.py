@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import ctypes
 import datetime as dt
 import json
 import os
@@ -306,6 +307,7 @@ class Agent:
                 env=env,
                 cwd=os.getcwd(),
                 start_new_session=True,
+                preexec_fn=die_with_parent,
             )
             pump = threading.Thread(target=self.pump, args=(running.process, log), daemon=True)
             pump.start()
@@ -630,6 +632,13 @@ def serve(agent: Agent, cert: str, key: str) -> ThreadingHTTPServer:
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+def die_with_parent() -> None:
+    """In a child before it runs (``preexec_fn``): the kernel kills it with SIGKILL when the process
+    that started it dies, however that one ends, so no server or pod outlives a killed test run."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def main() -> None:
