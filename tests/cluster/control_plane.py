@@ -286,7 +286,10 @@ def _namespace_objects(namespace: str, extra_env: dict[str, str]) -> list[dict[s
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {"name": "workflow-controller-configmap", "namespace": namespace},
-            "data": {},
+            # No metrics server: it would listen on every interface at a fixed port (9090).
+            # The controller's profiling endpoint (*:6060) cannot be turned off; when the port is
+            # taken it logs an error and runs on.
+            "data": {"metricsConfig": "enabled: false\n"},
         },
         {
             "apiVersion": "v1",

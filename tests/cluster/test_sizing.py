@@ -39,11 +39,14 @@ def main_state(pod: dict[str, Any]) -> dict[str, Any]:
 
 
 def decisions(run: dict[str, Any], sizing_node: str) -> list[dict[str, Any]]:
-    """The pod-spec-patch each attempt's sizing node output, in the order they ran."""
+    """The pod-spec-patch each attempt's sizing node output, in the order they ran (the sizing node
+    has a retry strategy of its own, so its pods are named ``size-<task>(0)``)."""
     nodes = [
         n
         for n in run["status"]["nodes"].values()
-        if n.get("displayName") == sizing_node and n.get("type") == "Pod" and n.get("phase") == "Succeeded"
+        if n.get("displayName", "").split("(")[0] == sizing_node
+        and n.get("type") == "Pod"
+        and n.get("phase") == "Succeeded"
     ]
     nodes.sort(key=lambda n: n["startedAt"])
     return [
@@ -61,7 +64,8 @@ def memory_gib(quantity: str) -> float:
 
 @pytest.fixture(scope="module")
 def oom_run(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """One run of cluster_oom (a sized task needing 1.5 GiB), finished; both tests read it."""
+    """One run of cluster_oom (a sized task needing 1.5 GiB of a small input), finished; both tests
+    read it."""
     with pytest.MonkeyPatch.context() as patch:
         point_cli_at(cluster, patch, tmp_path_factory.mktemp("oom"))
         code, out = invoke(CliRunner(), "submit", "cluster_oom:pipeline", "-p", "megabytes=1536")
