@@ -62,9 +62,7 @@ def binaries() -> Binaries:
     etcd = cache / f"etcd-{pinned['ETCD_VERSION']}"
     kube = cache / f"kube-apiserver-{pinned['KUBERNETES_VERSION']}"
     argo = cache / f"argo-workflows-{pinned['ARGO_WORKFLOWS_VERSION']}"
-    return Binaries(
-        etcd / "etcd", kube / "kube-apiserver", argo / "workflow-controller", argo / "argo", argo / "crds"
-    )
+    return Binaries(etcd / "etcd", kube / "kube-apiserver", argo / "workflow-controller", argo / "argo", argo / "crds")
 
 
 def missing() -> str:

@@ -105,3 +105,28 @@ def test_control_room_watch_records_the_oom_killed_pod_from_the_real_api_server(
     assert len(ooms) == 1, history
     assert killed["metadata"]["name"] in ooms[0]["reason"]
     assert ooms[0]["memory"] == main_container(killed)["resources"]["limits"]["memory"]
+
+
+def pod_log(cluster: Cluster, pod: dict[str, Any]) -> str:
+    """The ``main`` container's log as the API server serves it (from the node's kubelet)."""
+    with cluster.api() as api:
+        response = api.get(
+            f"/api/v1/namespaces/{cluster.namespace}/pods/{pod['metadata']['name']}/log", params={"container": "main"}
+        )
+        response.raise_for_status()
+        return response.text
+
+
+@pytest.mark.parametrize("transport", ["argo", "k8s"])
+def test_logs_of_each_attempt_of_a_sized_task_are_that_attempts_pod(
+    on_cluster: Cluster, oom_run: dict[str, Any], cli: CliRunner, transport: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HEADRACE_ARGO_TRANSPORT", transport)
+    name = oom_run["metadata"]["name"]
+    first, second = pods_of(on_cluster, name, "hungry")
+    code, out = invoke(cli, "logs", name, "hungry", "--attempt", "1")
+    assert code == 0 and "allocating 1536 MiB" in out, out
+    assert out.strip() == pod_log(on_cluster, first).strip()
+    code, again = invoke(cli, "logs", name, "hungry", "--attempt", "2")
+    assert code == 0 and "holding 1536 MiB" in again, again
+    assert again.strip() == pod_log(on_cluster, second).strip() and again != out  # another process, another pid

@@ -4,6 +4,7 @@ size up."""
 
 from __future__ import annotations
 
+import os
 import time
 
 from pipelines import Backoff, Pipeline, Retry, step
@@ -16,6 +17,7 @@ def wanted(megabytes: int) -> dict[str, int]:
 
 @step(sizing="auto", retry=Retry(limit=2, backoff=Backoff(duration=1, factor=1)))
 def hungry(order: dict[str, int]) -> int:
+    print(f"hungry: process {os.getpid()} allocating {order['megabytes']} MiB", flush=True)
     block = b"x" * (order["megabytes"] * 1024 * 1024)  # written, so resident
     print(f"hungry: holding {len(block) >> 20} MiB", flush=True)
     time.sleep(1.5)
