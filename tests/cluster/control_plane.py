@@ -30,7 +30,6 @@ from tests.cluster.node_agent import die_with_parent
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 NAMESPACE = "argo"
 ADMIN_TOKEN = "headrace-cluster-admin"  # a test cluster's static token, on 127.0.0.1 only
 
@@ -52,6 +51,7 @@ def cache_dir() -> Path:
 class Binaries:
     etcd: Path
     kube_apiserver: Path
+    kubectl: Path
     workflow_controller: Path
     argo: Path
     crds: Path
@@ -62,7 +62,10 @@ def binaries() -> Binaries:
     etcd = cache / f"etcd-{pinned['ETCD_VERSION']}"
     kube = cache / f"kube-apiserver-{pinned['KUBERNETES_VERSION']}"
     argo = cache / f"argo-workflows-{pinned['ARGO_WORKFLOWS_VERSION']}"
-    return Binaries(etcd / "etcd", kube / "kube-apiserver", argo / "workflow-controller", argo / "argo", argo / "crds")
+    kubectl = cache / f"kubectl-{pinned['KUBERNETES_VERSION']}" / "kubectl"
+    return Binaries(
+        etcd / "etcd", kube / "kube-apiserver", kubectl, argo / "workflow-controller", argo / "argo", argo / "crds"
+    )
 
 
 def missing() -> str:
@@ -70,11 +73,9 @@ def missing() -> str:
     found = binaries()
     absent = [
         p.name
-        for p in (found.etcd, found.kube_apiserver, found.workflow_controller, found.argo, found.crds)
+        for p in (found.etcd, found.kube_apiserver, found.kubectl, found.workflow_controller, found.argo, found.crds)
         if not p.exists()
     ]
-    if not Path(KUBECTL).exists():
-        return "kubectl is not installed (apt-get install kubernetes-client)"
     if not absent:
         return ""
     hint = "run tests/cluster/build" if shutil.which("go") else "install Go, then run tests/cluster/build"
@@ -206,7 +207,7 @@ class Cluster:
 
     def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [KUBECTL, f"--kubeconfig={self.kubeconfig}", *args],
+            [str(binaries().kubectl), f"--kubeconfig={self.kubeconfig}", *args],
             capture_output=True,
             text=True,
             check=check,
