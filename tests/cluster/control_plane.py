@@ -419,7 +419,8 @@ def running(
             "node-agent",
             [
                 sys.executable,
-                str(HERE / "node_agent.py"),
+                "-m",
+                "tests.cluster.node_agent",
                 f"--kubeconfig={cluster.kubeconfig}",
                 f"--workdir={folder / 'node'}",
                 f"--port={kubelet_port}",
