@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
@@ -32,16 +32,11 @@ def build(config: pytest.Config) -> None:
     if not shutil.which("go") or not control_plane.missing():
         return
     capture = config.pluginmanager.getplugin("capturemanager")
-    with capture.global_and_fixture_disabled() if capture else _nothing():
+    with capture.global_and_fixture_disabled() if capture else nullcontext():
         print(f"\ntests/cluster/build: building the control plane into {control_plane.cache_dir()}", flush=True)
         done = subprocess.run([str(control_plane.HERE / "build")], check=False)
     if done.returncode != 0:
         pytest.fail(f"tests/cluster/build failed (exit {done.returncode}); its output is above", pytrace=False)
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
 
 
 @pytest.fixture(scope="session")
