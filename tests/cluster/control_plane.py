@@ -4,6 +4,10 @@ workflow-controller, the Argo Server and the node agent; stops all of it after.
 Used by the pytest session fixture (tests/cluster/conftest.py) and by benchmarks/cluster_chain.py.
 The binaries come from tests/cluster/build (pinned in tests/cluster/versions.env), cached outside
 the repository; :func:`missing` says in one line what is absent and how to get it.
+
+Everything is reached on 127.0.0.1 only. Two listeners of Argo's binaries take no address, only a
+port, and so listen on every interface: the Argo Server's ``--port`` (a free port, no auth beyond
+the cluster's tokens) and the controller's profiling endpoint on 6060, which has no switch.
 """
 
 from __future__ import annotations
