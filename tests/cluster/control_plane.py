@@ -6,8 +6,10 @@ The binaries come from tests/cluster/build (pinned in tests/cluster/versions.env
 the repository; :func:`missing` says in one line what is absent and how to get it.
 
 Everything is reached on 127.0.0.1 only. Two listeners of Argo's binaries take no address, only a
-port, and so listen on every interface: the Argo Server's ``--port`` (a free port, no auth beyond
-the cluster's tokens) and the controller's profiling endpoint on 6060, which has no switch.
+port, and so listen on every interface while a session runs: the Argo Server's ``--port`` (which
+answers callers without a token too, as ``--auth-mode=server`` allows) and the controller's
+profiling endpoint on 6060, which has no switch. Building them with a bind address would mean
+patching Argo's source.
 """
 
 from __future__ import annotations
