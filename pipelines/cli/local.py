@@ -346,7 +346,7 @@ def register(app: typer.Typer) -> None:
             record = store.get_run(run_id)
             if record is None:
                 store.close()
-                _argo_logs(run_id, task, follow, settings)
+                _argo_logs(run_id, task, follow, settings, attempt)
                 return
             _print_logs(store, record, task, follow, attempt)
         finally:
@@ -363,7 +363,7 @@ def _argo_configured(settings: Settings) -> bool:
     return any(Path(path).is_file() for path in kubeconfig.split(os.pathsep) if path)
 
 
-def _argo_logs(run_id: str, task: str | None, follow: bool, settings: Settings) -> None:
+def _argo_logs(run_id: str, task: str | None, follow: bool, settings: Settings, attempt: int | None) -> None:
     from steps.core.errors import HeadraceError
 
     if not _argo_configured(settings):
@@ -376,7 +376,7 @@ def _argo_logs(run_id: str, task: str | None, follow: bool, settings: Settings) 
     except ImportError:
         fail(f"run {run_id}: not a local run, and Argo logs are not available yet (pipelines.argo.logs missing)")
     try:
-        for line in stream_logs(run_id, task=task, follow=follow, settings=settings):
+        for line in stream_logs(run_id, task=task, follow=follow, settings=settings, attempt=attempt):
             sys.stdout.write(line if line.endswith("\n") else line + "\n")
             sys.stdout.flush()
     except HeadraceError as error:

@@ -1,4 +1,9 @@
-"""Both transports against a local Argo Server / Kubernetes API: the real Hera and kubernetes clients."""
+"""Both transports against a local Argo Server / Kubernetes API: the real Hera and kubernetes clients.
+
+Requests, errors and status codes, fast. Stop, retry and resubmit of runs the real controller ran,
+and suspend/resume of a schedule the real cron controller runs: tests/cluster/test_runs.py and
+tests/cluster/test_schedules.py.
+"""
 
 from __future__ import annotations
 
@@ -66,34 +71,6 @@ def test_created_workflow_gets_a_generated_name_and_is_found_by_label(transport:
     assert argo.cluster.object("workflows", name)["metadata"]["labels"]["headrace.dev/pipeline"] == "demo"
 
 
-def test_stop_marks_a_running_workflow_stopped(transport: Transport, argo: Any) -> None:
-    name = transport.create("workflows", workflow())["metadata"]["name"]
-    argo.cluster.set_phase(name, "Running", tasks={"extract": "Running"})
-    stopped = transport.workflow_action(name, "stop")
-    assert stopped["spec"]["shutdown"] == "Stop"
-    assert argo.cluster.object("workflows", name)["status"]["phase"] == "Failed"
-
-
-def test_resubmit_creates_a_new_run_with_the_same_labels(transport: Transport, argo: Any) -> None:
-    name = transport.create("workflows", workflow())["metadata"]["name"]
-    argo.cluster.set_phase(name, "Failed", tasks={"extract": "Failed"})
-    again = transport.workflow_action(name, "resubmit")
-    assert again["metadata"]["name"] != name
-    labels = again["metadata"]["labels"]
-    assert labels["headrace.dev/pipeline"] == "demo"
-    assert labels["workflows.argoproj.io/resubmitted-from-workflow"] == name
-
-
-def test_retry_through_the_argo_server_resets_failed_tasks(argo: Any, tmp_path: Path) -> None:
-    server = connect(argo, tmp_path, "argo")
-    name = server.create("workflows", workflow())["metadata"]["name"]
-    argo.cluster.set_phase(name, "Failed", tasks={"extract": "Succeeded", "train": "Failed"})
-    retried = server.workflow_action(name, "retry")
-    assert retried["status"]["phase"] == "Running"
-    phases = sorted(n["phase"] for n in retried["status"]["nodes"].values())
-    assert phases == ["Pending", "Succeeded"]
-
-
 def test_retry_on_the_kubernetes_transport_says_it_needs_the_argo_server(argo: Any, tmp_path: Path) -> None:
     kube = connect(argo, tmp_path, "k8s")
     name = kube.create("workflows", workflow())["metadata"]["name"]
@@ -105,13 +82,6 @@ def test_cron_create_twice_is_a_409_already_exists(transport: Transport) -> None
     transport.create("cronworkflows", cron())
     with pytest.raises(AlreadyExists, match="CronWorkflow demo already exists"):
         transport.create("cronworkflows", cron())
-
-
-def test_cron_suspend_and_resume(transport: Transport) -> None:
-    transport.create("cronworkflows", cron())
-    assert transport.cron_action("demo", "suspend")["spec"]["suspend"] is True
-    assert transport.get("cronworkflows", "demo")["spec"]["suspend"] is True
-    assert transport.cron_action("demo", "resume")["spec"]["suspend"] is False
 
 
 def test_cron_update_needs_the_current_resource_version(transport: Transport) -> None:

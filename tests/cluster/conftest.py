@@ -1,15 +1,17 @@
 """The real control plane for the cluster tests: one per test session (see control_plane.py).
 
-Opt-in with ``HEADRACE_CLUSTER_TESTS=1`` (after ``tests/cluster/build``): on etcd 3.4 the
-controller's watches end every 30-60 s ("RequestWatchProgress is disabled"), so a 3-task workflow
-takes minutes and the whole module does not yet fit the suite's time in CI. Without the opt-in, or
-without the binaries, the tests skip with one line saying why.
+They run with every test run. The session fixture first runs ``tests/cluster/build``, which does
+nothing when the binaries are cached and otherwise builds them from the Go module proxy (about an
+hour per component on 2 cores, once per machine), its progress shown as it goes. Without Go and
+without cached binaries the tests skip with one line saying why.
 """
 
 from __future__ import annotations
 
-import os
+import shutil
+import subprocess
 from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
@@ -21,10 +23,25 @@ from tests.cluster.control_plane import Cluster
 PIPELINES = Path(__file__).resolve().parent / "pipelines"
 
 
+#: A first run builds the binaries inside the first cluster test's setup: its time limit covers that.
+BUILD_TIMEOUT = 3 * 3600
+
+
+def build(config: pytest.Config) -> None:
+    """``tests/cluster/build``, its output on the terminal (not captured): a no-op when cached."""
+    if not shutil.which("go") or not control_plane.missing():
+        return
+    capture = config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else nullcontext():
+        print(f"\ntests/cluster/build: building the control plane into {control_plane.cache_dir()}", flush=True)
+        done = subprocess.run([str(control_plane.HERE / "build")], check=False)
+    if done.returncode != 0:
+        pytest.fail(f"tests/cluster/build failed (exit {done.returncode}); its output is above", pytrace=False)
+
+
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    if os.environ.get("HEADRACE_CLUSTER_TESTS") != "1":
-        pytest.skip("cluster tests: opt-in, run tests/cluster/build then HEADRACE_CLUSTER_TESTS=1 pytest -m cluster")
+def cluster(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[Cluster]:
+    build(pytestconfig)
     absent = control_plane.missing()
     if absent:
         pytest.skip(f"cluster tests: {absent}")
@@ -76,6 +93,10 @@ def invoke(runner: CliRunner, *args: str) -> tuple[int, str]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if str(item.fspath).startswith(str(Path(__file__).parent)):
-            item.add_marker(pytest.mark.cluster)
+    here = str(Path(__file__).parent)
+    ours = [item for item in items if str(item.fspath).startswith(here)]
+    building = bool(ours) and bool(shutil.which("go")) and bool(control_plane.missing())
+    for item in ours:
+        item.add_marker(pytest.mark.cluster)
+        if building:
+            item.add_marker(pytest.mark.timeout(BUILD_TIMEOUT))

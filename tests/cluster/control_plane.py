@@ -4,6 +4,12 @@ workflow-controller, the Argo Server and the node agent; stops all of it after.
 Used by the pytest session fixture (tests/cluster/conftest.py) and by benchmarks/cluster_chain.py.
 The binaries come from tests/cluster/build (pinned in tests/cluster/versions.env), cached outside
 the repository; :func:`missing` says in one line what is absent and how to get it.
+
+Everything is reached on 127.0.0.1 only. Two listeners of Argo's binaries take no address, only a
+port, and so listen on every interface while a session runs: the Argo Server's ``--port`` (which
+answers callers without a token too, as ``--auth-mode=server`` allows) and the controller's
+profiling endpoint on 6060, which has no switch. Building them with a bind address would mean
+patching Argo's source.
 """
 
 from __future__ import annotations
@@ -26,10 +32,10 @@ from typing import IO, Any
 import httpx
 import yaml
 
+from tests.cluster.node_agent import die_with_parent
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-ETCD = shutil.which("etcd") or "/usr/bin/etcd"
-KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 NAMESPACE = "argo"
 ADMIN_TOKEN = "headrace-cluster-admin"  # a test cluster's static token, on 127.0.0.1 only
 
@@ -49,7 +55,9 @@ def cache_dir() -> Path:
 
 @dataclass(frozen=True)
 class Binaries:
+    etcd: Path
     kube_apiserver: Path
+    kubectl: Path
     workflow_controller: Path
     argo: Path
     crds: Path
@@ -57,21 +65,23 @@ class Binaries:
 
 def binaries() -> Binaries:
     pinned, cache = versions(), cache_dir()
+    etcd = cache / f"etcd-{pinned['ETCD_VERSION']}"
     kube = cache / f"kube-apiserver-{pinned['KUBERNETES_VERSION']}"
     argo = cache / f"argo-workflows-{pinned['ARGO_WORKFLOWS_VERSION']}"
-    return Binaries(kube / "kube-apiserver", argo / "workflow-controller", argo / "argo", argo / "crds")
+    kubectl = cache / f"kubectl-{pinned['KUBERNETES_VERSION']}" / "kubectl"
+    return Binaries(
+        etcd / "etcd", kube / "kube-apiserver", kubectl, argo / "workflow-controller", argo / "argo", argo / "crds"
+    )
 
 
 def missing() -> str:
     """Empty when everything needed is here, else one line saying what is absent and what to run."""
     found = binaries()
     absent = [
-        p.name for p in (found.kube_apiserver, found.workflow_controller, found.argo, found.crds) if not p.exists()
+        p.name
+        for p in (found.etcd, found.kube_apiserver, found.kubectl, found.workflow_controller, found.argo, found.crds)
+        if not p.exists()
     ]
-    if not Path(ETCD).exists():
-        return "etcd is not installed (apt-get install etcd-server)"
-    if not Path(KUBECTL).exists():
-        return "kubectl is not installed (apt-get install kubernetes-client)"
     if not absent:
         return ""
     hint = "run tests/cluster/build" if shutil.which("go") else "install Go, then run tests/cluster/build"
@@ -203,7 +213,7 @@ class Cluster:
 
     def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [KUBECTL, f"--kubeconfig={self.kubeconfig}", *args],
+            [str(binaries().kubectl), f"--kubeconfig={self.kubeconfig}", *args],
             capture_output=True,
             text=True,
             check=check,
@@ -219,7 +229,12 @@ class Cluster:
         handle = (self.folder / f"{name}.log").open("wb")
         self.logs[name] = handle
         self.processes[name] = subprocess.Popen(
-            argv, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=cwd
+            argv,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+            preexec_fn=die_with_parent,
         )
 
     def alive(self, name: str) -> None:
@@ -228,16 +243,20 @@ class Cluster:
             tail = "\n".join(self.log_of(name).splitlines()[-15:])
             raise RuntimeError(f"{name} exited with {process.returncode}:\n{tail}")
 
-    def stop(self) -> None:
-        for name in reversed(list(self.processes)):
-            process = self.processes[name]
+    def stop(self, grace: float = 3) -> None:
+        """SIGTERM to everything, SIGKILL to whatever still runs after ``grace`` seconds: the Argo
+        binaries and the API server drain their watches for much longer on SIGTERM, and nothing
+        here keeps state worth a clean shutdown."""
+        for process in reversed(list(self.processes.values())):
             if process.poll() is None:
                 process.terminate()
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(5)
+        deadline = time.monotonic() + grace
+        for process in self.processes.values():
+            try:
+                process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
         for handle in self.logs.values():
             handle.close()
 
@@ -272,7 +291,10 @@ def _namespace_objects(namespace: str, extra_env: dict[str, str]) -> list[dict[s
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {"name": "workflow-controller-configmap", "namespace": namespace},
-            "data": {},
+            # No metrics server: it would listen on every interface at a fixed port (9090).
+            # The controller's profiling endpoint (*:6060) cannot be turned off; when the port is
+            # taken it logs an error and runs on.
+            "data": {"metricsConfig": "enabled: false\n"},
         },
         {
             "apiVersion": "v1",
@@ -284,7 +306,9 @@ def _namespace_objects(namespace: str, extra_env: dict[str, str]) -> list[dict[s
 
 
 @contextmanager
-def running(folder: Path, *, pod_env: dict[str, str], pythonpath: str = "") -> Iterator[Cluster]:
+def running(
+    folder: Path, *, pod_env: dict[str, str], pythonpath: str = "", requeue_time: str = "1s"
+) -> Iterator[Cluster]:
     """The whole control plane, up and ready, in ``folder``; everything stopped on exit.
 
     ``pod_env`` becomes the ``headrace-config`` ConfigMap every headrace pod reads its settings
@@ -311,7 +335,7 @@ def running(folder: Path, *, pod_env: dict[str, str], pythonpath: str = "") -> I
         cluster.start(
             "etcd",
             [
-                ETCD,
+                str(found.etcd),
                 f"--data-dir={folder / 'etcd'}",
                 f"--listen-client-urls={etcd_url}",
                 f"--advertise-client-urls={etcd_url}",
@@ -355,12 +379,17 @@ def running(folder: Path, *, pod_env: dict[str, str], pythonpath: str = "") -> I
         cluster.kubectl("create", "-f", str(found.crds))
         cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
         cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(_namespace_objects(cluster.namespace, pod_env)))
-        # Debian's etcd 3.4 has no watch progress requests, which client-go's streaming lists need:
-        # the Argo binaries list and watch the classic way (their informers otherwise restart).
-        # KUBECONFIG too: in client auth mode the Argo Server builds each caller's client from the
+        # KUBECONFIG: in client auth mode the Argo Server builds each caller's client from the
         # default kubeconfig loading rules, not from --kubeconfig.
-        client_env = {"KUBE_FEATURE_WatchListClient": "false", "KUBECONFIG": str(cluster.kubeconfig)}
-        controller_env = {"LEADER_ELECTION_DISABLE": "true", "ARGO_NAMESPACE": cluster.namespace, **client_env}
+        client_env = {"KUBECONFIG": str(cluster.kubeconfig)}
+        # DEFAULT_REQUEUE_TIME: the controller looks at a workflow again at most this often after a
+        # pod or task result changes (Argo's default 10s; Argo's own end-to-end tests use 1s, as here).
+        controller_env = {
+            "LEADER_ELECTION_DISABLE": "true",
+            "ARGO_NAMESPACE": cluster.namespace,
+            "DEFAULT_REQUEUE_TIME": requeue_time,
+            **client_env,
+        }
         cluster.start(
             "workflow-controller",
             [
@@ -396,7 +425,8 @@ def running(folder: Path, *, pod_env: dict[str, str], pythonpath: str = "") -> I
             "node-agent",
             [
                 sys.executable,
-                str(HERE / "node_agent.py"),
+                "-m",
+                "tests.cluster.node_agent",
                 f"--kubeconfig={cluster.kubeconfig}",
                 f"--workdir={folder / 'node'}",
                 f"--port={kubelet_port}",

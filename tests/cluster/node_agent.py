@@ -19,7 +19,10 @@ The memory limit is enforced by sampling the resident memory of the process tree
 not by a cgroup: the test machines have no writable cgroup. A process that allocates past its
 limit within one sample is still caught at the next one.
 
-Run: ``python tests/cluster/node_agent.py --kubeconfig K --workdir D --port P --cert C --key K``.
+The kubelet's HTTP endpoints are in kubelet_http.py.
+
+Run from the repository root: ``python -m tests.cluster.node_agent --kubeconfig K --workdir D
+--port P --cert C --key K``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import ctypes
 import datetime as dt
 import json
 import os
@@ -37,13 +41,13 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
 import httpx
 import yaml
+
+from tests.cluster.kubelet_http import serve
 
 NODE_NAME = "headrace-node"
 OOM_EXIT = 137
@@ -306,6 +310,7 @@ class Agent:
                 env=env,
                 cwd=os.getcwd(),
                 start_new_session=True,
+                preexec_fn=die_with_parent,
             )
             pump = threading.Thread(target=self.pump, args=(running.process, log), daemon=True)
             pump.start()
@@ -544,92 +549,11 @@ class Agent:
         return None
 
 
-def serve(agent: Agent, cert: str, key: str) -> ThreadingHTTPServer:
-    class Kubelet(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-        def _plain(self, status: int, text: str) -> None:
-            body = text.encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_GET(self) -> None:
-            url = urlparse(self.path)
-            parts = url.path.strip("/").split("/")
-            if url.path == "/healthz":
-                self._plain(200, "ok")
-            elif parts[0] == "containerLogs" and len(parts) == 4:
-                self.logs(parts[1], parts[2], parts[3], parse_qs(url.query))
-            elif parts[0] == "exec":
-                self.exec(parts, parse_qs(url.query))
-            else:
-                self._plain(404, "not found")
-
-        do_POST = do_GET
-
-        def exec(self, parts: list[str], query: dict[str, list[str]]) -> None:
-            """Argo's controller stops a pod by exec'ing ``kill -<signal> 1`` in it: deliver the
-            signal to the process; nothing else is run, and no stream is opened."""
-            command = query.get("command", [])
-            running = agent.find(parts[1], parts[2]) if len(parts) >= 3 else None
-            if running is not None and "kill" in " ".join(command):
-                numbers = [c.lstrip("-") for c in command if c.lstrip("-").isdigit() and c != "1"]
-                agent.kill(running, int(numbers[0]) if numbers else signal.SIGTERM)
-            self._plain(400, "this node runs no exec streams; the signal, if any, was delivered")
-
-        def logs(self, namespace: str, name: str, container: str, query: dict[str, list[str]]) -> None:
-            running = agent.find(namespace, name)
-            if running is None:
-                self._plain(404, f"pod {namespace}/{name} is not on this node")
-                return
-            follow = query.get("follow", ["false"])[0] == "true"
-            stamps = query.get("timestamps", ["false"])[0] == "true"
-            tail = int(query.get("tailLines", ["-1"])[0])
-            since = query.get("sinceTime", [""])[0]
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
-
-            def send(line: bytes) -> None:
-                stamp, _, text = line.partition(b" ")
-                if since and stamp.decode() < since:
-                    return
-                chunk = line if stamps else text
-                self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
-                self.wfile.flush()
-
-            try:
-                if container == "main":
-                    with running.log.open("rb") as handle:
-                        lines = handle.readlines()
-                        for line in lines[-tail:] if tail >= 0 else lines:
-                            send(line)
-                        while follow:
-                            line = handle.readline()
-                            if line:
-                                send(line)
-                            elif running.done.is_set():
-                                break
-                            else:
-                                time.sleep(0.1)
-                self.wfile.write(b"0\r\n\r\n")
-            except (BrokenPipeError, ConnectionResetError):
-                pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", agent.port), Kubelet)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+def die_with_parent() -> None:
+    """In a child before it runs (``preexec_fn``): the kernel kills it with SIGKILL when the process
+    that started it dies, however that one ends, so no server or pod outlives a killed test run."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def main() -> None:

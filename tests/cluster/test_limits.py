@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from typer.testing import CliRunner
 
 from tests.cluster.conftest import invoke
@@ -66,3 +67,23 @@ def test_task_past_its_timeout_fails_the_run_and_the_exit_handler_reports_the_fa
     assert (moment(late["finishedAt"]) - moment(late["startedAt"])).total_seconds() < 30
     recorded = control_room_run(on_cluster, name)
     assert "failed" in str(recorded).lower(), recorded
+
+
+def test_logs_of_one_attempt_are_read_from_that_attempts_pod(
+    on_cluster: Cluster, cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, out = invoke(cli, "submit", "cluster_limits:retries", "-p", f"marker={tmp_path / 'marker'}")
+    assert code == 0, out
+    name = submitted(out)
+    assert wait_for(on_cluster, name, ("Succeeded", "Failed", "Error"), timeout=180)["status"]["phase"] == "Succeeded"
+    for transport in ("argo", "k8s"):
+        monkeypatch.setenv("HEADRACE_ARGO_TRANSPORT", transport)
+        code, out = invoke(cli, "logs", name, "flaky", "--attempt", "1")
+        assert code == 0 and "failing the first time" in out and "passing" not in out, (transport, out)
+        code, out = invoke(cli, "logs", name, "flaky", "--attempt", "2")
+        assert code == 0 and "passing the second time" in out and "failing" not in out, (transport, out)
+        code, out = invoke(cli, "logs", name, "flaky")
+        assert code == 0 and "failing the first time" in out and "passing the second time" in out, (transport, out)
+        code, out = invoke(cli, "logs", name, "flaky", "--attempt", "3")
+        assert code != 0 and "Traceback" not in out, (transport, out)
+        assert "--attempt 3" in out and "its attempts are 1, 2" in out and len(out.strip().splitlines()) == 1, out

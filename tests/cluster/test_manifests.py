@@ -30,11 +30,6 @@ def submitter_token(cluster: Cluster) -> str:
     return made.stdout.strip()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="R1: Argo's retry deletes the failed pods with the caller's credentials and headrace-submitter has no delete on pods",
-)
 def test_retry_with_the_submitter_token_in_client_auth_mode(
     on_cluster: Cluster, cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -39,11 +39,14 @@ def main_state(pod: dict[str, Any]) -> dict[str, Any]:
 
 
 def decisions(run: dict[str, Any], sizing_node: str) -> list[dict[str, Any]]:
-    """The pod-spec-patch each attempt's sizing node output, in the order they ran."""
+    """The pod-spec-patch each attempt's sizing node output, in the order they ran (the sizing node
+    has a retry strategy of its own, so its pods are named ``size-<task>(0)``)."""
     nodes = [
         n
         for n in run["status"]["nodes"].values()
-        if n.get("displayName") == sizing_node and n.get("type") == "Pod" and n.get("phase") == "Succeeded"
+        if n.get("displayName", "").split("(")[0] == sizing_node
+        and n.get("type") == "Pod"
+        and n.get("phase") == "Succeeded"
     ]
     nodes.sort(key=lambda n: n["startedAt"])
     return [
@@ -61,7 +64,8 @@ def memory_gib(quantity: str) -> float:
 
 @pytest.fixture(scope="module")
 def oom_run(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """One run of cluster_oom (a sized task needing 1.5 GiB), finished; both tests read it."""
+    """One run of cluster_oom (a sized task needing 1.5 GiB of a small input), finished; both tests
+    read it."""
     with pytest.MonkeyPatch.context() as patch:
         point_cli_at(cluster, patch, tmp_path_factory.mktemp("oom"))
         code, out = invoke(CliRunner(), "submit", "cluster_oom:pipeline", "-p", "megabytes=1536")
@@ -101,3 +105,28 @@ def test_control_room_watch_records_the_oom_killed_pod_from_the_real_api_server(
     assert len(ooms) == 1, history
     assert killed["metadata"]["name"] in ooms[0]["reason"]
     assert ooms[0]["memory"] == main_container(killed)["resources"]["limits"]["memory"]
+
+
+def pod_log(cluster: Cluster, pod: dict[str, Any]) -> str:
+    """The ``main`` container's log as the API server serves it (from the node's kubelet)."""
+    with cluster.api() as api:
+        response = api.get(
+            f"/api/v1/namespaces/{cluster.namespace}/pods/{pod['metadata']['name']}/log", params={"container": "main"}
+        )
+        response.raise_for_status()
+        return response.text
+
+
+@pytest.mark.parametrize("transport", ["argo", "k8s"])
+def test_logs_of_each_attempt_of_a_sized_task_are_that_attempts_pod(
+    on_cluster: Cluster, oom_run: dict[str, Any], cli: CliRunner, transport: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HEADRACE_ARGO_TRANSPORT", transport)
+    name = oom_run["metadata"]["name"]
+    first, second = pods_of(on_cluster, name, "hungry")
+    code, out = invoke(cli, "logs", name, "hungry", "--attempt", "1")
+    assert code == 0 and "allocating 1536 MiB" in out, out
+    assert out.strip() == pod_log(on_cluster, first).strip()
+    code, again = invoke(cli, "logs", name, "hungry", "--attempt", "2")
+    assert code == 0 and "holding 1536 MiB" in again, again
+    assert again.strip() == pod_log(on_cluster, second).strip() and again != out  # another process, another pid

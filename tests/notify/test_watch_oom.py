@@ -1,28 +1,16 @@
 """The watcher records an OOM-killed task pod as an OOM observation, so the retry is sized one step up.
 
-Pure parts first (the observation a pod means, attempts of nested retries), then the official
-kubernetes client against a local API server, recording into a real SQLite control-room store.
+The pure parts: the observation a pod means, attempts of nested retries, the engine giving it once.
+The whole path (``headrace control-room watch`` against the real kube-apiserver recording the pod
+the node killed, the retry sized one step up) is tests/cluster/test_sizing.py.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-from control_room.catalog import load_catalog, load_rules
-from control_room.embedded import EmbeddedControlRoom
-from control_room.sizing import Policy
-from control_room.store import Store
 from control_room.watch.engine import WatchEngine, oom_observation, pod_task, workflow_transitions
-from control_room.watch.kube import Watcher
-from control_room.watch.record import recorder
-from steps.core.contract import Outcome, SizingRequest, SizingTarget
-
-from .k8s_server import KubeServer
+from steps.core.contract import Outcome, SizingTarget
 
 RUN = "recipes-abc12"
 
@@ -115,59 +103,3 @@ def test_the_engine_gives_the_observation_once_with_the_oom_event() -> None:
     assert [e.reason for e in events] == ["OOMKilled (exit code 137)"]
     assert [(o.task, o.attempt, o.memory) for o in found] == [("train", 1, "2Gi")]
     assert engine.apply_all("pod", "MODIFIED", task_pod("train(0).train", "train")) == ([], [])
-
-
-@pytest.fixture
-def room(tmp_path: Path) -> Iterator[EmbeddedControlRoom]:
-    catalog = load_catalog()
-    opened = EmbeddedControlRoom(
-        Store.open(f"sqlite:///{tmp_path / 'cr.db'}"), Policy(catalog, load_rules(None, catalog))
-    )
-    yield opened
-    opened.close()
-
-
-def sizing_request(attempt: int) -> SizingRequest:
-    return SizingRequest(
-        "recipes", "train", RUN, input_bytes=200_000_000, input_rows=1_000_000, attempt=attempt, bytes_per_row=1000.0
-    )
-
-
-@pytest.mark.integration
-def test_a_watched_oom_kill_makes_the_retry_of_the_run_one_size_up(room: EmbeddedControlRoom) -> None:
-    from kubernetes import client
-
-    from tests.conftest import free_port
-
-    first = room.size(sizing_request(1))
-    assert first.memory is not None
-    server = KubeServer(free_port()).start()
-    configuration = client.Configuration()
-    configuration.host = server.url
-    api = client.ApiClient(configuration)
-    watcher = Watcher(recorder(room.store, None), "ml", api_client=api, watch_timeout_seconds=30, retry_delay=0.5)
-    try:
-        watcher.start(pending_interval=3600)
-        assert watcher.synced["pod"].wait(10)
-        server.put("pods", task_pod("train(0).train", "train", memory=first.memory))
-        deadline = time.monotonic() + 10
-        while not room.store.observations_of_run("recipes", RUN) and time.monotonic() < deadline:
-            time.sleep(0.05)
-    finally:
-        watcher.stop()
-        api.close()
-        server.stop()
-
-    (stored,) = room.store.observations_of_run("recipes", RUN)
-    assert (stored["outcome"], stored["attempt"], stored["memory"]) == ("oom", 1, first.memory)
-    assert (stored["input_bytes"], stored["instance_type"]) == (200_000_000, first.instance_type)
-    assert [e["kind"] for e in room.store.run(RUN)["events"]] == ["task.failed"]
-
-    retry = room.size(sizing_request(2))
-    catalog = load_catalog()
-    bigger, failed = (
-        catalog.find(SizingTarget.POD, retry.instance_type),
-        catalog.find(SizingTarget.POD, first.instance_type),
-    )
-    assert bigger is not None and failed is not None and bigger.total_memory > failed.total_memory
-    assert f"attempt 1 of run {RUN} ran out of memory on {first.instance_type}" in retry.reason

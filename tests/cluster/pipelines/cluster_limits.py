@@ -14,7 +14,9 @@ def flaky(marker: str) -> str:
     path = Path(marker)
     if not path.exists():
         path.write_text("failed once", encoding="utf-8")
+        print("flaky: failing the first time", flush=True)
         raise RuntimeError("first attempt fails on purpose")
+    print("flaky: passing the second time", flush=True)
     return "ok"
 
 

@@ -1,4 +1,4 @@
-// Builds cmd/kube-apiserver of k8s.io/kubernetes at a pinned release.
+// Builds cmd/kube-apiserver and cmd/kubectl of k8s.io/kubernetes at a pinned release.
 // `go install k8s.io/kubernetes/cmd/kube-apiserver@vX` is refused because the kubernetes module
 // replaces its k8s.io/* staging modules with local directories; this module replaces each of them
 // with its published v0.x of the same release instead.
