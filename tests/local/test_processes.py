@@ -9,6 +9,7 @@ once, so it is re-parented). The tests scan ``/proc`` for the token, as an opera
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -136,6 +137,81 @@ def test_processes_a_step_starts_end_with_its_task(
     assert task.status == ("succeeded" if ending == "succeeds" else "failed")
     assert ("timeout" in task.reason) == (ending == "times out")
     assert none_left(token, seconds=3) == [], f"processes outlived the {mode} task that {ending}"
+
+
+DAEMON = (
+    SPAWNER.replace(
+        "    start_sleepers(token)\n",
+        "    daemonize(token)\n    start_sleepers(token)\n",
+    )
+    .replace(
+        "while len(_with_token(token)) < 3:",
+        "while len(_with_token(token)) < 4:",
+    )
+    .replace(
+        "def _with_token(token):",
+        """def daemonize(token):
+    # The classic daemon: fork, a new session, fork again; the first child exits at once, so the
+    # sleeper is re-parented to init (an in-process step forks the runner itself).
+    child = os.fork()
+    if child == 0:
+        try:
+            os.setsid()
+            if os.fork() == 0:
+                os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(300)", token])
+        finally:
+            os._exit(0)
+    os.waitpid(child, 0)
+    deadline = time.monotonic() + 30
+    while not _with_token(token):
+        assert time.monotonic() < deadline, "the daemon did not start"
+        time.sleep(0.02)
+
+def _with_token(token):""",
+    )
+    .replace(
+        "with Pipeline(",
+        """@step(timeout=120)
+def watch(token, folder):
+    # Runs beside work: once work started its processes, wait for them to be gone, and record
+    # what is left while this run goes on (the run's own end would kill them anyway).
+    while not Path(folder, "started").exists():
+        time.sleep(0.02)
+    deadline = time.monotonic() + 20
+    while _with_token(token) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    Path(folder, "left").write_text(json.dumps(_with_token(token)))
+    Path(folder, "release").write_text("yes")  # a timed-out in-process step's thread can stop now
+    return 1
+
+with Pipeline(""",
+    )
+    .replace(
+        '         folder=pipeline.param("folder", ""))',
+        '         folder=pipeline.param("folder", ""))\n    watch(token=pipeline.param("token", ""), folder=pipeline.param("folder", ""))',
+    )
+)
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("ending", ["succeeds", "fails", "times out"])
+def test_a_daemon_a_step_starts_ends_with_its_task_while_the_run_goes_on(
+    flow: Callable[[str], str],
+    run: Callable[..., object],
+    tmp_path: Path,
+    token: str,
+    mode: str,
+    ending: str,
+) -> None:
+    spec = flow(DAEMON.replace("TIMEOUT", "2" if ending == "times out" else "None"))
+    params = {"token": token, "ending": "hangs" if ending == "times out" else ending, "folder": str(tmp_path)}
+    summary = run(spec, params=params, parallel=2, **MODES[mode])
+    tasks = summary.tasks  # type: ignore[attr-defined]
+    assert tasks["work"].status == ("succeeded" if ending == "succeeds" else "failed")
+    assert ("timeout" in tasks["work"].reason) == (ending == "times out")
+    assert tasks["watch"].status == "succeeded"
+    left = json.loads((tmp_path / "left").read_text())
+    assert left == [], f"processes of the {mode} task that {ending} outlived it while the run went on"
 
 
 @pytest.mark.parametrize("mode", list(CLI_MODES))
