@@ -215,6 +215,32 @@ def test_a_daemon_a_step_starts_ends_with_its_task_while_the_run_goes_on(
 
 
 @pytest.mark.parametrize("mode", list(CLI_MODES))
+def test_ctrl_c_cancels_the_task_and_ends_every_process_it_started(
+    flow: Callable[[str], str],
+    tmp_path: Path,
+    store: RunStore,
+    token: str,
+    headrace: Callable[..., subprocess.Popen[str]],
+    mode: str,
+) -> None:
+    spec = flow(DAEMON.replace("TIMEOUT", "None"))
+    args = ["-p", f"token={token}", "-p", "ending=hangs", "-p", f"folder={tmp_path}"]
+    runner = headrace("run", spec, *args, *CLI_MODES[mode], cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "started").exists():
+        assert runner.poll() is None, runner.communicate()
+        assert time.monotonic() < deadline, "the task never started"
+        time.sleep(0.05)
+    assert len(with_token(token)) == 4
+    runner.send_signal(signal.SIGINT)
+    runner.communicate(timeout=60)
+    assert runner.returncode == 130
+    assert none_left(token, seconds=3) == [], f"processes of the cancelled {mode} task outlived it"
+    (record,) = store.list_runs(pipeline="spawner")
+    assert {t.task: t.status for t in store.tasks(record.id)}["work"] == "cancelled"
+
+
+@pytest.mark.parametrize("mode", list(CLI_MODES))
 @pytest.mark.parametrize("ending", ["hangs", "stuck"], ids=["waiting", "stuck-holding-the-gil"])
 def test_sigkill_of_the_runner_leaves_no_task_process_and_resume_completes(
     flow: Callable[[str], str],
@@ -314,3 +340,92 @@ def test_sigkill_of_the_runner_stops_local_sagemaker_training_before_it_writes_i
     assert resumed.returncode == 0, err
     assert store.get_run(record.id).status == "succeeded"  # type: ignore[union-attr]
     assert len(list(tmp_path.glob("model-written-by-*"))) == 1
+
+
+SPARK_SCORING = """
+import pickle
+import pandas as pd
+from steps import glue
+from steps.model_io import pack_dir
+
+@step
+def prep():
+    return pd.DataFrame({"id": range(200), "x": [float(i) for i in range(200)]})
+
+@step
+def model(ctx):
+    folder = Path(ctx.settings.state_path, "model")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.pkl").write_bytes(pickle.dumps({"w": 2.0}))
+    packed = pack_dir(folder, folder.parent / "model.tar.gz")
+    return ctx.store.put_file(packed, ctx.output_key("model.tar.gz"), format="model")
+
+def score(batch, model):
+    # Runs in Spark's Python worker, under Spark's JVM, under the driver the task started.
+    folder = Path(os.environ["SPARK_TEST_FOLDER"])
+    Path(folder, "scoring").write_text(str(os.getpid()))
+    while not Path(folder, "release").exists():
+        time.sleep(0.05)
+    return pd.DataFrame({"id": batch["id"], "y": batch["x"] * model["w"]})
+
+infer = step(glue.batch_infer, name="score")
+
+with Pipeline("spark-scoring") as pipeline:
+    infer(score=score, model=model(), data=prep(), batch_size=100)
+"""
+
+
+def with_environment(entry: str) -> list[int]:
+    """Live processes whose environment holds ``entry`` (``NAME=value``)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if entry.encode() in environ and _running(int(pid)):
+            found.append(int(pid))
+    return found
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_sigkill_of_the_runner_during_local_spark_scoring_leaves_no_jvm_or_worker_and_resume_completes(
+    flow: Callable[[str], str],
+    tmp_path: Path,
+    store: RunStore,
+    token: str,
+    headrace: Callable[..., subprocess.Popen[str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Glue step on local Spark: the driver, Spark's JVM and its Python workers all inherit the
+    runner's environment, so a token there finds every one of them, however they were started."""
+    monkeypatch.setenv("HEADRACE_GLUE_ENGINE", "spark")
+    monkeypatch.setenv("SPARK_TEST_FOLDER", str(tmp_path))
+    monkeypatch.setenv("SPARK_TEST_TOKEN", token)
+    spec = flow(SPARK_SCORING)
+    runner = headrace("run", spec, cwd=tmp_path)
+    deadline = time.monotonic() + 240
+    while not (tmp_path / "scoring").exists():
+        assert runner.poll() is None, runner.communicate()
+        assert time.monotonic() < deadline, "Spark never started scoring"
+        time.sleep(0.1)
+    spark = [pid for pid in with_environment(f"SPARK_TEST_TOKEN={token}") if pid != runner.pid]
+    assert any(b"java" in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in spark), "no JVM seen"
+    runner.send_signal(signal.SIGKILL)
+    runner.wait(10)
+    deadline = time.monotonic() + 10
+    while (left := with_environment(f"SPARK_TEST_TOKEN={token}")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert left == [], "Spark processes outlived the killed runner"
+
+    (record,) = store.list_runs(pipeline="spark-scoring")
+    (tmp_path / "release").write_text("yes")
+    resumed = headrace("resume", record.id, cwd=tmp_path)
+    _out, err = resumed.communicate(timeout=240)
+    assert resumed.returncode == 0, err
+    assert store.get_run(record.id).status == "succeeded"  # type: ignore[union-attr]
+    assert with_environment(f"SPARK_TEST_TOKEN={token}") == []
