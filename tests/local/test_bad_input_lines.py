@@ -248,3 +248,23 @@ with Pipeline("odd-results") as pipeline:
         f"pipeline odd-results, task odd: output result is a {kind}, which headrace cannot store; return JSON "
         "(dict, list, str, number, bool), a pandas DataFrame, an Arrow table, bytes or a Path"
     ) in task.reason + "\n".join(task.log_tail)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("run",), "error: headrace run: missing argument 'spec' (see `headrace run --help`)"),
+        (("run", "flow.py:pipeline", "--bogus"), "error: headrace run: no such option: --bogus"),
+        (("nosuchcommand",), "error: headrace: no such command 'nosuchcommand' (see `headrace --help`)"),
+        (("runs", "show"), "error: headrace runs show: missing argument 'run_id'"),
+        (("logs", "some-run", "--attempt", "two"), "error: headrace logs: invalid value for '--attempt'"),
+    ],
+    ids=["missing-argument", "unknown-option", "unknown-command", "missing-argument-of-a-subcommand", "bad-value"],
+)
+def test_a_command_line_mistake_is_one_line_naming_the_command_and_its_help(
+    tmp_path: Path, args: tuple[str, ...], expected: str
+) -> None:
+    """What click would print in four lines and a box (usage, hint, message) is one line, piped."""
+    line = one_line(args, tmp_path)
+    assert line.startswith(expected), line
+    assert not any(ch in line for ch in "│╭╰─"), line
