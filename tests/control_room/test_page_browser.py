@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.control_room.conftest import TOKEN, Served
+from tests.control_room.pixels import Image, boxes, hex_colour, read_png
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -132,6 +133,31 @@ def test_the_page_charts_each_tasks_input_sizes_and_chosen_sizes_with_real_value
     data = screenshot.read_bytes()
     assert data.startswith(b"\x89PNG") and len(data) > 20_000
     shutil.copy(screenshot, Path("/tmp") / "headrace-control-room-page.png")
+    _check_the_picture(read_png(data), [expected[decisions[run]["instance_type"]] for run, _, _ in DAYS])
+
+
+def _check_the_picture(image: Image, capacities: list[int]) -> None:
+    """What a person sees: a bar per run as tall as its input, a bar as tall as the memory chosen
+    with the peak used as a dot at its height inside it, the cost drawn over each run's column
+    (the page's colours; the legend's swatches are above ``chart_top``)."""
+    chart_top = 150
+    inputs = boxes(image, hex_colour("#93c5fd"), top=chart_top)
+    chosen = boxes(image, hex_colour("#a7f3d0"), top=chart_top)
+    peaks = boxes(image, hex_colour("#065f46"), top=chart_top)
+    assert len(inputs) == len(chosen) == len(peaks) == len(DAYS), (inputs, chosen, peaks)
+    unit = inputs[0].height / DAYS[0][1]  # pixels per GB
+    for box, (_, gb, _) in zip(inputs, DAYS, strict=True):
+        assert box.width > 20 and abs(box.height - gb * unit) <= 2, (box, gb)
+    memory_unit = chosen[0].height / capacities[0]  # pixels per byte of memory
+    baseline = chosen[0].bottom
+    for bar, dot, capacity, (_, _, peak_gib) in zip(chosen, peaks, capacities, DAYS, strict=True):
+        assert abs(bar.height - capacity * memory_unit) <= 2, (bar, capacity)
+        assert bar.left <= dot.left and dot.right <= bar.right, "the peak dot sits in its run's bar"
+        centre = (dot.top + dot.bottom) / 2
+        assert abs((baseline - centre) - peak_gib * 2**30 * memory_unit) <= 3, (dot, peak_gib)
+    cost = boxes(image, hex_colour("#b45309"), top=chart_top)
+    for box in inputs:
+        assert any(c.left <= box.right and box.left <= c.right for c in cost), f"no cost drawn over {box}"
 
 
 def test_the_page_without_a_token_asks_to_sign_in(served: Served, tmp_path: Path) -> None:
