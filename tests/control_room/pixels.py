@@ -44,8 +44,9 @@ def read_png(data: bytes) -> Image:
     rows: list[bytes] = []
     previous = bytearray(stride)
     for y in range(height):
-        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
-        _unfilter(kind, line, previous, channels)
+        start = y * (stride + 1)
+        line = bytearray(raw[start + 1 : start + 1 + stride])
+        _unfilter(raw[start], line, previous, channels)
         rows.append(bytes(line))
         previous = line
     return Image(width, height, channels, rows)
