@@ -287,3 +287,43 @@ def test_a_backfill_s_runs_sit_on_the_page_in_run_date_order_labelled_by_date(se
     )
     assert shot.returncode == 0 and screenshot.read_bytes().startswith(b"\x89PNG")
     shutil.copy(screenshot, Path("/tmp") / "headrace-control-room-backfill.png")
+
+
+def test_a_run_that_ran_out_of_memory_is_marked_red_on_the_page(served: Served, tmp_path: Path) -> None:
+    """The OOM attempt and the retry one size up are both on the chart; the OOM one is red."""
+    base = {"pipeline": "tight", "task": "join", "run_id": "t-1", "input_bytes": 2 * 10**9}
+    first = post(served.url, "/v1/sizing", {**base, "attempt": 1})
+    observed = {**base, "instance_type": first["instance_type"], "duration_seconds": 60.0}
+    post(served.url, "/v1/observations", {**observed, "attempt": 1, "outcome": "oom"})
+    second = post(
+        served.url,
+        "/v1/sizing",
+        {**base, "attempt": 2, "previous_outcome": "oom", "previous_instance_type": first["instance_type"]},
+    )
+    post(
+        served.url,
+        "/v1/observations",
+        {**observed, "instance_type": second["instance_type"], "attempt": 2, "outcome": "succeeded"},
+    )
+
+    dom = browse(f"{served.url}/?token={TOKEN}&pipeline=tight", tmp_path / "p", "--dump-dom").stdout
+    bars = re.findall(
+        r'<rect class="(input-bar[^"]*)"[^>]*data-instance-type="([^"]+)"[^>]*data-outcome="([^"]*)"', dom
+    )
+    assert bars == [
+        ("input-bar oom", first["instance_type"], "oom"),
+        ("input-bar", second["instance_type"], "succeeded"),
+    ]
+    screenshot = tmp_path / "oom.png"
+    shot = browse(
+        f"{served.url}/?token={TOKEN}&pipeline=tight",
+        tmp_path / "p2",
+        f"--screenshot={screenshot}",
+        "--window-size=1280,900",
+    )
+    assert shot.returncode == 0, shot.stderr[-2000:]
+    image = read_png(screenshot.read_bytes())
+    red = boxes(image, hex_colour("#dc2626"), top=150)  # below the legend's swatch
+    blue = boxes(image, hex_colour("#93c5fd"), top=150)
+    assert len(red) == 1 and len(blue) == 1, (red, blue)
+    assert red[0].right < blue[0].left and red[0].height == blue[0].height  # same input, first attempt first
