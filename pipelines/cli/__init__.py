@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import sys
 
 import typer
 
 from pipelines.cli.common import run_cli
+
+_TERMINAL = sys.stdout.isatty()
 
 app = typer.Typer(
     name="headrace",
@@ -20,6 +23,11 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Help in panels on a terminal; piped or in a log, plain text with nothing cut: no box drawing,
+    # one line per paragraph (click would wrap at 80 columns and cut each command's summary with
+    # "..."). The command groups below inherit both.
+    rich_markup_mode="rich" if _TERMINAL else None,
+    context_settings={} if _TERMINAL else {"terminal_width": 10_000, "max_content_width": 10_000},
 )
 
 

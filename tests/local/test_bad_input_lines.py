@@ -268,3 +268,17 @@ def test_a_command_line_mistake_is_one_line_naming_the_command_and_its_help(
     line = one_line(args, tmp_path)
     assert line.startswith(expected), line
     assert not any(ch in line for ch in "│╭╰─"), line
+
+
+def test_help_piped_is_plain_text_with_nothing_cut(tmp_path: Path) -> None:
+    """No box drawing and no summary cut with "..." when the help goes to a pipe or a log."""
+    for args in (("--help",), ("runs", "show", "--help")):
+        code, stdout, _ = headrace(*args, cwd=tmp_path, env={"COLUMNS": "80"})
+        assert code == 0, stdout
+        assert not any(ch in stdout for ch in "│╭╰─…"), stdout
+        cut = [line for line in stdout.splitlines() if line.rstrip().endswith("...") and "Usage:" not in line]
+        assert cut == [], stdout
+    code, stdout, _ = headrace("--help", cwd=tmp_path)
+    assert (
+        "  submit        Submit a run of the pipeline to Argo (run_date defaults to today in its time zone)." in stdout
+    )
