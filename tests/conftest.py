@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# A test suite started in the background (`cmd &` from a script, CI's nohup) inherits SIGINT
+# ignored, and so does every `headrace` it starts: the Ctrl-C tests would send a signal nobody
+# hears. Restored once here, children start with the default Ctrl-C as at a terminal.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def free_port() -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipelines.graph import Pipeline, Task
+from pipelines.graph import RUN_DATE, Pipeline, Task
 from steps.runtime.loader import split_spec
 
 #: Where the entrypoint writes the files Argo reads back as output parameters.
@@ -90,7 +90,8 @@ def run_args(pipeline: Pipeline, task: Task, spec: str, *, sized: bool) -> list[
 
 
 def size_args(task: Task, spec: str) -> list[str]:
-    """Arguments of the sizing node before a ``sizing="auto"`` task (``python -m steps size``)."""
+    """Arguments of the sizing node before a ``sizing="auto"`` task (``python -m steps size``);
+    ``--run-date`` from the nested DAG's input, like the task's own parameters."""
     return [
         "size",
         spec,
@@ -98,6 +99,8 @@ def size_args(task: Task, spec: str) -> list[str]:
         "--run-id",
         "{{workflow.name}}",
         *attempt_flags(task, sized=True),
+        "--run-date",
+        f"{{{{inputs.parameters.{RUN_DATE}}}}}",
         *_input_flags(task),
         "--outputs-dir",
         OUTPUTS_DIR,

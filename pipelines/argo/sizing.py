@@ -2,7 +2,8 @@
 Argo retries as a whole.
 
 The sizing node is a small pod that runs ``python -m steps size`` with the same inputs as the
-task (so it sees their sizes) and writes ``decision`` (SizingDecision JSON), ``pod-spec-patch``
+task (so it sees their sizes) and the run's ``run_date`` (the control room page's date axis, so
+a backfill's runs, all decided today, land on their own days) and writes ``decision`` (SizingDecision JSON), ``pod-spec-patch``
 (resources of the ``main`` container), ``instance-type`` and ``instance-count``. The sized task
 receives the patch as its podSpecPatch and the decision on its command line, so the choice is
 visible in the Argo UI. The command never fails (it falls back to the declared resources), hence
@@ -51,7 +52,7 @@ from pipelines.argo.templates import (
     retried_inputs,
     retry_strategy,
 )
-from pipelines.graph import Pipeline, Task
+from pipelines.graph import RUN_DATE, Pipeline, Task
 from steps.core.naming import SIZING_NODE_PREFIX, TASK_LABEL
 
 PREFIX = SIZING_NODE_PREFIX
@@ -71,7 +72,7 @@ def attempt_template_name(task: Task) -> str:
 
 
 def sizing_template(task: Task, spec: str, env: PodEnvironment) -> Template:
-    inputs = [*input_names(task), *retried_inputs(task)]
+    inputs = [RUN_DATE, *input_names(task), *retried_inputs(task)]
     return Template(
         name=node_name(task),
         metadata=Metadata(labels={TASK_LABEL: node_name(task)}),
@@ -98,7 +99,7 @@ def attempt_template(pipeline: Pipeline, task: Task) -> Template:
     node = node_name(task)
     upstream = input_names(task)
     attempt = [Parameter(name=commands.ATTEMPT_PARAMETER, value=commands.ATTEMPT)] if retried_inputs(task) else []
-    size_arguments = [*_passed(upstream), *attempt]
+    size_arguments = [*_passed([RUN_DATE]), *_passed(upstream), *attempt]
     run_arguments = [
         *_passed(list(pipeline.params)),
         *_passed(upstream),

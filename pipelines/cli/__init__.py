@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import sys
 
 import typer
 
@@ -16,12 +17,19 @@ from pipelines.cli.common import run_cli
 
 __all__ = ["app", "main"]
 
+_TERMINAL = sys.stdout.isatty()
+
 app = typer.Typer(
     name="headrace",
     help="ML pipelines in Python: run them here, compile them to Argo, size them with the control room.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Help in panels on a terminal; piped or in a log, plain text with nothing cut: no box drawing,
+    # one line per paragraph (click would wrap at 80 columns and cut each command's summary with
+    # "..."). The command groups below inherit both.
+    rich_markup_mode="rich" if _TERMINAL else None,
+    context_settings={} if _TERMINAL else {"terminal_width": 10_000, "max_content_width": 10_000},
 )
 
 

@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from pipelines.graph import Pipeline
 from steps.core.errors import EXIT_USAGE, HeadraceError, UserError
@@ -98,12 +99,41 @@ def settings_from(**flags: Any) -> Settings:
 
 
 def run_cli(app: typer.Typer, argv: list[str] | None = None) -> None:
-    """Run ``app``, turning every :class:`HeadraceError` into its one line and exit code."""
+    """Run ``app``, turning every :class:`HeadraceError` and every command-line mistake (a missing
+    argument, an unknown option or command) into its one line and exit code, on a terminal or not.
+
+    Click's own rendering of a usage error is four lines (usage, hint, a box around the message),
+    which a log collector splits and ``grep`` cannot match; the message, the command and where to
+    look are all that is needed.
+    """
+    # typer (>= 0.29) carries its own copy of click; its exceptions live here.
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+
     try:
-        app(args=argv, standalone_mode=True)
-    except HeadraceError as error:
-        err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        outcome = app(args=argv, prog_name="headrace", standalone_mode=False)
+    except NoArgsIsHelpError as error:  # `headrace` or a group alone: its help (printed when built)
+        if error.format_message().strip():
+            typer.echo(error.format_message())
+        sys.exit(EXIT_USAGE)
+    except UsageError as error:
+        command = error.ctx.command_path if error.ctx is not None else "headrace"
+        message = error.format_message().strip().rstrip(".")
+        _one_line(f"{command}: {message[:1].lower() + message[1:]} (see `{command} --help`)")
         sys.exit(error.exit_code)
+    except ClickException as error:
+        _one_line(error.format_message())
+        sys.exit(error.exit_code)
+    except typer.Abort:
+        _one_line("aborted")
+        sys.exit(1)
+    except HeadraceError as error:
+        _one_line(str(error))
+        sys.exit(error.exit_code)
+    sys.exit(outcome if isinstance(outcome, int) else 0)  # a typer.Exit's code, else success
+
+
+def _one_line(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def guard(fn: Any) -> Any:

@@ -7,7 +7,8 @@ entrypoint itself, see :func:`steps.runtime.run.apply_local_limits`), like a pod
 deleted, so a killed runner leaves no orphan writing outputs behind ``resume``. Everything the step
 starts, detached or not, carries the attempt's marker and ends with it (see :mod:`steps.runtime.procs`):
 the task process kills its tree when it ends, and when it was killed first the runner sweeps the
-marker. An in-process attempt kills what its thread started when it ends.
+marker. An in-process attempt kills what its thread started when it ends, detached or not (its
+thread marks them: :mod:`pipelines.local.marking`).
 
 Memory limits (subprocess mode only): a task's memory limit (the control room's decided
 ``memory`` when sized, else ``resources.memory_limit``, else ``resources.memory``) becomes
@@ -37,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipelines.local import marking
 from pipelines.local.capture import capture_into
 from pipelines.local.forkserver import ForkServer, ForkServerError
 from steps.core.contract import ArtifactRef, Outcome, SizingDecision
@@ -353,10 +355,14 @@ class InProcessAttempt(Attempt):
         self._end_processes()
 
     def _end_processes(self) -> None:
-        """Kill the processes the step's thread started (and theirs); detached ones that escaped
-        this thread are ended with the run (see :mod:`pipelines.local.keeper`)."""
+        """Kill the processes the step's thread started and all they started: those still in the
+        thread's tree, then those that left it (a daemon's double fork) by the attempt's marker
+        (see :mod:`pipelines.local.marking`)."""
         if self._thread_id is not None and self._thread.is_alive():  # a finished thread's id may be reused
             kill_descendants(thread=self._thread_id)
+        if marking.started_any(self.spec.marker):
+            marking.forget(self.spec.marker)  # first: a process started during the sweep sets it again
+            kill_marked(self.spec.marker)
 
     def _timed_out(self) -> None:
         result = AttemptResult(
@@ -375,10 +381,11 @@ class InProcessAttempt(Attempt):
 
     def _run(self, pipeline: Any, settings: Settings) -> None:
         self._thread_id = threading.get_native_id()
-        try:
-            self._run_step(pipeline, settings)
-        finally:
-            self._end_processes()
+        with marking.marking(self.spec.marker):
+            try:
+                self._run_step(pipeline, settings)
+            finally:
+                self._end_processes()
 
     def _run_step(self, pipeline: Any, settings: Settings) -> None:
         from steps.runtime.task import run_task

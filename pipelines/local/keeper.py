@@ -1,8 +1,9 @@
 """The run's keeper: no process of a local run outlives it, even when the runner is killed.
 
 Every process a run's tasks start carries the run's marker in its environment (see
-:mod:`steps.runtime.procs`): subprocess attempts get ``<run_id>/<task>/<attempt>``, and in-process attempts,
-which share the runner's process, get ``<run_id>/in-process`` through the runner's environment.
+:mod:`steps.runtime.procs`): subprocess attempts get ``<run_id>/<task>/<attempt>``; in-process attempts,
+which share the runner's process, get ``<run_id>/in-process`` through the runner's environment,
+and what their threads start gets the attempt's own (:mod:`pipelines.local.marking`).
 At the end of the run the runner kills what is still marked (processes a step detached).
 
 A SIGKILL of the runner ends nothing by itself, so the runner also starts a keeper: a small

@@ -233,8 +233,9 @@ def run_script_locally(
     framework environment, with this interpreter's pyspark linked in (:func:`steps.backends.frameworks.spark_path`).
 
     The same program Glue runs, with ``--spark-master`` added; output lands under a ``.partial-``
-    name and is renamed only on success. Spark's log goes to this process's stderr; on failure the
-    last lines (the Python error from the scoring function included) are in the raised error.
+    name and is renamed only on success. The script's output and Spark's log go to this process's
+    stdout and stderr (the task's log); on failure the last lines (the Python error from the
+    scoring function included) are in the raised error too.
     """
     spec, shipped = score_reference(score)
     settings = {
@@ -282,6 +283,10 @@ def run_script_locally(
             process.communicate()
             shutil.rmtree(staging, ignore_errors=True)
             raise StepFailed(f"local Spark run exceeded {timeout} s") from error
+    # Into the task's log (``headrace logs``), as a Glue job's output goes to its CloudWatch log
+    # streams; written after the run since the tail also makes the error message on a failure.
+    sys.stdout.write(stdout)
+    sys.stderr.write(stderr)
     completed = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
     if completed.returncode != 0:
         shutil.rmtree(staging, ignore_errors=True)

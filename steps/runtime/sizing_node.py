@@ -47,6 +47,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--previous-instance-type", default="", help="the size the previous attempt ran on")
     parser.add_argument("--previous-instance-count", type=int, default=0, help="its instance/worker count")
     parser.add_argument("--outputs-dir", required=True, help="write Argo output parameter files here")
+    parser.add_argument(
+        "--run-date", default="", help="the run's run_date parameter: the control room page's date axis"
+    )
 
 
 def _log(message: str) -> None:
@@ -62,6 +65,7 @@ def build_request(
     previous_outcome: str | None = None,
     previous_instance_type: str | None = None,
     previous_instance_count: int | None = None,
+    run_date: str = "",
 ) -> SizingRequest:
     """The request for ``task_name`` of ``pipeline``: its declaration plus the summed input sizes."""
     task = pipeline.task(task_name)
@@ -82,7 +86,20 @@ def build_request(
         previous_instance_type=previous_instance_type or None,
         previous_instance_count=previous_instance_count or None,
         retries_left=_retries_left(task, attempt),
+        run_date=_day(run_date, str(getattr(pipeline, "timezone", "UTC"))),
     )
+
+
+def _day(raw: str, timezone: str) -> str:
+    """The run's day as the task itself reads it (``YYYY-MM-DD``, Argo's ``scheduledTime``, or
+    today when empty); empty when unreadable, since sizing never fails (the task reports it)."""
+    from steps.entrypoint import resolve_run_date
+    from steps.errors import HeadraceError
+
+    try:
+        return resolve_run_date(raw, timezone).isoformat()
+    except (HeadraceError, ValueError, LookupError):
+        return ""
 
 
 def _retries_left(task: Any, attempt: int) -> int | None:
@@ -154,6 +171,7 @@ def main(args: argparse.Namespace) -> int:
             args.previous_outcome,
             args.previous_instance_type,
             args.previous_instance_count,
+            args.run_date,
         )
     except Exception as error:  # the task itself will report a broken pipeline; sizing never fails
         _log(f"sizing {args.task}: cannot build the request ({error}); the task runs with its declared resources")

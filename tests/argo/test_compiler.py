@@ -143,7 +143,11 @@ def test_sized_task_runs_as_a_nested_dag_of_its_sizing_node_and_itself_retried_a
     assert list(tasks) == ["size-train", "train"]
     assert tasks["train"]["dependencies"] == ["size-train"]
     given = {p["name"]: p["value"] for p in tasks["size-train"]["arguments"]["parameters"]}
-    assert given == {"extract-result": "{{inputs.parameters.extract-result}}", "attempt": "{{=asInt(retries) + 1}}"}
+    assert given == {
+        "run_date": "{{inputs.parameters.run_date}}",
+        "extract-result": "{{inputs.parameters.extract-result}}",
+        "attempt": "{{=asInt(retries) + 1}}",
+    }
 
 
 def test_sized_task_outputs_reach_downstream_through_the_nested_dag() -> None:
@@ -156,7 +160,7 @@ def test_sized_task_outputs_reach_downstream_through_the_nested_dag() -> None:
     assert arguments(obj, "score")["train-result"] == "{{tasks.train.outputs.parameters.result}}"
 
 
-def test_sizing_node_has_the_task_inputs_and_the_attempt() -> None:
+def test_sizing_node_has_the_task_inputs_the_attempt_and_the_run_date() -> None:
     obj = compiled("cron_sized", "template")
     assert args(obj, "size-train") == [
         "size",
@@ -166,6 +170,8 @@ def test_sizing_node_has_the_task_inputs_and_the_attempt() -> None:
         "{{workflow.name}}",
         "--attempt",
         "{{inputs.parameters.attempt}}",
+        "--run-date",
+        "{{inputs.parameters.run_date}}",
         "--input",
         "extract.result={{inputs.parameters.extract-result}}",
         "--outputs-dir",

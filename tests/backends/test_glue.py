@@ -125,7 +125,9 @@ def test_model_of_a_framework_version_that_does_not_install_here_is_refused_in_o
 
 
 @pytest.mark.spark
-def test_generated_glue_script_on_local_spark_scores_the_same_as_the_arrow_engine(tmp_path: Path) -> None:
+def test_generated_glue_script_on_local_spark_scores_the_same_as_the_arrow_engine(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     frame = write_input(tmp_path / "in.parquet", 5_000, row_group_size=1_000)
     model = model_archive(tmp_path)
     arrow = score_parquet(tmp_path / "in.parquet", tmp_path / "arrow", score, model, batch_size=400, workers=2)
@@ -142,6 +144,8 @@ def test_generated_glue_script_on_local_spark_scores_the_same_as_the_arrow_engin
     pd.testing.assert_frame_equal(by_spark, by_arrow)
     pd.testing.assert_frame_equal(by_arrow, expected_scores(frame))
     assert (tmp_path / "spark" / "_SUCCESS").exists() and (tmp_path / "spark" / "_rows").read_text() == "5000"
+    # the job's own output reaches the task's log, as a Glue job's reaches CloudWatch
+    assert "headrace: scored 5000 rows into " in capfd.readouterr().out
 
 
 # ----------------------------------------------------------------------------- Glue side (moto)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.control_room.conftest import TOKEN, Served
+from tests.control_room.pixels import Image, boxes, hex_colour, read_png
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -132,6 +133,31 @@ def test_the_page_charts_each_tasks_input_sizes_and_chosen_sizes_with_real_value
     data = screenshot.read_bytes()
     assert data.startswith(b"\x89PNG") and len(data) > 20_000
     shutil.copy(screenshot, Path("/tmp") / "headrace-control-room-page.png")
+    _check_the_picture(read_png(data), [expected[decisions[run]["instance_type"]] for run, _, _ in DAYS])
+
+
+def _check_the_picture(image: Image, capacities: list[int]) -> None:
+    """What a person sees: a bar per run as tall as its input, a bar as tall as the memory chosen
+    with the peak used as a dot at its height inside it, the cost drawn over each run's column
+    (the page's colours; the legend's swatches are above ``chart_top``)."""
+    chart_top = 150
+    inputs = boxes(image, hex_colour("#93c5fd"), top=chart_top)
+    chosen = boxes(image, hex_colour("#a7f3d0"), top=chart_top)
+    peaks = boxes(image, hex_colour("#065f46"), top=chart_top)
+    assert len(inputs) == len(chosen) == len(peaks) == len(DAYS), (inputs, chosen, peaks)
+    unit = inputs[0].height / DAYS[0][1]  # pixels per GB
+    for box, (_, gb, _) in zip(inputs, DAYS, strict=True):
+        assert box.width > 20 and abs(box.height - gb * unit) <= 2, (box, gb)
+    memory_unit = chosen[0].height / capacities[0]  # pixels per byte of memory
+    baseline = chosen[0].bottom
+    for bar, dot, capacity, (_, _, peak_gib) in zip(chosen, peaks, capacities, DAYS, strict=True):
+        assert abs(bar.height - capacity * memory_unit) <= 2, (bar, capacity)
+        assert bar.left <= dot.left and dot.right <= bar.right, "the peak dot sits in its run's bar"
+        centre = (dot.top + dot.bottom) / 2
+        assert abs((baseline - centre) - peak_gib * 2**30 * memory_unit) <= 3, (dot, peak_gib)
+    cost = boxes(image, hex_colour("#b45309"), top=chart_top)
+    for box in inputs:
+        assert any(c.left <= box.right and box.left <= c.right for c in cost), f"no cost drawn over {box}"
 
 
 def test_the_page_without_a_token_asks_to_sign_in(served: Served, tmp_path: Path) -> None:
@@ -261,3 +287,43 @@ def test_a_backfill_s_runs_sit_on_the_page_in_run_date_order_labelled_by_date(se
     )
     assert shot.returncode == 0 and screenshot.read_bytes().startswith(b"\x89PNG")
     shutil.copy(screenshot, Path("/tmp") / "headrace-control-room-backfill.png")
+
+
+def test_a_run_that_ran_out_of_memory_is_marked_red_on_the_page(served: Served, tmp_path: Path) -> None:
+    """The OOM attempt and the retry one size up are both on the chart; the OOM one is red."""
+    base = {"pipeline": "tight", "task": "join", "run_id": "t-1", "input_bytes": 2 * 10**9}
+    first = post(served.url, "/v1/sizing", {**base, "attempt": 1})
+    observed = {**base, "instance_type": first["instance_type"], "duration_seconds": 60.0}
+    post(served.url, "/v1/observations", {**observed, "attempt": 1, "outcome": "oom"})
+    second = post(
+        served.url,
+        "/v1/sizing",
+        {**base, "attempt": 2, "previous_outcome": "oom", "previous_instance_type": first["instance_type"]},
+    )
+    post(
+        served.url,
+        "/v1/observations",
+        {**observed, "instance_type": second["instance_type"], "attempt": 2, "outcome": "succeeded"},
+    )
+
+    dom = browse(f"{served.url}/?token={TOKEN}&pipeline=tight", tmp_path / "p", "--dump-dom").stdout
+    bars = re.findall(
+        r'<rect class="(input-bar[^"]*)"[^>]*data-instance-type="([^"]+)"[^>]*data-outcome="([^"]*)"', dom
+    )
+    assert bars == [
+        ("input-bar oom", first["instance_type"], "oom"),
+        ("input-bar", second["instance_type"], "succeeded"),
+    ]
+    screenshot = tmp_path / "oom.png"
+    shot = browse(
+        f"{served.url}/?token={TOKEN}&pipeline=tight",
+        tmp_path / "p2",
+        f"--screenshot={screenshot}",
+        "--window-size=1280,900",
+    )
+    assert shot.returncode == 0, shot.stderr[-2000:]
+    image = read_png(screenshot.read_bytes())
+    red = boxes(image, hex_colour("#dc2626"), top=150)  # below the legend's swatch
+    blue = boxes(image, hex_colour("#93c5fd"), top=150)
+    assert len(red) == 1 and len(blue) == 1, (red, blue)
+    assert red[0].right < blue[0].left and red[0].height == blue[0].height  # same input, first attempt first

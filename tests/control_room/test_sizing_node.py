@@ -103,6 +103,29 @@ def test_sizing_node_asks_the_service_when_one_is_configured(tmp_path: Path, ser
     assert [e["kind"] for e in run["events"]] == ["sizing.decided"]
 
 
+@pytest.mark.integration
+def test_a_decision_through_the_sizing_node_records_the_run_date(tmp_path: Path, served: Served) -> None:
+    """The page's date axis: Argo hands the node the run's run_date (a day, or the cron's
+    scheduledTime); the decision carries it as the day, not the day it was decided."""
+    import urllib.request
+
+    env = {"HEADRACE_CONTROL_ROOM_URL": served.url, "HEADRACE_CONTROL_ROOM_TOKEN": TOKEN}
+    for run_id, given in (("r-day", "2026-11-03"), ("r-cron", "2026-11-04T23:30:00Z")):
+        done, _ = run_node(
+            tmp_path, "--input", f"extract.result={REF}", "--run-date", given, "--run-id", run_id, env=env
+        )
+        assert done.returncode == 0, done.stderr
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    for run_id, day in (("r-day", "2026-11-03"), ("r-cron", "2026-11-04")):
+        with urllib.request.urlopen(
+            urllib.request.Request(f"{served.url}/v1/runs/{run_id}", headers=headers)
+        ) as answer:
+            assert json.load(answer)["decisions"][0]["request"]["run_date"] == day
+    with urllib.request.urlopen(urllib.request.Request(f"{served.url}/?token={TOKEN}")) as answer:
+        page = answer.read().decode()
+    assert 'data-run-date="2026-11-03"' in page and 'data-run-date="2026-11-04"' in page
+
+
 def test_sizing_node_with_the_service_down_writes_the_declared_size_and_exits_0(tmp_path: Path) -> None:
     env = {"HEADRACE_CONTROL_ROOM_URL": f"http://127.0.0.1:{free_port()}"}
     done, out = run_node(tmp_path, env=env)

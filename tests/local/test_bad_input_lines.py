@@ -285,3 +285,37 @@ def test_argo_variables_reach_the_settings_under_the_headrace_ones(tmp_path: Pat
     both = load_settings(environ={"ARGO_SERVER": "argo:2746", "HEADRACE_ARGO_SERVER": "mine:2746"}, config_file=absent)
     assert both.argo_server == "mine:2746"
     assert load_settings(environ={}, config_file=absent).environment()["HEADRACE_DATADOG"] == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("run",), "error: headrace run: missing argument 'spec' (see `headrace run --help`)"),
+        (("run", "flow.py:pipeline", "--bogus"), "error: headrace run: no such option: --bogus"),
+        (("nosuchcommand",), "error: headrace: no such command 'nosuchcommand' (see `headrace --help`)"),
+        (("runs", "show"), "error: headrace runs show: missing argument 'run_id'"),
+        (("logs", "some-run", "--attempt", "two"), "error: headrace logs: invalid value for '--attempt'"),
+    ],
+    ids=["missing-argument", "unknown-option", "unknown-command", "missing-argument-of-a-subcommand", "bad-value"],
+)
+def test_a_command_line_mistake_is_one_line_naming_the_command_and_its_help(
+    tmp_path: Path, args: tuple[str, ...], expected: str
+) -> None:
+    """What click would print in four lines and a box (usage, hint, message) is one line, piped."""
+    line = one_line(args, tmp_path)
+    assert line.startswith(expected), line
+    assert not any(ch in line for ch in "│╭╰─"), line
+
+
+def test_help_piped_is_plain_text_with_nothing_cut(tmp_path: Path) -> None:
+    """No box drawing and no summary cut with "..." when the help goes to a pipe or a log."""
+    for args in (("--help",), ("runs", "show", "--help")):
+        code, stdout, _ = headrace(*args, cwd=tmp_path, env={"COLUMNS": "80"})
+        assert code == 0, stdout
+        assert not any(ch in stdout for ch in "│╭╰─…"), stdout
+        cut = [line for line in stdout.splitlines() if line.rstrip().endswith("...") and "Usage:" not in line]
+        assert cut == [], stdout
+    code, stdout, _ = headrace("--help", cwd=tmp_path)
+    assert (
+        "  submit        Submit a run of the pipeline to Argo (run_date defaults to today in its time zone)." in stdout
+    )

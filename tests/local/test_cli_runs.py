@@ -173,3 +173,32 @@ def test_runs_list_and_show_piped_are_plain_lines_with_nothing_cut(finished_run:
     shown = cli.invoke(app, ["runs", "show", finished_run]).output
     uris = [line.split()[-1] for line in shown.splitlines() if line.startswith("table ") and " parquet " in line]
     assert uris and uris[0].startswith("file:///") and uris[0].endswith("/table/result.parquet")
+
+
+ONE = """
+@step
+def only():
+    import pandas as pd
+
+    return pd.DataFrame({"a": [1]})
+
+with Pipeline("one") as pipeline:
+    only()
+"""
+
+
+def test_one_of_a_thing_is_said_in_the_singular(
+    flow: Callable[[str], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    spec = flow(ONE)
+    cli = CliRunner()
+    validated = cli.invoke(app, ["validate", spec])
+    assert validated.exit_code == 0 and "is valid: 1 task (0 sized)" in validated.output, validated.output
+    ran = cli.invoke(app, ["run", spec])
+    assert ran.exit_code == 0, ran.output
+    assert re.search(r"^only\s+succeeded\s.*\s1 row, ", ran.output, re.MULTILINE), ran.output
+    run_id = next(line.split()[1] for line in ran.output.splitlines() if line.startswith("run one-"))
+    shown = cli.invoke(app, ["runs", "show", run_id, "--output", "only"])
+    assert shown.output.startswith("only.result: parquet, ") and ", 1 row\n" in shown.output, shown.output
+    assert "rows" not in shown.output.split("\n", 1)[0]

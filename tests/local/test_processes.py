@@ -9,6 +9,7 @@ once, so it is re-parented). The tests scan ``/proc`` for the token, as an opera
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -138,6 +139,107 @@ def test_processes_a_step_starts_end_with_its_task(
     assert none_left(token, seconds=3) == [], f"processes outlived the {mode} task that {ending}"
 
 
+DAEMON = (
+    SPAWNER.replace(
+        "    start_sleepers(token)\n",
+        "    daemonize(token)\n    start_sleepers(token)\n",
+    )
+    .replace(
+        "while len(_with_token(token)) < 3:",
+        "while len(_with_token(token)) < 4:",
+    )
+    .replace(
+        "def _with_token(token):",
+        """def daemonize(token):
+    # The classic daemon: fork, a new session, fork again; the first child exits at once, so the
+    # sleeper is re-parented to init (an in-process step forks the runner itself).
+    child = os.fork()
+    if child == 0:
+        try:
+            os.setsid()
+            if os.fork() == 0:
+                os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(300)", token])
+        finally:
+            os._exit(0)
+    os.waitpid(child, 0)
+    deadline = time.monotonic() + 30
+    while not _with_token(token):
+        assert time.monotonic() < deadline, "the daemon did not start"
+        time.sleep(0.02)
+
+def _with_token(token):""",
+    )
+    .replace(
+        "with Pipeline(",
+        """@step(timeout=120)
+def watch(token, folder):
+    # Runs beside work: once work started its processes, wait for them to be gone, and record
+    # what is left while this run goes on (the run's own end would kill them anyway).
+    while not Path(folder, "started").exists():
+        time.sleep(0.02)
+    deadline = time.monotonic() + 20
+    while _with_token(token) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    Path(folder, "left").write_text(json.dumps(_with_token(token)))
+    Path(folder, "release").write_text("yes")  # a timed-out in-process step's thread can stop now
+    return 1
+
+with Pipeline(""",
+    )
+    .replace(
+        '         folder=pipeline.param("folder", ""))',
+        '         folder=pipeline.param("folder", ""))\n    watch(token=pipeline.param("token", ""), folder=pipeline.param("folder", ""))',
+    )
+)
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("ending", ["succeeds", "fails", "times out"])
+def test_a_daemon_a_step_starts_ends_with_its_task_while_the_run_goes_on(
+    flow: Callable[[str], str],
+    run: Callable[..., object],
+    tmp_path: Path,
+    token: str,
+    mode: str,
+    ending: str,
+) -> None:
+    spec = flow(DAEMON.replace("TIMEOUT", "2" if ending == "times out" else "None"))
+    params = {"token": token, "ending": "hangs" if ending == "times out" else ending, "folder": str(tmp_path)}
+    summary = run(spec, params=params, parallel=2, **MODES[mode])
+    tasks = summary.tasks  # type: ignore[attr-defined]
+    assert tasks["work"].status == ("succeeded" if ending == "succeeds" else "failed")
+    assert ("timeout" in tasks["work"].reason) == (ending == "times out")
+    assert tasks["watch"].status == "succeeded"
+    left = json.loads((tmp_path / "left").read_text())
+    assert left == [], f"processes of the {mode} task that {ending} outlived it while the run went on"
+
+
+@pytest.mark.parametrize("mode", list(CLI_MODES))
+def test_ctrl_c_cancels_the_task_and_ends_every_process_it_started(
+    flow: Callable[[str], str],
+    tmp_path: Path,
+    store: RunStore,
+    token: str,
+    headrace: Callable[..., subprocess.Popen[str]],
+    mode: str,
+) -> None:
+    spec = flow(DAEMON.replace("TIMEOUT", "None"))
+    args = ["-p", f"token={token}", "-p", "ending=hangs", "-p", f"folder={tmp_path}"]
+    runner = headrace("run", spec, *args, *CLI_MODES[mode], cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "started").exists():
+        assert runner.poll() is None, runner.communicate()
+        assert time.monotonic() < deadline, "the task never started"
+        time.sleep(0.05)
+    assert len(with_token(token)) == 4
+    runner.send_signal(signal.SIGINT)
+    runner.communicate(timeout=60)
+    assert runner.returncode == 130
+    assert none_left(token, seconds=3) == [], f"processes of the cancelled {mode} task outlived it"
+    (record,) = store.list_runs(pipeline="spawner")
+    assert {t.task: t.status for t in store.tasks(record.id)}["work"] == "cancelled"
+
+
 @pytest.mark.parametrize("mode", list(CLI_MODES))
 @pytest.mark.parametrize("ending", ["hangs", "stuck"], ids=["waiting", "stuck-holding-the-gil"])
 def test_sigkill_of_the_runner_leaves_no_task_process_and_resume_completes(
@@ -238,3 +340,92 @@ def test_sigkill_of_the_runner_stops_local_sagemaker_training_before_it_writes_i
     assert resumed.returncode == 0, err
     assert store.get_run(record.id).status == "succeeded"  # type: ignore[union-attr]
     assert len(list(tmp_path.glob("model-written-by-*"))) == 1
+
+
+SPARK_SCORING = """
+import pickle
+import pandas as pd
+from steps import glue
+from steps.model_io import pack_dir
+
+@step
+def prep():
+    return pd.DataFrame({"id": range(200), "x": [float(i) for i in range(200)]})
+
+@step
+def model(ctx):
+    folder = Path(ctx.settings.state_path, "model")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.pkl").write_bytes(pickle.dumps({"w": 2.0}))
+    packed = pack_dir(folder, folder.parent / "model.tar.gz")
+    return ctx.store.put_file(packed, ctx.output_key("model.tar.gz"), format="model")
+
+def score(batch, model):
+    # Runs in Spark's Python worker, under Spark's JVM, under the driver the task started.
+    folder = Path(os.environ["SPARK_TEST_FOLDER"])
+    Path(folder, "scoring").write_text(str(os.getpid()))
+    while not Path(folder, "release").exists():
+        time.sleep(0.05)
+    return pd.DataFrame({"id": batch["id"], "y": batch["x"] * model["w"]})
+
+infer = step(glue.batch_infer, name="score")
+
+with Pipeline("spark-scoring") as pipeline:
+    infer(score=score, model=model(), data=prep(), batch_size=100)
+"""
+
+
+def with_environment(entry: str) -> list[int]:
+    """Live processes whose environment holds ``entry`` (``NAME=value``)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if entry.encode() in environ and _running(int(pid)):
+            found.append(int(pid))
+    return found
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_sigkill_of_the_runner_during_local_spark_scoring_leaves_no_jvm_or_worker_and_resume_completes(
+    flow: Callable[[str], str],
+    tmp_path: Path,
+    store: RunStore,
+    token: str,
+    headrace: Callable[..., subprocess.Popen[str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Glue step on local Spark: the driver, Spark's JVM and its Python workers all inherit the
+    runner's environment, so a token there finds every one of them, however they were started."""
+    monkeypatch.setenv("HEADRACE_GLUE_ENGINE", "spark")
+    monkeypatch.setenv("SPARK_TEST_FOLDER", str(tmp_path))
+    monkeypatch.setenv("SPARK_TEST_TOKEN", token)
+    spec = flow(SPARK_SCORING)
+    runner = headrace("run", spec, cwd=tmp_path)
+    deadline = time.monotonic() + 240
+    while not (tmp_path / "scoring").exists():
+        assert runner.poll() is None, runner.communicate()
+        assert time.monotonic() < deadline, "Spark never started scoring"
+        time.sleep(0.1)
+    spark = [pid for pid in with_environment(f"SPARK_TEST_TOKEN={token}") if pid != runner.pid]
+    assert any(b"java" in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in spark), "no JVM seen"
+    runner.send_signal(signal.SIGKILL)
+    runner.wait(10)
+    deadline = time.monotonic() + 10
+    while (left := with_environment(f"SPARK_TEST_TOKEN={token}")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert left == [], "Spark processes outlived the killed runner"
+
+    (record,) = store.list_runs(pipeline="spark-scoring")
+    (tmp_path / "release").write_text("yes")
+    resumed = headrace("resume", record.id, cwd=tmp_path)
+    _out, err = resumed.communicate(timeout=240)
+    assert resumed.returncode == 0, err
+    assert store.get_run(record.id).status == "succeeded"  # type: ignore[union-attr]
+    assert with_environment(f"SPARK_TEST_TOKEN={token}") == []

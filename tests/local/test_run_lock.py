@@ -89,3 +89,34 @@ def test_resume_after_a_sigkill_of_the_runner_holding_the_run_goes_ahead(
     _, stderr = again.communicate(timeout=120)
     assert again.returncode == 0, stderr
     assert RunStore(tmp_path / ".headrace" / "runs.db").get_run(run_id).status == "succeeded"  # type: ignore[union-attr]
+
+
+HELD = """
+@step
+def hold(folder):
+    Path(folder, "running").write_text(str(os.getpid()))
+    while not Path(folder, "release").exists():
+        time.sleep(0.05)
+    return 1
+
+with Pipeline("held") as pipeline:
+    hold(folder=pipeline.param("folder", ""))
+"""
+
+
+def test_a_resume_while_the_first_run_still_runs_refuses_naming_that_runner(
+    flow: Callable[[str], str], tmp_path: Path, headrace: Callable[..., subprocess.Popen[str]]
+) -> None:
+    runner = headrace("run", flow(HELD), "-p", f"folder={tmp_path}", cwd=tmp_path)
+    _wait_for(tmp_path / "running")
+    (record,) = RunStore(tmp_path / ".headrace" / "runs.db").list_runs(pipeline="held")
+    resumed = headrace("resume", record.id, cwd=tmp_path)
+    _, stderr = resumed.communicate(timeout=60)
+    assert resumed.returncode == 2, stderr
+    match = REFUSAL.match(stderr.strip())
+    assert match is not None, stderr
+    assert match.group(1) == record.id and int(match.group(2)) == runner.pid
+
+    (tmp_path / "release").write_text("")
+    _, runner_err = runner.communicate(timeout=120)
+    assert runner.returncode == 0, runner_err
