@@ -23,6 +23,7 @@ from steps.core.errors import NotFoundError, TransientError
 from steps.core.naming import NODE_NAME_ANNOTATION, WORKFLOW_LABEL, task_and_attempt
 from steps.core.settings import Settings
 
+
 def _pods_of(connection: Connection, run: str, task: str, attempt: int | None = None) -> tuple[dict[str, str], int]:
     """Pod name (and node id) -> task name for the run's pods, restricted to ``task`` and
     ``attempt`` when given; and how many pods that is."""
@@ -137,7 +138,7 @@ def kubernetes_logs(
             key=lambda p: (str(p.metadata.creation_timestamp or ""), p.metadata.name),
         )
         found = [
-            (p.metadata.name, *_task_and_attempt((p.metadata.annotations or {}).get(NODE_NAME_ANNOTATION, ""))
+            (p.metadata.name, *_task_and_attempt((p.metadata.annotations or {}).get(NODE_NAME_ANNOTATION, "")))
             for p in pods
         ]
         if task:

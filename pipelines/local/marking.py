@@ -1,7 +1,7 @@
 """In-process attempts mark what they start with their own marker, so it ends with the task.
 
 A subprocess attempt's processes inherit ``<run_id>/<task>/<attempt>`` from the task process's
-environment (see :mod:`steps.procs`). In-process attempts share the runner's process and so its
+environment (see :mod:`steps.runtime.procs`). In-process attempts share the runner's process and so its
 environment, which carries only the run's marker (``<run_id>/in-process``, set by
 :mod:`pipelines.local.keeper`). A child the step's thread starts is found through that thread's
 process tree, but one it detaches (fork, ``setsid``, fork again: a daemon) is re-parented to init
@@ -16,7 +16,7 @@ in the runner's process when its first in-process attempt starts:
   attempt's marker.
 
 At its end (success, failure, timeout, cancel) the attempt kills what carries its marker
-(:func:`steps.procs.kill_marked`), only when it started something: the ``/proc`` scan costs
+(:func:`steps.runtime.procs.kill_marked`), only when it started something: the ``/proc`` scan costs
 5-50 ms. Not covered, and ended with the run instead: processes started by a thread the step
 itself starts, and those started through ``os.system`` or ``os.posix_spawn`` with the runner's
 environment (neither runs Python code in the parent or the child).
@@ -32,7 +32,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from steps.procs import MARKER
+from steps.runtime.procs import MARKER
 
 #: The attempt marker of each registered thread (``threading.get_ident()``).
 _markers: dict[int, str] = {}

@@ -93,8 +93,8 @@ def build_request(
 def _day(raw: str, timezone: str) -> str:
     """The run's day as the task itself reads it (``YYYY-MM-DD``, Argo's ``scheduledTime``, or
     today when empty); empty when unreadable, since sizing never fails (the task reports it)."""
-    from steps.entrypoint import resolve_run_date
-    from steps.errors import HeadraceError
+    from steps.core.errors import HeadraceError
+    from steps.runtime.task import resolve_run_date
 
     try:
         return resolve_run_date(raw, timezone).isoformat()
