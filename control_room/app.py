@@ -307,7 +307,7 @@ def create_app(
         request: SizingRequest = to_contract(SizingRequest, body)
         decision = policy.decide(
             request,
-            store.recent_history(request.pipeline, request.task),
+            store.recent_history(request.pipeline, request.task, recheck=request.attempt > 1),
             related=lambda: store.pipeline_history(request.pipeline),
         )
         store.add_decision(request, decision)

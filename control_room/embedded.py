@@ -37,7 +37,7 @@ class EmbeddedControlRoom:
     def size(self, request: SizingRequest) -> SizingDecision:
         decision = self.policy.decide(
             request,
-            self.store.recent_history(request.pipeline, request.task),
+            self.store.recent_history(request.pipeline, request.task, recheck=request.attempt > 1),
             related=lambda: self.store.pipeline_history(request.pipeline),
         )
         self.store.add_decision(request, decision)

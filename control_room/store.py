@@ -466,19 +466,23 @@ class Store:
             rows = conn.execute(query).all()
         return [observation_from_row(r) for r in reversed(rows)]
 
-    def recent_history(self, pipeline: str, task: str, limit: int = HISTORY_LIMIT) -> list[Observation]:
+    def recent_history(
+        self, pipeline: str, task: str, limit: int = HISTORY_LIMIT, *, recheck: bool = False
+    ) -> list[Observation]:
         """:meth:`history`, served from memory while the task's observations are unchanged.
 
         This process's own writes drop the task's entry at once. Other replicas' writes are seen
         within :data:`HISTORY_RECHECK_SECONDS`: after that, one indexed query (count and newest
         ``recorded_at``) decides whether the full read is needed. Sizing a task from history a
         second old changes nothing (its next run is minutes away); a query per decision did.
+        ``recheck`` skips that second of trust: a retry is sized right after its attempt failed,
+        and the watcher (another process) may have recorded the OOM that caused it a moment ago.
         """
         key = (pipeline, task, limit)
         now = time.monotonic()
         with self._cache_lock:
             cached = self._history_cache.get(key)
-        if cached is not None and now - cached[0] < HISTORY_RECHECK_SECONDS:
+        if cached is not None and not recheck and now - cached[0] < HISTORY_RECHECK_SECONDS:
             return cached[2]
         with self.engine.connect() as conn:
             stamp = tuple(

@@ -189,6 +189,21 @@ def test_cached_history_sees_its_own_writes_at_once_and_other_replicas_after_the
     replica_b.close()
 
 
+def test_a_retry_reads_the_oom_another_process_recorded_a_moment_ago(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watcher records an OOM kill; the retry's sizing, a moment later on the service, sees it."""
+    monkeypatch.setattr(store_module, "HISTORY_RECHECK_SECONDS", 3600.0)
+    service, watcher = Store.open(database_url), Store.open(database_url)
+    service.add_observation(observation("r1"))
+    assert [o.run_id for o in service.recent_history("recipes", "train")] == ["r1"]
+    watcher.add_observation(observation("r2"))
+    assert [o.run_id for o in service.recent_history("recipes", "train")] == ["r1"]  # trusted for a while
+    assert [o.run_id for o in service.recent_history("recipes", "train", recheck=True)] == ["r1", "r2"]
+    service.close()
+    watcher.close()
+
+
 def test_an_event_sent_again_with_its_id_is_stored_once_and_answered_as_a_repeat(store: Store) -> None:
     started = RunEvent(EventKind.TASK_STARTED, "recipes", "r1", task="train", attempt=1, at=100.0)
     first = store.add_event(started)
