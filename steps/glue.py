@@ -50,6 +50,7 @@ from steps.errors import ConfigError, HandoffFailed, NotFoundError, StepFailed, 
 from steps.glue_script import ROWS_FILE
 from steps.procs import owned_popen_options
 from steps.settings import Settings
+from steps.warm import popen as warm_popen
 
 #: Besides every module of ``steps`` (light at import: standard library only), the pipeline DSL's
 #: pure model is shipped too, so a scoring function living in a pipeline module imports on Glue.
@@ -202,13 +203,20 @@ def score_in(
         "schema": dict(output_schema) if output_schema else None,
     }
     env = {**os.environ, "PYTHONPATH": _python_path(shipped)}
-    completed = subprocess.run(
-        [python, "-c", program, json.dumps(arguments)], env=env, capture_output=True, text=True, check=False
-    )
-    if completed.returncode != 0:
-        tail = _error_lines(completed.stderr + completed.stdout)
-        raise HandoffFailed(f"scoring under {python} failed (exit {completed.returncode}): {tail}", reason=tail)
-    answer = json.loads(completed.stdout.strip().splitlines()[-1])
+    command = [python, "-c", program, json.dumps(arguments)]
+    # A warm framework interpreter forks the scorer when the run keeps one (steps.warm).
+    warm = warm_popen(command, cwd=os.getcwd(), env=env, merge_stderr=False)
+    if warm is not None:
+        with warm:
+            stdout, stderr = warm.communicate()
+        code = warm.returncode
+    else:
+        completed = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        stdout, stderr, code = completed.stdout, completed.stderr, completed.returncode
+    if code != 0:
+        tail = _error_lines(stderr + stdout)
+        raise HandoffFailed(f"scoring under {python} failed (exit {code}): {tail}", reason=tail)
+    answer = json.loads(stdout.strip().splitlines()[-1])
     return ScoreResult(output, int(answer["rows"]), int(answer["bytes"]))
 
 

@@ -49,6 +49,7 @@ from steps.entry_run import LOCAL_RUNNER_PID
 from steps.errors import NotFoundError, UserError
 from steps.quantities import memory_bytes, parse_duration
 from steps.settings import Settings
+from steps.warm import WarmServer, environment
 
 FINISHED = ("succeeded", "failed", "upstream-failed", "cancelled", "not-run")
 BLOCKING = ("failed", "upstream-failed", "cancelled", "not-run")
@@ -220,11 +221,13 @@ class Runner:
         self.runs_dir = settings.state_path / "runs" / summary.run_id
         self.use_fork_server = fork_server and not in_process and sys.platform.startswith("linux")
         self.fork_server: ForkServer | None = None
+        self.warm: list[WarmServer] = []
         self.started_by = started_by
 
     # -- the loop
 
     def run(self) -> RunSummary:
+        self._warm()  # first: its imports (the slowest) overlap the first tasks
         self._server()  # started now, so its imports overlap the run's own start
         self._emit(EventKind.RUN_STARTED, reason=self.started_by)
         keeper = RunKeeper(self.summary.run_id, in_process=self.in_process, resumed=bool(self.first_attempts)).start()
@@ -245,6 +248,8 @@ class Runner:
         finally:
             if self.fork_server is not None:
                 self.fork_server.close()
+            for server in self.warm:
+                server.close()
             keeper.close()
             if self.worker is not None:
                 self.worker.drain()
@@ -267,6 +272,18 @@ class Runner:
                 self.use_fork_server = False
                 return None
         return self.fork_server
+
+    def _warm(self) -> None:
+        """Start the warm framework interpreters the steps name (:mod:`steps.warm`), and tell
+        the tasks where they are."""
+        if not self.use_fork_server:
+            return
+        from pipelines.local.preload import pipeline_module, warm_servers
+
+        own = pipeline_module(self.pipeline)
+        steps = [task.fn.__module__ for task in self.pipeline.tasks.values()]
+        self.warm = warm_servers([*([own] if own else []), *steps], self.cwd, self.env)
+        self.env.update(environment(self.warm))
 
     def _preload(self, learned: Path) -> list[str]:
         """What the fork server imports before forking: this pipeline's module (so no task
