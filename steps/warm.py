@@ -402,9 +402,10 @@ def _run(argv: list[str], server_path: list[str]) -> int:
 def serve(learned_file: str, modules: Sequence[str]) -> None:
     """The server's loop: preload, then fork on each request and report each child's exit.
     It ends when the runner closes its stdin (or dies: the parent-death signal)."""
-    global _LEARNED_FILE
+    global _LEARNED_FILE, _STARTING_ENV
     _LEARNED_FILE = learned_file
     listener = socket.socket(fileno=int(os.environ.pop(_FD_ENV)))
+    _STARTING_ENV = dict(os.environ)
     own = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     # sys.path as a script's would be without the server's own entries: the child adds its own.
     server_path = [p for p in sys.path[1:] if p not in own]
@@ -431,6 +432,26 @@ def serve(learned_file: str, modules: Sequence[str]) -> None:
             os.killpg(pid, signal.SIGKILL)
 
 
+#: Environment variables libraries read once, when loaded: a script whose environment sets them
+#: otherwise than the server's would not get what it asked for from the preloaded libraries, so
+#: the server declines it (and the task starts a fresh interpreter).
+LOAD_TIME_PREFIXES = ("OMP_", "GOMP_", "KMP_", "MKL_", "OPENBLAS_", "NUMEXPR_", "ARROW_", "MALLOC_", "LD_")
+LOAD_TIME_NAMES = ("PYTHONHASHSEED", "PYTHONWARNINGS", "PYTHONOPTIMIZE")
+
+
+#: The server's environment before it imported anything (scikit-learn sets ``KMP_*`` on import).
+_STARTING_ENV: dict[str, str] = {}
+
+
+def _declined(env: Mapping[str, str]) -> list[str]:
+    """The load-time variables ``env`` sets otherwise than this server was started with."""
+    return sorted(
+        name
+        for name in {*env, *_STARTING_ENV}
+        if (name.startswith(LOAD_TIME_PREFIXES) or name in LOAD_TIME_NAMES) and env.get(name) != _STARTING_ENV.get(name)
+    )
+
+
 def _accept(
     listener: socket.socket, children: dict[int, socket.socket], keep_out: list[int], server_path: list[str]
 ) -> None:
@@ -447,8 +468,10 @@ def _accept(
     except (OSError, ValueError):
         connection.close()
         return
-    if len(fds) != 2:
-        connection.close()
+    if len(fds) != 2 or _declined(request.get("env", {})):
+        for fd in fds:
+            os.close(fd)
+        connection.close()  # no answer: the task starts the script itself
         return
     pid = os.fork()
     if pid == 0:

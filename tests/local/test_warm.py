@@ -181,3 +181,36 @@ def test_the_run_keeps_warm_the_framework_its_steps_name(tmp_path: Path, monkeyp
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     assert frameworks_named(["mlflow_steps"], str(tmp_path)) == [("sklearn", "1.2-1")]
+
+
+def test_a_script_setting_what_libraries_read_when_loaded_gets_a_fresh_interpreter(
+    server: WarmServer, tmp_path: Path
+) -> None:
+    """The preloaded libraries already read OMP_NUM_THREADS; a script asking for another value
+    is declined, so the caller starts it as a new process that honours it."""
+    asked = env_with(server, OMP_NUM_THREADS="1")
+    assert popen([sys.executable, "-c", "pass"], cwd=tmp_path, env=asked, merge_stderr=True) is None
+    same = popen([sys.executable, "-c", "pass"], cwd=tmp_path, env=env_with(server), merge_stderr=True)
+    assert same is not None
+    with same:
+        pass
+    assert same.returncode == 0
+
+
+def test_what_a_preloaded_library_sets_in_the_environment_does_not_decline_every_script(tmp_path: Path) -> None:
+    """scikit-learn sets KMP_* variables when imported; the server compares a script's
+    environment with the one it was started with, not with its own after preloading."""
+    (tmp_path / "sets_env.py").write_text("import os\nos.environ['KMP_INIT_AT_FORK'] = 'FALSE'\n")
+    warm = WarmServer(sys.executable, ["sets_env"], dict(os.environ), str(tmp_path), str(tmp_path / "learned.txt"))
+    try:
+        process = popen(
+            [sys.executable, "-c", "import sys; print('sets_env' in sys.modules)"],
+            cwd=tmp_path,
+            env=env_with(warm),
+            merge_stderr=True,
+        )
+        assert process is not None and process.stdout is not None
+        with process:
+            assert process.stdout.read().strip() == "True"
+    finally:
+        warm.close()
