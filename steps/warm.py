@@ -444,11 +444,13 @@ _STARTING_ENV: dict[str, str] = {}
 
 
 def _declined(env: Mapping[str, str]) -> list[str]:
-    """The load-time variables ``env`` sets otherwise than this server was started with."""
+    """The load-time variables ``env`` sets otherwise than this server was started with and than
+    its preloaded libraries set them (a task that imported scikit-learn itself has its ``KMP_*``)."""
     return sorted(
         name
         for name in {*env, *_STARTING_ENV}
-        if (name.startswith(LOAD_TIME_PREFIXES) or name in LOAD_TIME_NAMES) and env.get(name) != _STARTING_ENV.get(name)
+        if (name.startswith(LOAD_TIME_PREFIXES) or name in LOAD_TIME_NAMES)
+        and env.get(name) not in (_STARTING_ENV.get(name), os.environ.get(name))
     )
 
 

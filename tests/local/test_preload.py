@@ -45,7 +45,14 @@ def test_preload_follows_the_projects_imports_and_skips_stdlib_and_type_checking
 
 
 def test_preload_adds_what_a_backends_local_side_imports(tmp_path: Path) -> None:
-    assert modules_to_preload(["steps.bigquery"], str(tmp_path)) == ["duckdb", "sqlglot", "pyarrow", "pyarrow.parquet"]
+    assert modules_to_preload(["steps.bigquery"], str(tmp_path)) == [
+        "duckdb",
+        "sqlglot",
+        "sqlglot.dialects.bigquery",
+        "sqlglot.dialects.duckdb",
+        "pyarrow",
+        "pyarrow.parquet",
+    ]
 
 
 def test_learned_modules_are_read_once_each_and_the_file_kept_short(tmp_path: Path) -> None:

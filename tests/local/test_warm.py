@@ -212,5 +212,13 @@ def test_what_a_preloaded_library_sets_in_the_environment_does_not_decline_every
         assert process is not None and process.stdout is not None
         with process:
             assert process.stdout.read().strip() == "True"
+        # a task that imported the same library itself has the same value: still warm
+        same = env_with(warm, KMP_INIT_AT_FORK="FALSE")
+        process = popen([sys.executable, "-c", "pass"], cwd=tmp_path, env=same, merge_stderr=True)
+        assert process is not None
+        with process:
+            pass
+        other = env_with(warm, KMP_INIT_AT_FORK="TRUE")
+        assert popen([sys.executable, "-c", "pass"], cwd=tmp_path, env=other, merge_stderr=True) is None
     finally:
         warm.close()
