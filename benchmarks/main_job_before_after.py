@@ -86,7 +86,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--before", default=BEFORE, help="the earlier commit (default: before the issue-18 work)")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=200)
     with tempfile.TemporaryDirectory(prefix="main-job-") as tmp:
         scratch = Path(tmp)
         sides = {"before": checkout(args.before, scratch), "now": ROOT}
