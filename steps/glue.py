@@ -158,6 +158,8 @@ def _run_local(
         )
     ctx.record(batch_engine=chosen, batch_rows=result.rows, batch_size=batch_size)
     ctx.log.info("scored %d rows into %s (%s engine)", result.rows, target, chosen)
+    if result.processing_seconds is not None:
+        ctx.log.info("local Spark: %.1f s of reading, scoring and writing", result.processing_seconds)
     if local_store:
         return ArtifactRef(target.as_uri(), result.bytes, result.rows, "parquet")
     stored = store.put_file(target, key, rows=result.rows, format="parquet")
@@ -362,7 +364,10 @@ def run_script_locally(
         shutil.rmtree(output)
     os.replace(staging, output)
     size = sum(p.stat().st_size for p in output.iterdir() if p.suffix == ".parquet")
-    return ScoreResult(output, rows, size)
+    import re
+
+    work = re.search(r"^headrace: scored \d+ rows into .* in ([0-9.]+) s$", stdout, re.MULTILINE)
+    return ScoreResult(output, rows, size, float(work.group(1)) if work else None)
 
 
 def _error_lines(text: str) -> str:
