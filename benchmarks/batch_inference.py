@@ -16,7 +16,11 @@ Parquet:
 
 Each engine runs in its own process; peak memory is the highest summed RSS of that process and
 all its children (workers, the JVM), sampled every 50 ms. The model is loaded before the clock
-starts; everything after (worker start-up included) is timed. Targets (issue 4): the Arrow engine
+starts; everything after (worker start-up included) is timed. Every engine but Spark runs
+``--pairs`` rounds (each round starts with another engine, so load that comes and goes hits
+all); "vs in-memory" is the median of the per-round ratios. Spark runs once, its time split
+into the work itself (reading, scoring, writing, as the Glue script reports it) and the rest
+(the interpreter, the JVM, the session, stopping). Targets (issue 4): the Arrow engine
 reaches >= 80% of the in-memory rate at 1M rows, keeps memory bounded at 10M, and is >= 3x faster
 than local Spark at 1M.
 """
@@ -26,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -123,7 +128,9 @@ def run_engine(engine: str, source: Path, model: Path, output: Path) -> dict[str
     elif engine == "spark":
         from steps.backends.glue import run_script_locally
 
-        rows = run_script_locally(source, output, score, model, master="local[2]").rows
+        result = run_script_locally(source, output, score, model, master="local[2]")
+        seconds = time.perf_counter() - started
+        return {"rows": result.rows, "seconds": seconds, "processing": result.processing_seconds}
     else:
         raise SystemExit(f"unknown engine {engine}; use one of {', '.join(ENGINES)}")
     return {"rows": rows, "seconds": time.perf_counter() - started}
@@ -178,59 +185,81 @@ def measure(engine: str, source: Path, model: Path, output: Path) -> dict[str, A
 # ----------------------------------------------------------------------------- the table
 
 
+def median_spread(values: list[float], fmt: str) -> str:
+    middle = statistics.median(values)
+    if len(values) == 1:
+        return fmt.format(middle)
+    return f"{fmt.format(middle)} ({fmt.format(min(values))}-{fmt.format(max(values))})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--engines", default=",".join(ENGINES))
+    parser.add_argument("--pairs", type=int, default=5, help="rounds of every engine but Spark (which runs once)")
     parser.add_argument("--spark-max-rows", type=int, default=1_000_000, help="skip Spark above this size")
     parser.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "headrace-bench"))
     args = parser.parse_args()
 
     from rich.console import Console
-    from rich.progress import Progress
     from rich.table import Table
 
     console = Console()
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    results: dict[tuple[int, str], dict[str, Any]] = {}
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("preparing", total=len(args.rows) * (len(engines) + 1))
-        model = train_model(workdir)
-        for rows in args.rows:
-            source = workdir / f"input-{rows}.parquet"
-            progress.update(task, description=f"generating {rows:,} rows")
-            generate(source, rows)
-            progress.advance(task)
-            for engine in engines:
-                if engine == "spark" and rows > args.spark_max_rows:
-                    progress.advance(task)
-                    continue
-                progress.update(task, description=f"{engine} on {rows:,} rows")
-                results[(rows, engine)] = measure(engine, source, model, workdir / f"out-{engine}-{rows}")
-                progress.advance(task)
+    results: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    loads = [os.getloadavg()[0]]
+    model = train_model(workdir)
+    for rows in args.rows:
+        source = workdir / f"input-{rows}.parquet"
+        generate(source, rows)
+        for round_ in range(args.pairs):
+            paired = [e for e in engines if e != "spark"]
+            shift = round_ % len(paired) if paired else 0
+            for engine in paired[shift:] + paired[:shift]:  # each round starts with another engine
+                console.log(f"{engine} on {rows:,} rows, round {round_ + 1}")
+                result = measure(engine, source, model, workdir / f"out-{engine}-{rows}")
+                results.setdefault((rows, engine), []).append(result)
+                loads.append(os.getloadavg()[0])
+        if "spark" in engines and rows <= args.spark_max_rows:
+            console.log(f"spark on {rows:,} rows")
+            results[(rows, "spark")] = [measure("spark", source, model, workdir / f"out-spark-{rows}")]
+            loads.append(os.getloadavg()[0])
 
-    table = Table(title=f"Batch scoring ({os.cpu_count()} CPUs), StandardScaler + LogisticRegression, 8 features")
-    for column in ("rows", "engine", "seconds", "rows/s", "vs in-memory", "peak memory"):
+    table = Table(
+        title=f"Batch scoring ({os.cpu_count()} CPUs, load average {min(loads):.1f}-{max(loads):.1f}), "
+        f"StandardScaler + LogisticRegression, 8 features; median (min-max) of {args.pairs} rounds"
+    )
+    for column in ("rows", "engine", "seconds", "rows/s", "vs in-memory (paired)", "peak memory"):
         table.add_column(column, justify="right" if column != "engine" else "left")
-    for (rows, engine), result in results.items():
-        rate = result["rows"] / result["seconds"]
+    for (rows, engine), runs in results.items():
         baseline = results.get((rows, "in-memory"))
-        ratio = f"{rate / (baseline['rows'] / baseline['seconds']):.0%}" if baseline else "-"
+        ratio = "-"
+        if baseline and engine != "spark":
+            ratios = [
+                (run["rows"] / run["seconds"]) / (base["rows"] / base["seconds"])
+                for run, base in zip(runs, baseline, strict=True)
+            ]
+            ratio = median_spread([100 * r for r in ratios], "{:.0f}%")
+        seconds = median_spread([run["seconds"] for run in runs], "{:.2f}")
+        if engine == "spark" and runs[0].get("processing") is not None:
+            work = runs[0]["processing"]
+            seconds += f" = {runs[0]['seconds'] - work:.1f} start-up + {work:.1f} work"
         table.add_row(
             f"{rows:,}",
             engine,
-            f"{result['seconds']:.2f}",
-            f"{rate:,.0f}",
+            seconds,
+            f"{statistics.median(run['rows'] / run['seconds'] for run in runs):,.0f}",
             ratio,
-            f"{result['peak_bytes'] / 2**20:,.0f} MiB",
+            f"{max(run['peak_bytes'] for run in runs) / 2**20:,.0f} MiB",
         )
     console.print(table)
     for engine in ("arrow-thread", "arrow-process"):
         small, spark = results.get((1_000_000, engine)), results.get((1_000_000, "spark"))
         if small and spark:
-            console.print(f"{engine} vs local Spark at 1M rows: {spark['seconds'] / small['seconds']:.1f}x faster")
+            arrow = statistics.median(run["seconds"] for run in small)
+            console.print(f"{engine} vs local Spark at 1M rows: {spark[0]['seconds'] / arrow:.1f}x faster")
 
 
 if __name__ == "__main__":

@@ -108,9 +108,12 @@ def main() -> None:
                 medians: list[float] = []
                 cells: list[str] = []
                 for size in sizes:
-                    console.print(f"[dim]{shape} {mode} {size:,} tasks...[/]")
                     seconds = [run_once(folder, shape, size, mode) for _ in range(options.repeat)]
                     per_task = [s * 1000 / size for s in seconds]
+                    shown = ", ".join(f"{ms:.2f}" for ms in per_task)
+                    console.print(
+                        f"[dim]{shape} {mode} {size:,} tasks: {shown} ms per task (load {os.getloadavg()[0]:.1f})[/]"
+                    )
                     medians.append(statistics.median(seconds))
                     cells.append(f"{statistics.median(per_task):.2f} ({min(per_task):.2f}-{max(per_task):.2f})")
                 growth = medians[-1] / medians[0]

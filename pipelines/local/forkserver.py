@@ -5,8 +5,9 @@ Starting ``python -m steps run ...`` costs ~60 ms of CPU before the step runs (t
 imports the pipeline module (which builds the whole graph: O(tasks) per task) and its libraries
 (pyarrow, pandas, DuckDB, scikit-learn: seconds). Like the ``forkserver`` start method of
 :mod:`multiprocessing` with preloading, the runner starts one server process per run that imports
-the entrypoint, the pipeline's module and what its steps will import (:mod:`pipelines.local.preload`),
-then forks one child per attempt. The child is a fresh process in its own session, with its own log
+the entrypoint and the pipeline's module, then what its steps will import (:mod:`pipelines.local.preload`)
+one module at a time between requests, and forks one child per attempt (a task forked before a
+library was preloaded imports it itself). The child is a fresh process in its own session, with its own log
 file (starting with what the preloaded imports printed), working folder, memory limit (plus the
 address space the preloaded libraries reserved) and death signal, and runs the very
 ``steps.__main__.main(["run", ...])`` the command line runs; it finds its modules already imported,
@@ -49,8 +50,8 @@ class ForkServer:
     def __init__(
         self, env: Mapping[str, str], cwd: str, preload: Sequence[str] = (), learned_file: str | None = None
     ) -> None:
-        """Start the server; it imports ``preload`` (module names, the pipeline's first) before
-        its first fork, and children append the modules they imported beyond those to
+        """Start the server; it imports ``preload`` (module names, the pipeline's ``module:object``
+        before its first fork, the others between requests), and children append the modules they imported beyond those to
         ``learned_file``, for the next run's server to preload."""
         command = [sys.executable, "-m", "pipelines.local.forkserver", *preload]
         if learned_file:
@@ -237,6 +238,7 @@ def _child(request: dict[str, Any], wake_fds: tuple[int, int], server: int) -> N
 _PRELOAD_OUTPUT = b""
 _PRELOADED_ADDRESS_SPACE = 0
 _PRELOADED_MODULES: frozenset[str] = frozenset()
+_BEFORE_PRELOAD = 0
 _LEARNED_FILE = ""
 
 
@@ -248,29 +250,40 @@ def _address_space() -> int:
         return 0
 
 
-def _preload(modules: list[str]) -> None:
-    """Import headrace's entrypoint, then ``modules`` (the pipeline's module first), with their
-    output kept aside (stdout is the protocol) and replayed into every child's log."""
+def _preload_first(modules: list[str]) -> list[str]:
+    """Import headrace's entrypoint and the pipeline's module (``module:object`` names: no task
+    may build the graph again); returns the rest, imported one by one between requests."""
+    global _BEFORE_PRELOAD
+    import importlib
+
+    for name in PRELOAD:
+        importlib.import_module(name)
+    _BEFORE_PRELOAD = _address_space()
+    first = [name for name in modules if ":" in name]
+    for name in first:
+        _import_captured(name)
+    return [name for name in modules if ":" not in name]
+
+
+def _import_captured(name: str) -> None:
+    """Import one module (or load one ``module:object``) with its output kept aside (stdout is
+    the protocol) and replayed into the log of every child forked after it."""
     global _PRELOAD_OUTPUT, _PRELOADED_ADDRESS_SPACE, _PRELOADED_MODULES
     import importlib
     import tempfile
 
-    for name in PRELOAD:
-        importlib.import_module(name)
-    before = _address_space()
     saved = (os.dup(1), os.dup(2))
     with tempfile.TemporaryFile() as capture:
         os.dup2(capture.fileno(), 1)
         os.dup2(capture.fileno(), 2)
         try:
-            for name in modules:
-                with contextlib.suppress(BaseException):  # the task that needs it reports the error
-                    if ":" in name:
-                        from steps.runtime.loader import load_object
+            with contextlib.suppress(BaseException):  # the task that needs it reports the error
+                if ":" in name:
+                    from steps.runtime.loader import load_object
 
-                        load_object(name)
-                    else:
-                        importlib.import_module(name)
+                    load_object(name)
+                else:
+                    importlib.import_module(name)
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -279,8 +292,8 @@ def _preload(modules: list[str]) -> None:
             for fd in saved:
                 os.close(fd)
         capture.seek(0)
-        _PRELOAD_OUTPUT = capture.read()
-    _PRELOADED_ADDRESS_SPACE = max(0, _address_space() - before)
+        _PRELOAD_OUTPUT += capture.read()
+    _PRELOADED_ADDRESS_SPACE = max(0, _address_space() - _BEFORE_PRELOAD)
     _PRELOADED_MODULES = frozenset(sys.modules)
 
 
@@ -318,7 +331,10 @@ def serve(argv: list[str]) -> None:
     signal.signal(signal.SIGTERM, _end_everything)
     if argv[:1] == ["--learned"]:
         _LEARNED_FILE, argv = argv[1], argv[2:]
-    _preload(argv)
+    # The libraries are imported one at a time between requests, so the first tasks start while
+    # the server is still importing what later tasks need (a task forked early imports the rest
+    # itself, as an exec'd one would).
+    pending = _preload_first(argv)
     server = os.getpid()
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
@@ -329,7 +345,11 @@ def serve(argv: list[str]) -> None:
     open_input = True
     tasks: set[int] = set()
     while open_input or tasks:
-        readable, _, _ = select.select([0, wake_r] if open_input else [wake_r], [], [], 1.0)
+        timeout = 0.0 if pending and open_input else 1.0
+        readable, _, _ = select.select([0, wake_r] if open_input else [wake_r], [], [], timeout)
+        if not readable and pending and open_input:
+            _import_captured(pending.pop(0))
+            continue
         if wake_r in readable:
             with contextlib.suppress(BlockingIOError):
                 os.read(wake_r, 4096)
@@ -367,3 +387,6 @@ def _end_everything(signum: int, frame: Any) -> None:
 
 if __name__ == "__main__":
     serve(sys.argv[1:])
+    # Every child has been reported; tearing down the preloaded libraries would only delay the
+    # runner, which waits for this process at the end of every run.
+    os._exit(0)

@@ -59,11 +59,14 @@ class Unit:
 
 @dataclass(frozen=True)
 class ScoreResult:
-    """What a local scoring run wrote: the output folder, its row count and size in bytes."""
+    """What a local scoring run wrote: the output folder, its row count and size in bytes; for
+    local Spark also the seconds of the work itself (reading, scoring, writing), without Spark's
+    start-up."""
 
     path: Path
     rows: int
     bytes: int
+    processing_seconds: float | None = None
 
 
 def input_units(source: Path) -> list[Unit]:

@@ -47,6 +47,8 @@ COMPANIONS: dict[str, list[str]] = {
     "numpy1": ["numpy<2", "scipy<1.12", "pandas>=2.2,<2.3", "pyarrow>=15,<21", "joblib"],
     "default": ["pandas>=2.2", "pyarrow>=15", "joblib"],
 }
+#: The name a framework's package is imported by, where it differs from the package's.
+IMPORT_NAMES = {"scikit-learn": "sklearn"}
 NUMPY1_PACKAGES = {("scikit-learn", v) for v in ("0.23.2", "1.0.2", "1.2.1")} | {("xgboost", "1.5.2")}
 
 
@@ -124,14 +126,28 @@ def cache_root() -> Path:
     return Path(load_settings().framework_cache or Path.home() / ".cache" / "headrace-frameworks")
 
 
+def _environment(framework: Framework) -> Path:
+    tag = f"py{sys.version_info.major}{sys.version_info.minor}"
+    return cache_root() / f"{framework.package}-{framework.package_version}-{tag}"
+
+
+def built_python(framework: Framework) -> str | None:
+    """The cached environment's interpreter if it is already built (never builds it); ``None``
+    when this interpreter has the version itself or the environment is not there yet."""
+    if installed_here(framework):
+        return None
+    venv = _environment(framework)
+    python = venv / "bin" / "python"
+    return str(python) if (venv / ".headrace-ready").is_file() and python.is_file() else None
+
+
 def python_for(framework: Framework, *, where: str = "") -> str:
     """The interpreter to train or score ``framework`` with: this one when it has the version,
     else the cached environment's, built on first use. A version that does not install here is
     a :class:`ConfigError` in one line."""
     if installed_here(framework):
         return sys.executable
-    tag = f"py{sys.version_info.major}{sys.version_info.minor}"
-    venv = cache_root() / f"{framework.package}-{framework.package_version}-{tag}"
+    venv = _environment(framework)
     python = venv / "bin" / "python"
     marker = venv / ".headrace-ready"
     if marker.is_file() and python.is_file():

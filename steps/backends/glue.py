@@ -49,6 +49,7 @@ from steps.core.errors import ConfigError, HandoffFailed, NotFoundError, StepFai
 from steps.core.settings import Settings
 from steps.runtime.context import StepContext
 from steps.runtime.procs import owned_popen_options
+from steps.runtime.warm import popen as warm_popen
 
 ENGINES = ("arrow", "spark")
 
@@ -151,6 +152,8 @@ def _run_local(
         )
     ctx.record(batch_engine=chosen, batch_rows=result.rows, batch_size=batch_size)
     ctx.log.info("scored %d rows into %s (%s engine)", result.rows, target, chosen)
+    if result.processing_seconds is not None:
+        ctx.log.info("local Spark: %.1f s of reading, scoring and writing", result.processing_seconds)
     if local_store:
         return ArtifactRef(target.as_uri(), result.bytes, result.rows, "parquet")
     stored = store.put_file(target, key, rows=result.rows, format="parquet")
@@ -196,13 +199,20 @@ def score_in(
         "schema": dict(output_schema) if output_schema else None,
     }
     env = {**os.environ, "PYTHONPATH": _python_path(shipped)}
-    completed = subprocess.run(
-        [python, "-c", program, json.dumps(arguments)], env=env, capture_output=True, text=True, check=False
-    )
-    if completed.returncode != 0:
-        tail = _error_lines(completed.stderr + completed.stdout)
-        raise HandoffFailed(f"scoring under {python} failed (exit {completed.returncode}): {tail}", reason=tail)
-    answer = json.loads(completed.stdout.strip().splitlines()[-1])
+    command = [python, "-c", program, json.dumps(arguments)]
+    # A warm framework interpreter forks the scorer when the run keeps one (steps.runtime.warm).
+    warm = warm_popen(command, cwd=os.getcwd(), env=env, merge_stderr=False)
+    if warm is not None:
+        with warm:
+            stdout, stderr = warm.communicate()
+        code = warm.returncode
+    else:
+        completed = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        stdout, stderr, code = completed.stdout, completed.stderr, completed.returncode
+    if code != 0:
+        tail = _error_lines(stderr + stdout)
+        raise HandoffFailed(f"scoring under {python} failed (exit {code}): {tail}", reason=tail)
+    answer = json.loads(stdout.strip().splitlines()[-1])
     return ScoreResult(output, int(answer["rows"]), int(answer["bytes"]))
 
 
@@ -299,7 +309,10 @@ def run_script_locally(
         shutil.rmtree(output)
     os.replace(staging, output)
     size = sum(p.stat().st_size for p in output.iterdir() if p.suffix == ".parquet")
-    return ScoreResult(output, rows, size)
+    import re
+
+    work = re.search(r"^headrace: scored \d+ rows into .* in ([0-9.]+) s$", stdout, re.MULTILINE)
+    return ScoreResult(output, rows, size, float(work.group(1)) if work else None)
 
 
 def _error_lines(text: str) -> str:

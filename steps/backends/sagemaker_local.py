@@ -44,6 +44,7 @@ from typing import Any
 from steps.backends.model_io import IGNORED, cpu_count
 from steps.core.errors import HandoffFailed
 from steps.runtime.procs import owned_popen_options
+from steps.runtime.warm import popen as warm_popen
 
 HOST = "algo-1"
 INSTANCE_GROUP = "homogeneousCluster"
@@ -446,9 +447,12 @@ def run(
     tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
     log_path = run_dir / "output" / "train.log"
     timed_out = False
+    # A warm framework interpreter forks the script when the run keeps one (steps.runtime.warm).
+    warm = warm_popen(command, cwd=code, env=full_env, merge_stderr=True)
     with (
         log_path.open("w", encoding="utf-8") as log,
-        subprocess.Popen(
+        warm
+        or subprocess.Popen(
             command,
             cwd=code,
             env=full_env,

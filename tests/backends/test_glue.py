@@ -139,6 +139,7 @@ def test_generated_glue_script_on_local_spark_scores_the_same_as_the_arrow_engin
     )
 
     assert spark.rows == arrow.rows == 5_000
+    assert spark.processing_seconds is not None and spark.processing_seconds > 0  # the work, apart from start-up
     by_spark = pq.read_table(tmp_path / "spark").to_pandas().sort_values("id").reset_index(drop=True)
     by_arrow = pq.read_table(tmp_path / "arrow").to_pandas()
     pd.testing.assert_frame_equal(by_spark, by_arrow)

@@ -48,6 +48,8 @@ def test_preload_adds_what_a_backends_local_side_imports(tmp_path: Path) -> None
     assert modules_to_preload(["steps.backends.bigquery"], str(tmp_path)) == [
         "duckdb",
         "sqlglot",
+        "sqlglot.dialects.bigquery",
+        "sqlglot.dialects.duckdb",
         "pyarrow",
         "pyarrow.parquet",
     ]

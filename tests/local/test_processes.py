@@ -346,7 +346,7 @@ SPARK_SCORING = """
 import pickle
 import pandas as pd
 from steps import glue
-from steps.model_io import pack_dir
+from steps.backends.model_io import pack_dir
 
 @step
 def prep():
