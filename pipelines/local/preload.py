@@ -231,7 +231,7 @@ def pipeline_module(pipeline: object) -> str | None:
 def warm_servers(step_modules: Iterable[str], project_root: str, env: Mapping[str, str]) -> list[WarmServer]:
     """A warm server (:mod:`steps.runtime.warm`) for each framework environment the steps name that is
     already built (a build is the training task's, under its lock), preloading the framework."""
-    from steps import frameworks
+    from steps.backends import frameworks
     from steps.core.errors import UserError
     from steps.runtime.warm import BASE_PRELOAD, WarmServer
 
