@@ -31,7 +31,13 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from steps.runtime.procs import MARKER, become_subreaper, kill_descendants, set_parent_death_signal
+from steps.runtime.procs import (
+    MARKER,
+    become_subreaper,
+    kill_descendants,
+    leave_forked_child,
+    set_parent_death_signal,
+)
 
 #: headrace modules imported before forking; the pipeline's own come after (pipelines.local.preload).
 PRELOAD = ("steps.__main__", "steps.runtime.run", "steps.runtime.task", "steps.runtime.values", "pipelines")
@@ -175,63 +181,52 @@ def _send(message: dict[str, Any]) -> None:
 
 def _child(request: dict[str, Any], wake_fds: tuple[int, int], server: int) -> None:
     """In the forked child: become an isolated task process, run the entrypoint, never return."""
-    code = 1
+    leave_forked_child(lambda: _task(request, wake_fds, server), _learn_imports)
+
+
+def _task(request: dict[str, Any], wake_fds: tuple[int, int], server: int) -> int:
+    """The child's setup (its session, log, marker, limits) and the entrypoint; its exit code."""
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the server's own; the entrypoint sets the task's
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for fd in wake_fds:
+        os.close(fd)
+    os.setsid()
+    log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    os.close(null)
+    if request.get("cwd"):
+        before = os.getcwd()
+        os.chdir(request["cwd"])
+        if sys.path and sys.path[0] in ("", before):  # as `python -m` would have set it
+            sys.path[0] = request["cwd"]
+    if request.get("marker"):
+        os.environ[MARKER] = request["marker"]
+    # Die with the fork server (and so with the runner), ending the task's tree first.
+    set_parent_death_signal(signal.SIGTERM)
+    if os.getppid() != server:  # the server died before prctl took effect
+        os._exit(137)
+    if request.get("address_space"):
+        import resource
+
+        # the preloaded libraries' reservations are the server's, not the step's
+        limit = int(request["address_space"]) + _PRELOADED_ADDRESS_SPACE
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    if _PRELOAD_OUTPUT:  # what importing the preloaded modules printed, as if imported here
+        os.write(1, _PRELOAD_OUTPUT)
+    from steps.__main__ import main
+
+    sys.argv = ["python -m steps", *request["argv"]]
     try:
-        signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the server's own; the entrypoint sets the task's
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        for fd in wake_fds:
-            os.close(fd)
-        os.setsid()
-        log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.dup2(log, 1)
-        os.dup2(log, 2)
-        os.close(log)
-        os.close(null)
-        if request.get("cwd"):
-            before = os.getcwd()
-            os.chdir(request["cwd"])
-            if sys.path and sys.path[0] in ("", before):  # as `python -m` would have set it
-                sys.path[0] = request["cwd"]
-        if request.get("marker"):
-            os.environ[MARKER] = request["marker"]
-        # Die with the fork server (and so with the runner), ending the task's tree first.
-        set_parent_death_signal(signal.SIGTERM)
-        if os.getppid() != server:  # the server died before prctl took effect
-            os._exit(137)
-        if request.get("address_space"):
-            import resource
-
-            # the preloaded libraries' reservations are the server's, not the step's
-            limit = int(request["address_space"]) + _PRELOADED_ADDRESS_SPACE
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-        if _PRELOAD_OUTPUT:  # what importing the preloaded modules printed, as if imported here
-            os.write(1, _PRELOAD_OUTPUT)
-        from steps.__main__ import main
-
-        sys.argv = ["python -m steps", *request["argv"]]
-        try:
-            code = main(list(request["argv"]))
-        except SystemExit as stop:  # argparse and friends
-            code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 2)
-        import atexit
-
-        atexit._run_exitfuncs()
-        _learn_imports()
-    except BaseException:
-        import traceback
-
-        traceback.print_exc()
-        code = 1
-    finally:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(code)
+        code = main(list(request["argv"]))
+    except SystemExit as stop:  # argparse and friends
+        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 2)
+    return code
 
 
 #: Set once in the server before it forks; children read them.

@@ -303,53 +303,43 @@ def _learn() -> None:
 
 def _child(request: dict[str, Any], fds: list[int], keep_out: list[int], server_path: list[str]) -> None:
     """In the forked child: become the task's ``python <argv>``, run it, never return."""
-    code = 1
-    try:
-        signal.set_wakeup_fd(-1)
-        for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGPIPE):
-            signal.signal(signum, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        for fd in keep_out:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        os.setsid()
-        from steps.runtime.procs import set_parent_death_signal
+    from steps.runtime.procs import leave_forked_child
 
-        set_parent_death_signal(signal.SIGKILL)  # dies with the server
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.dup2(fds[0], 1)
-        os.dup2(fds[1], 2)
-        for fd in {null, *fds}:
+    leave_forked_child(lambda: _task(request, fds, keep_out, server_path), _learn)
+
+
+def _task(request: dict[str, Any], fds: list[int], keep_out: list[int], server_path: list[str]) -> int:
+    """The child's setup (signals, session, pipes, limits, folder, environment) and the script."""
+    signal.set_wakeup_fd(-1)
+    for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGPIPE):
+        signal.signal(signum, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for fd in keep_out:
+        with contextlib.suppress(OSError):
             os.close(fd)
-        _watch(int(request["owner"]))
-        if request.get("address_space"):
-            import resource
+    os.setsid()
+    from steps.runtime.procs import set_parent_death_signal
 
-            limit = int(request["address_space"]) + _PRELOADED_ADDRESS_SPACE
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-        os.chdir(request["cwd"])
-        os.environ.clear()
-        os.environ.update(request["env"])
-        if os.environ.get("PYTHONUNBUFFERED"):
-            sys.stdout.reconfigure(line_buffering=True, write_through=True)  # type: ignore[union-attr]
-            sys.stderr.reconfigure(line_buffering=True, write_through=True)  # type: ignore[union-attr]
-        code = _run(list(request["argv"]), server_path)
-        import atexit
+    set_parent_death_signal(signal.SIGKILL)  # dies with the server
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(fds[0], 1)
+    os.dup2(fds[1], 2)
+    for fd in {null, *fds}:
+        os.close(fd)
+    _watch(int(request["owner"]))
+    if request.get("address_space"):
+        import resource
 
-        atexit._run_exitfuncs()
-        _learn()
-    except BaseException:
-        import traceback
-
-        traceback.print_exc()
-        code = 1
-    finally:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(code)
+        limit = int(request["address_space"]) + _PRELOADED_ADDRESS_SPACE
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    if os.environ.get("PYTHONUNBUFFERED"):
+        sys.stdout.reconfigure(line_buffering=True, write_through=True)  # type: ignore[union-attr]
+        sys.stderr.reconfigure(line_buffering=True, write_through=True)  # type: ignore[union-attr]
+    return _run(list(request["argv"]), server_path)
 
 
 def _watch(owner: int) -> None:
