@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from pipelines.graph import Pipeline
-from pipelines.local.runner import resolve_run_params
+from pipelines.local.start import resolve_run_params
 from pipelines.local.summary import RunSummary
 from pipelines.runs import RunStore, new_run_id
 from pipelines.triggers import Trigger, matches, message_params
