@@ -19,6 +19,10 @@ from typer.testing import CliRunner
 
 from tests.cluster import control_plane
 from tests.cluster.control_plane import Cluster
+from tests.notify.slack_server import VALID_TOKEN, SlackServer
+
+#: The channel the cluster's control room posts run messages to (one the Slack stand-in knows).
+SLACK_CHANNEL = "#ml-alerts"
 
 PIPELINES = Path(__file__).resolve().parent / "pipelines"
 
@@ -40,7 +44,20 @@ def build(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[Cluster]:
+def cluster_slack() -> Iterator[SlackServer]:
+    """The Slack the cluster's control room talks to: the local stand-in of Slack's Web API, reached
+    through slack-sdk exactly as slack.com would be."""
+    server = SlackServer(control_plane.free_port()).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster(
+    tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config, cluster_slack: SlackServer
+) -> Iterator[Cluster]:
     build(pytestconfig)
     absent = control_plane.missing()
     if absent:
@@ -50,7 +67,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Confi
         "HEADRACE_ARTIFACT_ROOT": str(folder / "artifacts"),
         "HEADRACE_STATE_DIR": str(folder / "state"),
     }
-    with control_plane.running(folder, pod_env=pod_env, pythonpath=str(PIPELINES)) as running:
+    room_env = {
+        "HEADRACE_SLACK_TOKEN": VALID_TOKEN,
+        "HEADRACE_SLACK_CHANNEL": SLACK_CHANNEL,
+        "HEADRACE_SLACK_API_URL": cluster_slack.api_url,
+        "HEADRACE_SLACK_TIMEOUT_SECONDS": "5",
+    }
+    with control_plane.running(folder, pod_env=pod_env, room_env=room_env, pythonpath=str(PIPELINES)) as running:
         yield running
 
 

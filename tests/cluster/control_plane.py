@@ -307,13 +307,20 @@ def _namespace_objects(namespace: str, extra_env: dict[str, str]) -> list[dict[s
 
 @contextmanager
 def running(
-    folder: Path, *, pod_env: dict[str, str], pythonpath: str = "", requeue_time: str = "1s"
+    folder: Path,
+    *,
+    pod_env: dict[str, str],
+    room_env: dict[str, str] | None = None,
+    pythonpath: str = "",
+    requeue_time: str = "1s",
 ) -> Iterator[Cluster]:
     """The whole control plane, up and ready, in ``folder``; everything stopped on exit.
 
     ``pod_env`` becomes the ``headrace-config`` ConfigMap every headrace pod reads its settings
     from; a control room (``headrace control-room serve``, SQLite in ``folder``) and its watcher
     (``headrace control-room watch``) run beside it, and the pods report to that control room.
+    ``room_env`` adds settings of the control room and its watcher only (its Slack, say): the pods
+    never see them, as in a deployment where only the control room holds the Slack token.
     """
     found = binaries()
     folder.mkdir(parents=True, exist_ok=True)
@@ -437,6 +444,7 @@ def running(
             cwd=ROOT,
         )
         room_env = {
+            **(room_env or {}),
             "HEADRACE_STATE_DIR": str(folder / "control-room"),
             "KUBECONFIG": str(cluster.kubeconfig),
             "HEADRACE_ARGO_NAMESPACE": cluster.namespace,

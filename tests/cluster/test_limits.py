@@ -1,9 +1,11 @@
 """Retries with backoff, ``activeDeadlineSeconds`` and the exit handler's report to the control
-room, as the real controller runs them."""
+room, as the real controller runs them; the control room, configured with a Slack bot token and
+channel, posts the run's final status to Slack (the local stand-in, through slack-sdk)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +13,10 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from tests.cluster.conftest import invoke
+from tests.cluster.conftest import SLACK_CHANNEL, invoke
 from tests.cluster.control_plane import Cluster
 from tests.cluster.test_runs import submitted, wait_for
+from tests.notify.slack_server import SlackServer
 
 
 def task_pods(run: dict[str, Any], task: str) -> list[dict[str, Any]]:
@@ -34,8 +37,27 @@ def control_room_run(cluster: Cluster, run: str) -> dict[str, Any]:
     return found
 
 
+def slack_run_message(slack: SlackServer, run: str, status: str, timeout: float = 60) -> str:
+    """The text of the run's channel message in Slack once it shows ``status``: the control room
+    posts it when the run starts and updates it from its outbox, so it may lag the run's end."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with slack.state.lock:
+            texts = [
+                str(m["text"])
+                for m in slack.state.stored
+                if m["channel"] == slack.state.channel_ids[SLACK_CHANNEL] and not m["thread_ts"]
+            ]
+        mine = [t for t in texts if f" run {run} " in f"{t} "]
+        final = [t for t in mine if f" run {run} {status}" in t]
+        if final:
+            return final[0]
+        assert time.monotonic() < deadline, f"no Slack message says run {run} {status}; its messages: {mine}"
+        time.sleep(0.5)
+
+
 def test_failed_attempt_is_retried_after_its_backoff_and_the_exit_handler_reports_success(
-    on_cluster: Cluster, cli: CliRunner, tmp_path: Path
+    on_cluster: Cluster, cli: CliRunner, tmp_path: Path, cluster_slack: SlackServer
 ) -> None:
     code, out = invoke(cli, "submit", "cluster_limits:retries", "-p", f"marker={tmp_path / 'marker'}")
     assert code == 0, out
@@ -51,10 +73,11 @@ def test_failed_attempt_is_retried_after_its_backoff_and_the_exit_handler_report
     assert exit_node["phase"] == "Succeeded"
     recorded = control_room_run(on_cluster, name)
     assert "succeeded" in str(recorded).lower(), recorded
+    assert slack_run_message(cluster_slack, name, "succeeded").startswith("cluster-retries run ")
 
 
 def test_task_past_its_timeout_fails_the_run_and_the_exit_handler_reports_the_failure(
-    on_cluster: Cluster, cli: CliRunner
+    on_cluster: Cluster, cli: CliRunner, cluster_slack: SlackServer
 ) -> None:
     code, out = invoke(cli, "submit", "cluster_limits:timeout", "-p", "seconds=60")
     assert code == 0, out
@@ -67,6 +90,8 @@ def test_task_past_its_timeout_fails_the_run_and_the_exit_handler_reports_the_fa
     assert (moment(late["finishedAt"]) - moment(late["startedAt"])).total_seconds() < 30
     recorded = control_room_run(on_cluster, name)
     assert "failed" in str(recorded).lower(), recorded
+    message = slack_run_message(cluster_slack, name, "failed")
+    assert "late" in message, message  # names the task that failed the run
 
 
 def test_logs_of_one_attempt_are_read_from_that_attempts_pod(
