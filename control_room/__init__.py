@@ -10,7 +10,9 @@
   Kubernetes watcher.
 
 Pods talk to the service through :mod:`steps.runtime.client` (HTTP only, no database). Importing
-this package imports nothing else.
+this package imports nothing else. Its internal modules (schema, fits, bounds, heap, page, the
+watcher's engine, the notification channels and outbox) are imported only from inside it, which
+``.importlinter`` checks (contract ``control-room-internals``).
 """
 
-__all__ = ["app", "catalog", "embedded", "notifications", "page", "sizing", "store", "watch"]
+__all__ = ["app", "catalog", "embedded", "notifications", "sizing", "store", "watch"]
