@@ -15,11 +15,17 @@ in the runner's process when its first in-process attempt starts:
   attempt's thread, the child's environment (the runner's, or the ``env`` given) gets the
   attempt's marker.
 
+- ``os.posix_spawn``/``os.posix_spawnp``: the ``env`` they are given gets the attempt's marker;
+- ``os.system`` (C ``system()`` forks without Python's at-fork hooks): from an attempt's thread,
+  the command runs through ``/bin/sh -c`` as ``system()`` does, with the marker in its environment
+  and the same return value (the wait status);
+- ``threading.Thread.start``: a thread started from an attempt's thread marks with the attempt's
+  marker too, so what a step's own threads (or its thread pools) start is the attempt's.
+
 At its end (success, failure, timeout, cancel) the attempt kills what carries its marker
 (:func:`steps.runtime.procs.kill_marked`), only when it started something: the ``/proc`` scan costs
-5-50 ms. Not covered, and ended with the run instead: processes started by a thread the step
-itself starts, and those started through ``os.system`` or ``os.posix_spawn`` with the runner's
-environment (neither runs Python code in the parent or the child).
+5-50 ms. A thread the step started and left running keeps the attempt's marker; what it starts
+after the attempt's end carries the run's prefix all the same and ends with the run.
 """
 
 from __future__ import annotations
@@ -72,6 +78,52 @@ def _marked_popen_init(original: Any) -> Any:
     return __init__
 
 
+def _marked_spawn(original: Any) -> Any:
+    @functools.wraps(original)
+    def spawn(path: Any, argv: Any, env: Any, *positional: Any, **options: Any) -> int:
+        marker = _current()
+        if marker is not None:
+            env = {**env, MARKER: marker}
+            _started.add(marker)
+        return int(original(path, argv, env, *positional, **options))
+
+    return spawn
+
+
+def _marked_system(original: Any) -> Any:
+    @functools.wraps(original)
+    def system(command: str) -> int:
+        marker = _current()
+        if marker is None:
+            return int(original(command))
+        _started.add(marker)
+        code = subprocess.call(["/bin/sh", "-c", command], env={**os.environ, MARKER: marker})
+        return code << 8 if code >= 0 else -code  # system()'s wait status, as os.system returns it
+
+    return system
+
+
+def _marked_thread_start(original: Any) -> Any:
+    @functools.wraps(original)
+    def start(self: threading.Thread) -> None:
+        marker = _current()
+        if marker is not None:
+            run = self.run
+
+            def marked_run() -> None:
+                ident = threading.get_ident()
+                _markers[ident] = marker
+                try:
+                    run()
+                finally:
+                    _markers.pop(ident, None)
+
+            self.run = marked_run  # type: ignore[method-assign]
+        original(self)
+
+    return start
+
+
 def _install() -> None:
     global _installed
     with _install_lock:
@@ -79,6 +131,10 @@ def _install() -> None:
             return
         os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
         subprocess.Popen.__init__ = _marked_popen_init(subprocess.Popen.__init__)  # type: ignore[method-assign]
+        os.posix_spawn = _marked_spawn(os.posix_spawn)
+        os.posix_spawnp = _marked_spawn(os.posix_spawnp)
+        os.system = _marked_system(os.system)
+        threading.Thread.start = _marked_thread_start(threading.Thread.start)  # type: ignore[method-assign]
         _installed = True
 
 

@@ -429,3 +429,51 @@ def test_sigkill_of_the_runner_during_local_spark_scoring_leaves_no_jvm_or_worke
     assert resumed.returncode == 0, err
     assert store.get_run(record.id).status == "succeeded"  # type: ignore[union-attr]
     assert with_environment(f"SPARK_TEST_TOKEN={token}") == []
+
+
+DAEMON_BY_OTHER_MEANS = DAEMON.replace("    daemonize(token)\n", "    HOW(token)\n").replace(
+    "def _with_token(token):",
+    """import threading
+
+SHELL_DAEMON = "setsid {python} -c 'import time; time.sleep(300)' {token} >/dev/null 2>&1 &"
+
+def _wait_for(token):
+    deadline = time.monotonic() + 30
+    while not _with_token(token):
+        assert time.monotonic() < deadline, "the daemon did not start"
+        time.sleep(0.02)
+
+def from_a_thread(token):
+    # the step's own thread daemonizes (fork, setsid, fork)
+    worker = threading.Thread(target=daemonize, args=(token,))
+    worker.start()
+    worker.join()
+
+def through_os_system(token):
+    # C system() forks without Python's at-fork hooks
+    os.system(SHELL_DAEMON.format(python=sys.executable, token=token))
+    _wait_for(token)
+
+def through_posix_spawn(token):
+    command = SHELL_DAEMON.format(python=sys.executable, token=token)
+    os.waitpid(os.posix_spawn("/bin/sh", ["/bin/sh", "-c", command], dict(os.environ)), 0)
+    _wait_for(token)
+
+def _with_token(token):""",
+)
+
+
+@pytest.mark.parametrize("how", ["from_a_thread", "through_os_system", "through_posix_spawn"])
+def test_a_daemon_an_in_process_step_starts_by_other_means_ends_with_its_task(
+    flow: Callable[[str], str], run: Callable[..., object], tmp_path: Path, token: str, how: str
+) -> None:
+    """An in-process step shares the runner's process: a daemon it starts from its own thread, with
+    ``os.system`` or with ``os.posix_spawn`` still ends with its task, while the run goes on."""
+    spec = flow(DAEMON_BY_OTHER_MEANS.replace("HOW", how).replace("TIMEOUT", "None"))
+    params = {"token": token, "ending": "succeeds", "folder": str(tmp_path)}
+    summary = run(spec, params=params, parallel=2, in_process=True)
+    tasks = summary.tasks  # type: ignore[attr-defined]
+    assert tasks["work"].status == "succeeded", tasks["work"].reason
+    assert tasks["watch"].status == "succeeded"
+    left = json.loads((tmp_path / "left").read_text())
+    assert left == [], f"a daemon started {how.replace('_', ' ')} outlived its in-process task"
