@@ -345,3 +345,41 @@ QUERY_STRUCTURE: frozenset[type[exp.Expression]] = frozenset(
         exp.Exists,
     }
 )
+
+#: The functions both dialects' local engines answer as their cloud does (aggregates, windows,
+#: COALESCE, ...): each dialect's allow-list adds its own to it.
+SHARED_FUNCTIONS: frozenset[type[exp.Expression]] = frozenset(
+    {
+        exp.CurrentTimestamp,
+        exp.RowNumber,
+        exp.Rank,
+        exp.DenseRank,
+        exp.Lag,
+        exp.Lead,
+        exp.Count,
+        exp.Sum,
+        exp.Min,
+        exp.Max,
+        exp.Coalesce,
+        exp.Nullif,
+        exp.Upper,
+        exp.Lower,
+        exp.Length,
+        exp.StrPosition,
+        exp.Trim,
+        exp.Split,
+        exp.Pad,
+        exp.RegexpLike,
+        exp.Abs,
+        exp.Round,
+        exp.Floor,
+        exp.Ceil,
+        exp.Pow,
+        exp.ArraySize,
+        exp.ArrayConcat,
+        exp.ArrayToString,
+        exp.GenerateSeries,
+        exp.LastDay,
+        exp.UnixToTime,
+    }
+)
