@@ -40,24 +40,30 @@ def _warn(message: str) -> None:
 
 
 def parse_failures(raw: str) -> list[dict[str, Any]]:
-    """Argo's failures JSON; an unresolved ``{{workflow.failures}}`` (no failure) or junk is ``[]``."""
+    """Argo's failures JSON; an unresolved ``{{workflow.failures}}`` (no failure) or junk is ``[]``.
+
+    The real controller (v4) substitutes the list as a JSON *string* (``"[{\\"displayName\\"...``):
+    a string is decoded once more."""
     text = raw.strip()
     if not text or text.startswith("{{") or text == "null":
         return []
     try:
         value = json.loads(text)
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip() else []
     except json.JSONDecodeError:
         _warn(f"--failures is not JSON ({text[:80]!r}); reporting the run without its failing task")
         return []
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
-def failing_task(failures: list[dict[str, Any]]) -> tuple[str | None, int | None, str]:
-    """The task that failed the run (the last failure that is not headrace's own node), attempt, message."""
+def failing_task(failures: list[dict[str, Any]], run_id: str = "") -> tuple[str | None, int | None, str]:
+    """The task that failed the run (the last failure that is not headrace's own node, nor the
+    workflow's root node, which Argo lists too and which fails last), attempt, message."""
     ordered = sorted(failures, key=lambda f: str(f.get("finishedAt") or ""), reverse=True)
     for failure in ordered:
         name = str(failure.get("displayName") or failure.get("templateName") or "")
-        if not name or name.startswith(_INFRA_PREFIXES):
+        if not name or name.startswith(_INFRA_PREFIXES) or (run_id and name == run_id):
             continue
         task, attempt = node_attempt(name)
         return task, attempt, str(failure.get("message") or "").strip()
@@ -95,7 +101,7 @@ def build_event(
     """The run's final event from the exit handler's arguments (pure)."""
     kind = _kind(status)
     task, attempt, message = (
-        failing_task(parse_failures(failures)) if kind is not EventKind.RUN_SUCCEEDED else (None, None, "")
+        failing_task(parse_failures(failures), run_id) if kind is not EventKind.RUN_SUCCEEDED else (None, None, "")
     )
     if kind is EventKind.RUN_FAILED and not message:
         message = f"workflow {status.strip().lower() or 'failed'}"

@@ -90,6 +90,13 @@ def test_task_past_its_timeout_fails_the_run_and_the_exit_handler_reports_the_fa
     assert (moment(late["finishedAt"]) - moment(late["startedAt"])).total_seconds() < 30
     recorded = control_room_run(on_cluster, name)
     assert "failed" in str(recorded).lower(), recorded
+    deadline = time.monotonic() + 30
+    while not any(e["source"] == "exit-handler" for e in recorded["events"]) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        recorded = control_room_run(on_cluster, name)
+    (reported,) = [e for e in recorded["events"] if e["source"] == "exit-handler"]
+    assert (reported["kind"], reported["task"]) == ("run.failed", "late"), reported
+    assert "deadline" in reported["reason"], reported  # Argo's own words for the node that failed
     message = slack_run_message(cluster_slack, name, "failed")
     assert "late" in message, message  # names the task that failed the run
 

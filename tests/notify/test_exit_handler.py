@@ -221,3 +221,25 @@ def test_pipeline_module_that_no_longer_imports_is_reported_under_the_spec_name(
     assert "warning: exit-handler: cannot load no_such_module_xyz:recipes" in result.stderr
     run = control_room.store.run("recipes-zz")
     assert run is not None and run["pipeline"] == "recipes" and run["status"] == "succeeded"
+
+
+#: ``--failures`` exactly as Argo's controller v4.0.5 passed it to the exit handler for a run whose
+#: task ``late`` passed its deadline (read from the pod's args in the cluster tests): the list is a
+#: JSON string, and the workflow's root node is listed too, finishing last.
+ARGO_V4_FAILURES = (
+    '"[{\\"displayName\\":\\"cluster-timeout-rrfh5\\",\\"message\\":\\"\\",\\"templateName\\":\\"headrace-dag\\",'
+    '\\"phase\\":\\"Failed\\",\\"podName\\":\\"cluster-timeout-rrfh5\\",\\"finishedAt\\":\\"2026-12-02T15:26:16Z\\"},'
+    '{\\"displayName\\":\\"late\\",\\"message\\":\\"Pod was active on the node longer than the specified deadline\\",'
+    '\\"templateName\\":\\"late\\",\\"phase\\":\\"Failed\\",\\"podName\\":\\"cluster-timeout-rrfh5-late-2488592719\\",'
+    '\\"finishedAt\\":\\"2026-12-02T15:26:15Z\\"}]"'
+)
+
+
+def test_failures_as_the_real_controller_passes_them_name_the_task_and_its_reason() -> None:
+    event = build_event("cluster-timeout", "cluster-timeout-rrfh5", "Failed", "4.788005", ARGO_V4_FAILURES)
+
+    assert (event.kind, event.task, event.reason) == (
+        EventKind.RUN_FAILED,
+        "late",
+        "Pod was active on the node longer than the specified deadline",
+    )
