@@ -8,6 +8,7 @@ without cached binaries the tests skip with one line saying why.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -25,6 +26,8 @@ from tests.notify.slack_server import VALID_TOKEN, SlackServer
 SLACK_CHANNEL = "#ml-alerts"
 
 PIPELINES = Path(__file__).resolve().parent / "pipelines"
+#: The repository: pods import the README's example (``examples.recipe_stream``) from it.
+ROOT = Path(__file__).resolve().parents[2]
 
 
 #: A first run builds the binaries inside the first cluster test's setup: its time limit covers that.
@@ -73,7 +76,9 @@ def cluster(
         "HEADRACE_SLACK_API_URL": cluster_slack.api_url,
         "HEADRACE_SLACK_TIMEOUT_SECONDS": "5",
     }
-    with control_plane.running(folder, pod_env=pod_env, room_env=room_env, pythonpath=str(PIPELINES)) as running:
+    with control_plane.running(
+        folder, pod_env=pod_env, room_env=room_env, pythonpath=os.pathsep.join((str(PIPELINES), str(ROOT)))
+    ) as running:
         yield running
 
 
