@@ -33,7 +33,9 @@ from typing import Any
 
 from steps.runtime.procs import (
     MARKER,
+    address_space,
     become_subreaper,
+    end_server,
     kill_descendants,
     leave_forked_child,
     set_parent_death_signal,
@@ -131,14 +133,7 @@ class ForkServer:
             callback(*early)
 
     def close(self) -> None:
-        if self.process.stdin is not None:
-            with contextlib.suppress(OSError):
-                self.process.stdin.close()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        end_server(self.process)
 
     def _read(self) -> None:
         assert self.process.stdout is not None
@@ -237,14 +232,6 @@ _BEFORE_PRELOAD = 0
 _LEARNED_FILE = ""
 
 
-def _address_space() -> int:
-    try:
-        with open("/proc/self/statm", encoding="ascii") as statm:
-            return int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
 def _preload_first(modules: list[str]) -> list[str]:
     """Import headrace's entrypoint and the pipeline's module (``module:object`` names: no task
     may build the graph again); returns the rest, imported one by one between requests."""
@@ -253,7 +240,7 @@ def _preload_first(modules: list[str]) -> list[str]:
 
     for name in PRELOAD:
         importlib.import_module(name)
-    _BEFORE_PRELOAD = _address_space()
+    _BEFORE_PRELOAD = address_space()
     first = [name for name in modules if ":" in name]
     for name in first:
         _import_captured(name)
@@ -288,7 +275,7 @@ def _import_captured(name: str) -> None:
                 os.close(fd)
         capture.seek(0)
         _PRELOAD_OUTPUT += capture.read()
-    _PRELOADED_ADDRESS_SPACE = max(0, _address_space() - _BEFORE_PRELOAD)
+    _PRELOADED_ADDRESS_SPACE = max(0, address_space() - _BEFORE_PRELOAD)
     _PRELOADED_MODULES = frozenset(sys.modules)
 
 

@@ -30,7 +30,10 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:  # imported where used: task processes import this module and never need it
+    import subprocess
 
 #: The environment variable that marks every process of a task: ``<run_id>/<task>/<attempt>``.
 MARKER = "HEADRACE_TASK"
@@ -266,3 +269,28 @@ def leave_forked_child(work: Callable[[], int], learn: Callable[[], None]) -> No
             sys.stderr.flush()
         finally:
             os._exit(code)
+
+
+def address_space() -> int:
+    """This process's virtual address space in bytes (0 where /proc cannot tell): what a preloading
+    server reserved before forking, added to each child's ``RLIMIT_AS``."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            return int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def end_server(process: subprocess.Popen[Any]) -> None:
+    """End a preloading server (the fork server, a warm interpreter): closing its stdin asks it to
+    stop; one that has not within 5 s is killed."""
+    import subprocess
+
+    if process.stdin is not None:
+        with contextlib.suppress(OSError):
+            process.stdin.close()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

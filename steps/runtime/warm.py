@@ -39,6 +39,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from steps.runtime.procs import address_space, end_server
+
 #: The task environment's map of warm interpreters: JSON ``{python path: abstract socket name}``.
 ENV = "HEADRACE_WARM"
 #: The listening socket's descriptor, passed from the runner to the server it starts.
@@ -96,14 +98,7 @@ class WarmServer:
         """End the server: its children are the tasks', and the run is over."""
         with contextlib.suppress(OSError):
             self._listener.close()
-        if self.process.stdin is not None:
-            with contextlib.suppress(OSError):
-                self.process.stdin.close()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        end_server(self.process)
 
 
 def environment(servers: Sequence[WarmServer]) -> dict[str, str]:
@@ -242,14 +237,6 @@ _PRELOADED: frozenset[str] = frozenset()
 _PRELOADED_ADDRESS_SPACE = 0
 
 
-def _address_space() -> int:
-    try:
-        with open("/proc/self/statm", encoding="ascii") as statm:
-            return int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
 #: Set by the server before it forks: where children add what they imported.
 _LEARNED_FILE = ""
 
@@ -264,12 +251,12 @@ def _preload(modules: Sequence[str]) -> None:
     with contextlib.suppress(OSError):
         learned = list(dict.fromkeys(line.strip() for line in Path(_LEARNED_FILE).read_text("utf-8").splitlines()))
         Path(_LEARNED_FILE).write_text("".join(f"{name}\n" for name in learned), "utf-8")  # kept short
-    before = _address_space()
+    before = address_space()
     for name in dict.fromkeys([*modules, *learned]):
         if name and all(part.isidentifier() for part in name.split(".")):
             with contextlib.suppress(BaseException):
                 importlib.import_module(name)
-    _PRELOADED_ADDRESS_SPACE = max(0, _address_space() - before)
+    _PRELOADED_ADDRESS_SPACE = max(0, address_space() - before)
     _PRELOADED = frozenset(sys.modules)
     import gc
 
