@@ -32,6 +32,7 @@ def isolated_headrace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     state = tmp_path / ".headrace"
     monkeypatch.setenv("HEADRACE_STATE_DIR", str(state))
     monkeypatch.setenv("HEADRACE_CONFIG", str(tmp_path / "headrace.toml"))
+    monkeypatch.setenv("HEADRACE_CACHE_DIR", str(tmp_path / "cache"))
     yield state
 
 

@@ -74,4 +74,7 @@ _register_all()
 
 def main() -> None:
     """Console-script entry point: runs the app with headrace's one-line error handling."""
+    from pipelines.cli import common
+
+    common.leave_at_once = True
     run_cli(app)

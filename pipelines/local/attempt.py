@@ -200,6 +200,7 @@ class SubprocessAttempt(Attempt):
                 log=str(self.spec.log_path),
                 address_space=address_space,
                 marker=self.spec.marker,
+                task=self.spec.task,
             )
         except ForkServerError:
             return None

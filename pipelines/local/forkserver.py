@@ -13,8 +13,13 @@ address space the preloaded libraries reserved) and death signal, and runs the v
 ``steps.__main__.main(["run", ...])`` the command line runs; it finds its modules already imported,
 as a pod finds them installed on its image, and its step runs on a fresh copy of their state.
 
-Protocol (JSON lines): the runner writes ``{"id", "argv", "cwd", "log", "address_space", "marker"}`` on the
-server's stdin and reads ``{"id", "pid"}`` when the child started, ``{"exit": pid, "code",
+A task is forked once what it imported itself in earlier runs (its ``needs``, learned per task:
+:func:`pipelines.local.preload.read_learned`) is imported here: a task forked before the libraries
+it uses were preloaded would import them again in its own process, on the same cores, while the
+server imports them too (the first task of the README's job spent 0.35 s of its 0.6 s that way).
+
+Protocol (JSON lines): the runner writes ``{"id", "argv", "cwd", "log", "address_space", "marker",
+"task", "needs"}`` on the server's stdin and reads ``{"id", "pid"}`` when the child started, ``{"exit": pid, "code",
 "maxrss"}`` when it ended. When the server cannot start or dies, the runner falls back to exec.
 """
 
@@ -59,8 +64,17 @@ class ForkServer:
         self, env: Mapping[str, str], cwd: str, preload: Sequence[str] = (), learned_file: str | None = None
     ) -> None:
         """Start the server; it imports ``preload`` (module names, the pipeline's ``module:object``
-        before its first fork, the others between requests), and children append the modules they imported beyond those to
-        ``learned_file``, for the next run's server to preload."""
+        before its first fork, the others between requests), then what ``learned_file`` says earlier
+        runs' tasks imported themselves; children append theirs to it, for the next run's server."""
+        self._needs: dict[str, list[str]] = {}
+        if learned_file:
+            from pathlib import Path
+
+            from pipelines.local.preload import read_learned
+
+            learned = read_learned(Path(learned_file))
+            preload = list(dict.fromkeys([*preload, *learned.modules]))
+            self._needs = learned.needs
         command = [sys.executable, "-m", "pipelines.local.forkserver", *preload]
         if learned_file:
             command[3:3] = ["--learned", learned_file]
@@ -94,18 +108,21 @@ class ForkServer:
         log: str,
         address_space: int | None,
         marker: str = "",
+        task: str = "",
         timeout: float = 30.0,
     ) -> int:
         """Start ``python -m steps <argv>`` as a forked child; returns its pid (= its process group).
 
-        ``marker`` becomes the child's :data:`steps.runtime.procs.MARKER` (inherited by all it starts)."""
+        ``marker`` becomes the child's :data:`steps.runtime.procs.MARKER` (inherited by all it starts);
+        the server first imports what ``task`` imported itself in earlier runs, and the child
+        records what it imports beyond that under ``task``."""
         if not self.alive or self.process.stdin is None:
             raise ForkServerError("the fork server is not running")
         with self._lock:
             self._next_id += 1
             request_id = self._next_id
         request = {"id": request_id, "argv": argv, "cwd": cwd, "log": log, "address_space": address_space}
-        line = json.dumps({**request, "marker": marker})
+        line = json.dumps({**request, "marker": marker, "task": task, "needs": self._needs.get(task, [])})
         try:
             self.process.stdin.write(line.encode() + b"\n")
             self.process.stdin.flush()
@@ -176,7 +193,7 @@ def _send(message: dict[str, Any]) -> None:
 
 def _child(request: dict[str, Any], wake_fds: tuple[int, int], server: int) -> None:
     """In the forked child: become an isolated task process, run the entrypoint, never return."""
-    leave_forked_child(lambda: _task(request, wake_fds, server), _learn_imports)
+    leave_forked_child(lambda: _task(request, wake_fds, server), lambda: _learn_imports(request))
 
 
 def _task(request: dict[str, Any], wake_fds: tuple[int, int], server: int) -> int:
@@ -235,37 +252,44 @@ _LEARNED_FILE = ""
 def _preload_first(modules: list[str]) -> list[str]:
     """Import headrace's entrypoint and the pipeline's module (``module:object`` names: no task
     may build the graph again); returns the rest, imported one by one between requests."""
-    global _BEFORE_PRELOAD
+    global _BEFORE_PRELOAD, _PRELOADED_MODULES
     import importlib
 
     for name in PRELOAD:
         importlib.import_module(name)
     _BEFORE_PRELOAD = address_space()
+    _PRELOADED_MODULES = frozenset(sys.modules)
     first = [name for name in modules if ":" in name]
     for name in first:
         _import_captured(name)
     return [name for name in modules if ":" not in name]
 
 
-def _import_captured(name: str) -> None:
-    """Import one module (or load one ``module:object``) with its output kept aside (stdout is
-    the protocol) and replayed into the log of every child forked after it."""
+def _import_captured(*names: str) -> None:
+    """Import modules (or load one ``module:object``) with their output kept aside (stdout is
+    the protocol) and replayed into the log of every child forked after it. Names already
+    imported cost a lookup: a task's needs list every module it imported, most of them loaded
+    with their package."""
     global _PRELOAD_OUTPUT, _PRELOADED_ADDRESS_SPACE, _PRELOADED_MODULES
     import importlib
     import tempfile
 
+    missing = [name for name in names if ":" in name or name not in sys.modules]
+    if not missing:
+        return
     saved = (os.dup(1), os.dup(2))
     with tempfile.TemporaryFile() as capture:
         os.dup2(capture.fileno(), 1)
         os.dup2(capture.fileno(), 2)
         try:
-            with contextlib.suppress(BaseException):  # the task that needs it reports the error
-                if ":" in name:
-                    from steps.runtime.loader import load_object
+            for name in missing:
+                with contextlib.suppress(BaseException):  # the task that needs it reports the error
+                    if ":" in name:
+                        from steps.runtime.loader import load_object
 
-                    load_object(name)
-                else:
-                    importlib.import_module(name)
+                        load_object(name)
+                    elif name not in sys.modules:
+                        importlib.import_module(name)
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -279,22 +303,38 @@ def _import_captured(name: str) -> None:
     _PRELOADED_MODULES = frozenset(sys.modules)
 
 
-def _learn_imports() -> None:
-    """Append the third-party modules this task imported beyond the preloaded ones to the
-    learned file (one ``O_APPEND`` write: whole lines even with tasks ending together)."""
+#: Never imported ahead of a task: headrace's own (the server has them), and modules whose import
+#: acts (a browser, a window, a poem on stdout) rather than defines.
+_NOT_LEARNED = frozenset({"pipelines", "steps", "control_room", "__main__", "__mp_main__", "this", "antigravity"})
+_NOT_LEARNED_PREFIXES = ("idlelib", "tkinter", "turtle")
+
+
+def learnable(name: str) -> bool:
+    """Whether a module a task imported is one the next run's server may import before forking it:
+    public names only (a private module comes with its public parent)."""
+    parts = name.split(".")
+    return (
+        parts[0] not in _NOT_LEARNED
+        and not parts[0].startswith(_NOT_LEARNED_PREFIXES)
+        and all(part.isidentifier() and not part.startswith("_") for part in parts)
+    )
+
+
+def _learn_imports(request: dict[str, Any]) -> None:
+    """Append the modules this task imported itself (beyond those preloaded when it was forked and
+    its ``needs``) to the learned file as ``task<TAB>module`` lines (one ``O_APPEND`` write: whole
+    lines even with tasks ending together), for the next run's server to import before forking it."""
     if not _LEARNED_FILE:
         return
-    own = ("pipelines", "steps", "control_room", "__main__")
-    new = sorted(
-        name
-        for name in set(sys.modules) - _PRELOADED_MODULES
-        if "." not in name and name not in sys.stdlib_module_names and name not in own and not name.startswith("_")
-    )
+    task = str(request.get("task") or "")
+    given = set(request.get("needs") or ())
+    new = [name for name in sys.modules if name not in _PRELOADED_MODULES and name not in given and learnable(name)]
     if new:
+        prefix = f"{task}\t" if task else ""
         with contextlib.suppress(OSError):
             fd = os.open(_LEARNED_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             try:
-                os.write(fd, ("\n".join(new) + "\n").encode())
+                os.write(fd, "".join(f"{prefix}{name}\n" for name in new).encode())
             finally:
                 os.close(fd)
 
@@ -331,6 +371,8 @@ def serve(argv: list[str]) -> None:
         readable, _, _ = select.select([0, wake_r] if open_input else [wake_r], [], [], timeout)
         if not readable and pending and open_input:
             _import_captured(pending.pop(0))
+            while pending and pending[0] in sys.modules:  # loaded with its package: nothing to do
+                pending.pop(0)
             continue
         if wake_r in readable:
             with contextlib.suppress(BlockingIOError):
@@ -355,6 +397,7 @@ def serve(argv: list[str]) -> None:
             while b"\n" in buffer:
                 line, buffer = buffer.split(b"\n", 1)
                 request = json.loads(line)
+                _import_captured(*request.get("needs", ()))
                 pid = os.fork()
                 if pid == 0:
                     _child(request, (wake_r, wake_w), server)

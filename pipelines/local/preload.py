@@ -21,7 +21,7 @@ import importlib.util
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from steps.runtime.warm import WarmServer
@@ -207,17 +207,50 @@ def _is_type_checking(test: ast.expr) -> bool:
     )
 
 
-def learned_modules(path: Path) -> list[str]:
-    """Modules earlier runs' tasks imported beyond what was preloaded (one name a line), and the
-    file rewritten without repeats so it stays as long as the set it holds."""
+def learned_file(cache: Path, pipeline: str, project_root: str) -> Path:
+    """Where a pipeline's learned imports are kept: in the user's cache (they outlive a fresh state
+    folder, as ``.pyc`` files do), one file per pipeline and project folder."""
+    import hashlib
+
+    digest = hashlib.sha256(str(Path(project_root).resolve()).encode()).hexdigest()[:12]
+    return cache / "preload" / f"{pipeline}-{digest}.txt"
+
+
+class Learned(NamedTuple):
+    """What earlier runs' tasks imported themselves: every module once (for the fork server to
+    preload between requests) and each task's own list (imported before that task is forked)."""
+
+    modules: list[str]
+    needs: dict[str, list[str]]
+
+
+def read_learned(path: Path) -> Learned:
+    """The learned file: ``task<TAB>module`` lines (a bare ``module`` line, as older versions
+    wrote, counts for the whole run), rewritten without repeats so it stays as long as the set it
+    holds."""
     try:
-        names = list(dict.fromkeys(line.strip() for line in path.read_text(encoding="utf-8").splitlines()))
+        lines = list(dict.fromkeys(line.strip() for line in path.read_text(encoding="utf-8").splitlines()))
     except OSError:
-        return []
-    names = [name for name in names if name.isidentifier()]
+        return Learned([], {})
+    kept: list[str] = []
+    modules: dict[str, None] = {}
+    needs: dict[str, list[str]] = {}
+    for line in lines:
+        task, _, name = line.rpartition("\t")
+        if not name or not all(part.isidentifier() for part in name.split(".")):
+            continue
+        kept.append(line)
+        modules[name] = None
+        if task:
+            needs.setdefault(task, []).append(name)
     with contextlib.suppress(OSError):
-        path.write_text("".join(f"{name}\n" for name in names), encoding="utf-8")
-    return names
+        path.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+    return Learned(list(modules), needs)
+
+
+def learned_modules(path: Path) -> list[str]:
+    """Every module the learned file names, once (see :func:`read_learned`)."""
+    return read_learned(path).modules
 
 
 def pipeline_module(pipeline: object) -> str | None:

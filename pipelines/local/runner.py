@@ -47,6 +47,7 @@ from steps.core.contract import (
 )
 from steps.core.quantities import memory_bytes, parse_duration
 from steps.core.settings import Settings
+from steps.runtime.procs import end_server
 from steps.runtime.run import LOCAL_RUNNER_PID
 from steps.runtime.warm import WarmServer, environment
 
@@ -185,9 +186,9 @@ class Runner:
             ok = all(t.status == "succeeded" for t in self.summary.tasks.values())
             return self._finish("succeeded" if ok else "failed")
         finally:
-            if self.fork_server is not None:
-                self.fork_server.close()
-            for server in self.warm:
+            servers = [*([self.fork_server] if self.fork_server is not None else []), *self.warm]
+            end_server(*(server.process for server in servers))  # all asked at once, then awaited
+            for server in servers:
                 server.close()
             keeper.close()
             if self.worker is not None:
@@ -199,12 +200,14 @@ class Runner:
             return None
         if self.fork_server is None or not self.fork_server.alive:
             try:
-                learned = self.settings.state_path / "preload" / f"{self.pipeline.name}.txt"
+                from pipelines.local.preload import learned_file
+
+                learned = learned_file(self.settings.cache_path, self.pipeline.name, self.cwd)
                 learned.parent.mkdir(parents=True, exist_ok=True)
                 self.fork_server = ForkServer(
                     {**self.env, LOCAL_RUNNER_PID: str(os.getpid())},
                     self.cwd,
-                    preload=self._preload(learned),
+                    preload=self._preload(),
                     learned_file=str(learned),
                 )
             except OSError:
@@ -224,15 +227,16 @@ class Runner:
         self.warm = warm_servers([*([own] if own else []), *steps], self.cwd, self.env)
         self.env.update(environment(self.warm))
 
-    def _preload(self, learned: Path) -> list[str]:
+    def _preload(self) -> list[str]:
         """What the fork server imports before forking: this pipeline's module (so no task
-        builds the graph again), then what its steps import, then what earlier runs' tasks did."""
-        from pipelines.local.preload import learned_modules, modules_to_preload, pipeline_module
+        builds the graph again), then what its steps import (the server adds what earlier runs'
+        tasks imported, from the learned file)."""
+        from pipelines.local.preload import modules_to_preload, pipeline_module
 
         own = pipeline_module(self.pipeline)
         steps = [task.fn.__module__ for task in self.pipeline.tasks.values()]
         modules = modules_to_preload([*([own] if own else []), *steps], self.cwd)
-        return list(dict.fromkeys([self.spec, *modules, *learned_modules(learned)]))
+        return list(dict.fromkeys([self.spec, *modules]))
 
     def _running(self) -> list[TaskSummary]:
         return [t for t in self.summary.tasks.values() if t.status == "running"]

@@ -90,6 +90,10 @@ class Settings:
     watch_pending_seconds: float = 600.0
     #: Where framework environments (a model's scikit-learn version) are built and cached.
     framework_cache: str = ""
+    #: What only makes runs faster and outlives a state folder, as ``.pyc`` files do: the modules
+    #: earlier runs' tasks imported (``preload/``). Deleting it costs speed, never a result.
+    #: Empty: ``~/.cache/headrace``.
+    cache_dir: str = ""
     #: The Argo Server (``ARGO_SERVER`` too; ``host:port`` gets https unless ``ARGO_SECURE=false``).
     argo_server: str = ""
     argo_token: str = ""
@@ -131,6 +135,10 @@ class Settings:
     @property
     def state_path(self) -> Path:
         return Path(self.state_dir)
+
+    @property
+    def cache_path(self) -> Path:
+        return Path(self.cache_dir).expanduser() if self.cache_dir else Path.home() / ".cache" / "headrace"
 
     @property
     def resolved_artifact_root(self) -> str:

@@ -154,6 +154,43 @@ def test_failed_run_exits_1_shows_the_reason_and_log_tail_and_logs_prints_task_o
     assert "shout" in shown.output and "result" in shown.output
 
 
+def test_the_command_ends_with_the_runs_exit_code_and_everything_written(
+    flow: Callable[[str], str], tmp_path: Path, store: RunStore, headrace: Callable[..., subprocess.Popen[str]]
+) -> None:
+    """The console script leaves through ``os._exit`` once the run is closed (no teardown of the
+    loaded libraries): the exit code is still the run's, the piped summary is whole, and the run
+    records and the control room's events are on disk."""
+    import sqlite3
+
+    failing = headrace("run", flow(FAILING), cwd=tmp_path)
+    out, err = failing.communicate(timeout=120)
+    assert failing.returncode == 1, err
+    assert out.rstrip().splitlines()[-1].startswith("resume with: headrace resume noisy-")  # the last line
+    assert "task crash failed: exit code 1: RuntimeError: the source table is empty" in out
+
+    passing = headrace("run", flow(PASSING), cwd=tmp_path)
+    out, err = passing.communicate(timeout=120)
+    assert passing.returncode == 0, err
+    (record,) = store.list_runs(pipeline="quiet")
+    assert record.status == "succeeded" and f"run {record.id} succeeded" in out
+    room = sqlite3.connect(Path(os.environ["HEADRACE_STATE_DIR"]) / "control-room.db")
+    try:
+        kinds = {kind for (kind,) in room.execute("SELECT kind FROM events WHERE run_id = ?", (record.id,))}
+    finally:
+        room.close()
+    assert {"run.started", "task.succeeded", "run.succeeded"} <= kinds
+
+
+PASSING = """
+@step
+def calm():
+    return 1
+
+with Pipeline("quiet") as pipeline:
+    calm()
+"""
+
+
 def _one_line_exit_2(args: list[str], expected: str, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, args, env={"COLUMNS": "300"})
     assert result.exit_code == 2, result.output

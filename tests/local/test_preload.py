@@ -98,5 +98,62 @@ def test_forked_tasks_find_the_pipeline_imported_once_yet_each_runs_on_a_fresh_c
     assert results["first"]["state"] == ["first"]
     assert results["second"]["state"] == ["second"]  # not ["first", "second"]: a fresh copy
     assert results["first"]["pid"] != results["second"]["pid"]
-    learned = isolated_headrace / "preload" / "preloaded.txt"
+    learned = next((isolated_headrace.parent / "cache" / "preload").glob("preloaded-*.txt"))
     assert "yaml" in learned.read_text().split()
+
+
+LEARNING = """
+import sys
+
+@step
+def reads():
+    had = "plistlib" in sys.modules
+    import plistlib  # imported by the step itself: learned for this task, for the next run
+
+    return {"had_it": had, "dumps": plistlib.dumps({"a": 1}).decode()[:5]}
+
+with Pipeline("learning") as pipeline:
+    reads()
+"""
+
+
+def test_a_task_is_forked_with_what_it_imported_itself_last_time_already_imported(
+    flow: Callable[[str], str], run: Callable[..., object], isolated_headrace: Path
+) -> None:
+    """The first run's task imports plistlib itself; the server records it under the task's name,
+    in the user's cache (it outlives the state folder), and the next run's server imports it
+    before forking that task, so its own process does not import it again."""
+    import json
+
+    spec = flow(LEARNING)
+
+    def had_it() -> bool:
+        summary = run(spec)
+        assert summary.status == "succeeded"
+        ref = summary.tasks["reads"].outputs["result"]
+        return bool(json.loads(Path(ref.uri.removeprefix("file://")).read_text())["had_it"])
+
+    assert had_it() is False
+    learned = next((isolated_headrace.parent / "cache" / "preload").glob("learning-*.txt"))
+    assert "reads\tplistlib" in learned.read_text().splitlines()
+    assert not (isolated_headrace / "preload").exists()  # nothing of it in the state folder
+    assert had_it() is True
+
+
+def test_learned_file_keeps_each_tasks_own_list_and_older_bare_lines(tmp_path: Path) -> None:
+    from pipelines.local.preload import read_learned
+
+    path = tmp_path / "learned.txt"
+    path.write_text("yaml\nextract\tsqlglot.optimizer\nextract\tsqlglot.optimizer\nscore\tpandas\nbad\tnot a module\n")
+    learned = read_learned(path)
+    assert learned.modules == ["yaml", "sqlglot.optimizer", "pandas"]
+    assert learned.needs == {"extract": ["sqlglot.optimizer"], "score": ["pandas"]}
+    assert path.read_text() == "yaml\nextract\tsqlglot.optimizer\nscore\tpandas\n"
+
+
+def test_only_public_modules_outside_headrace_are_learned() -> None:
+    from pipelines.local.forkserver import learnable
+
+    assert learnable("sqlglot.optimizer.qualify") and learnable("plistlib")
+    assert not learnable("pandas._libs.tslibs") and not learnable("_socket")
+    assert not learnable("steps.backends.glue") and not learnable("__main__") and not learnable("this")
