@@ -186,7 +186,7 @@ class Runner:
             ok = all(t.status == "succeeded" for t in self.summary.tasks.values())
             return self._finish("succeeded" if ok else "failed")
         finally:
-            servers = [*([self.fork_server] if self.fork_server is not None else []), *self.warm]
+            servers: list[ForkServer | WarmServer] = [*([self.fork_server] if self.fork_server else []), *self.warm]
             end_server(*(server.process for server in servers))  # all asked at once, then awaited
             for server in servers:
                 server.close()
