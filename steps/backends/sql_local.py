@@ -78,15 +78,23 @@ def dialect_rules(dialect: str) -> Any:
     return athena_local.RULES
 
 
-def describe(sources: Mapping[str, list[Path]]) -> dict[str, dict[str, Any]]:
-    """Column types of each view, as sqlglot types, read from the files' own schemas."""
+def connect() -> Any:
+    """A DuckDB database in memory, in UTC, that installs nothing."""
     import duckdb
+
+    return duckdb.connect(":memory:", config={"TimeZone": "UTC", "autoinstall_known_extensions": False})
+
+
+def describe(sources: Mapping[str, list[Path]], con: Any = None) -> dict[str, dict[str, Any]]:
+    """Column types of each view, as sqlglot types, read from the files' own schemas (on ``con``
+    when given, left open; else on a connection of its own)."""
     from sqlglot import exp
 
     schema: dict[str, dict[str, Any]] = {}
     if not sources:
         return schema
-    con = duckdb.connect(":memory:", config={"TimeZone": "UTC", "autoinstall_known_extensions": False})
+    own = con is None
+    con = connect() if own else con
     try:
         for view, files in sources.items():
             names = [str(p) for p in files]
@@ -98,7 +106,8 @@ def describe(sources: Mapping[str, list[Path]]) -> dict[str, dict[str, Any]]:
     except Exception:  # an unreadable file is reported when the query runs, with its path
         return {}
     finally:
-        con.close()
+        if own:
+            con.close()
     return schema
 
 
@@ -168,6 +177,7 @@ class LocalSql:
         self.tables_dir = Path(tables_dir) if tables_dir else None
         self.tables = {name.lower(): path for name, path in (tables or {}).items()}
         self.default_database = default_database
+        self._con: Any = None
 
     # ------------------------------------------------------------------ parsing
 
@@ -286,7 +296,7 @@ class LocalSql:
 
         parameters = self._bind(tree, dict(params or {}), rules)
         tree = rules.normalize(tree)
-        typer = Typer(tree, describe(sources), self.dialect)
+        typer = Typer(tree, describe(sources, self._connection()), self.dialect)
         try:
             tree = rules.apply(tree, typer)
         except Refused as error:
@@ -330,10 +340,21 @@ class LocalSql:
 
     # ------------------------------------------------------------------ run
 
-    def _connect(self, prepared: Prepared) -> Any:
-        import duckdb
+    def _connection(self) -> Any:
+        """This engine's DuckDB connection, opened on first use: the query runs on the one that read
+        the tables' types (a second connection cost ~15 ms of every SQL task)."""
+        if self._con is None:
+            self._con = connect()
+        return self._con
 
-        con = duckdb.connect(":memory:", config={"TimeZone": "UTC", "autoinstall_known_extensions": False})
+    def close(self) -> None:
+        """Close the connection (a query's results are already written or in memory)."""
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def _connect(self, prepared: Prepared) -> Any:
+        con = self._connection()
         for macro in prepared.rules.macros:
             con.execute(macro)
         for view, files in prepared.sources.items():
@@ -346,14 +367,15 @@ class LocalSql:
         """Run the query; returns the canonical Arrow result (in memory) and what was prepared."""
         import duckdb
 
-        prepared = self.prepare(sql, params)
-        con = self._connect(prepared)
         try:
-            result = con.sql(prepared.sql, params=prepared.parameters).to_arrow_table()
-        except duckdb.Error as error:
-            raise self._engine_error(error, sql, prepared) from error
+            prepared = self.prepare(sql, params)
+            con = self._connect(prepared)
+            try:
+                result = con.sql(prepared.sql, params=prepared.parameters).to_arrow_table()
+            except duckdb.Error as error:
+                raise self._engine_error(error, sql, prepared) from error
         finally:
-            con.close()
+            self.close()
         return canonical(prepared.rules.finish(result)), prepared
 
     def run_to_parquet(
@@ -362,16 +384,17 @@ class LocalSql:
         """Run the query streaming its result into ``path`` (Parquet); returns rows and what ran."""
         import duckdb
 
-        prepared = self.prepare(sql, params)
-        con = self._connect(prepared)
         try:
-            reader = con.sql(prepared.sql, params=prepared.parameters).to_arrow_reader(batch_rows)
-            batches = (prepared.rules.finish(batch) for batch in reader)
-            rows = write_parquet(batches, reader.schema, path)
-        except duckdb.Error as error:
-            raise self._engine_error(error, sql, prepared) from error
+            prepared = self.prepare(sql, params)
+            con = self._connect(prepared)
+            try:
+                reader = con.sql(prepared.sql, params=prepared.parameters).to_arrow_reader(batch_rows)
+                batches = (prepared.rules.finish(batch) for batch in reader)
+                rows = write_parquet(batches, reader.schema, path)
+            except duckdb.Error as error:
+                raise self._engine_error(error, sql, prepared) from error
         finally:
-            con.close()
+            self.close()
         return rows, prepared
 
     def _engine_error(self, error: Exception, sql: str, prepared: Prepared) -> SqlError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -157,3 +158,43 @@ def test_only_public_modules_outside_headrace_are_learned() -> None:
     assert learnable("sqlglot.optimizer.qualify") and learnable("plistlib")
     assert not learnable("pandas._libs.tslibs") and not learnable("_socket")
     assert not learnable("steps.backends.glue") and not learnable("__main__") and not learnable("this")
+
+
+SLOW_PRELOADS = """
+def _never_called():  # read, not run: the fork server preloads these between requests
+    import slow_import_a, slow_import_b
+
+@step
+def quick():
+    time.sleep(0.3)
+    return {"ended": time.time()}
+
+with Pipeline("slow-preloads") as pipeline:
+    quick()
+"""
+
+
+def test_a_task_that_ends_while_the_server_imports_is_reported_at_once(
+    flow: Callable[[str], str],
+    run: Callable[..., object],
+    store: RunStore,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two installed modules the step code names take 2.5 s each to import, so the fork server is
+    importing one of them when the task ends (whenever its request came). Its SIGCHLD handler
+    reports the end from inside the import: the run records it at once, not after the import."""
+    import json
+
+    site = tmp_path_factory.mktemp("site-packages")  # outside the project: preloaded, not followed
+    for name in ("slow_import_a", "slow_import_b"):
+        (site / f"{name}.py").write_text("import time\ntime.sleep(2.5)\n")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
+    summary = run(flow(SLOW_PRELOADS))
+    assert summary.status == "succeeded"
+    ref = summary.tasks["quick"].outputs["result"]
+    ended = json.loads(Path(ref.uri.removeprefix("file://")).read_text())["ended"]
+    (attempt,) = store.attempts(summary.run_id, "quick")
+    assert attempt.finished is not None
+    assert attempt.finished - ended < 1.0
