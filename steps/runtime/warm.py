@@ -252,15 +252,17 @@ def _preload(modules: Sequence[str]) -> None:
         learned = list(dict.fromkeys(line.strip() for line in Path(_LEARNED_FILE).read_text("utf-8").splitlines()))
         Path(_LEARNED_FILE).write_text("".join(f"{name}\n" for name in learned), "utf-8")  # kept short
     before = address_space()
+    import gc
+
+    gc.disable()  # importing makes few cycles; each collection would walk every module object so far
     for name in dict.fromkeys([*modules, *learned]):
         if name and all(part.isidentifier() for part in name.split(".")):
             with contextlib.suppress(BaseException):
                 importlib.import_module(name)
     _PRELOADED_ADDRESS_SPACE = max(0, address_space() - before)
     _PRELOADED = frozenset(sys.modules)
-    import gc
-
     gc.freeze()  # the preloaded objects stay shared with every child instead of copied on write
+    gc.enable()
 
 
 def _learn() -> None:
