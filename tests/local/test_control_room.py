@@ -242,3 +242,29 @@ def test_headrace_run_with_an_unreachable_control_room_succeeds_on_declared_reso
     (record,) = store.list_runs(pipeline="sized")
     sizing = store.attempts(record.id, "train")[0].sizing
     assert sizing is not None and sizing["source"] == "declared" and sizing["memory"] == "1Gi"
+
+
+FIRST_LOOKS = """
+@step
+def first():
+    return {"loaded": sorted(m for m in ("control_room.embedded", "control_room.store", "sqlalchemy") if m in sys.modules)}
+
+with Pipeline("first-looks") as pipeline:
+    first()
+"""
+
+
+def test_headrace_run_starts_its_first_task_before_importing_the_embedded_control_room(
+    flow: Callable[[str], str], tmp_path: Path, store: RunStore, headrace: Callable[..., Any]
+) -> None:
+    """The embedded control room (SQLAlchemy, the store, the policy: ~0.3 s) is imported on its
+    own thread once the first task has started; the first task, run in the command's own process
+    here, finds none of it loaded."""
+    import json
+
+    process = headrace("run", flow(FIRST_LOOKS), "--in-process", cwd=tmp_path)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, out + err
+    (record,) = store.list_runs(pipeline="first-looks")
+    ref = next(o for o in store.outputs(record.id) if o.task == "first")
+    assert json.loads(Path(ref.uri.removeprefix("file://")).read_text())["loaded"] == []
