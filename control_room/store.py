@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -26,11 +26,9 @@ from sqlalchemy import (
     Connection,
     Engine,
     Table,
-    bindparam,
     create_engine,
     event,
     func,
-    literal_column,
     select,
     text,
 )
@@ -44,6 +42,14 @@ from control_room.schema import (
     observations,
     runs,
     task_states,
+)
+from control_room.statements import (
+    ATTEMPT_KEY,
+    attempt_row_and_run_statement,
+    cached,
+    event_once_statement,
+    run_touch_statement,
+    upsert,
 )
 from steps.core.contract import (
     EventKind,
@@ -108,106 +114,6 @@ def make_engine(url: str) -> Engine:
         raise ConfigError(
             f"control room database {masked(url)!r}: {parsed.drivername} is not supported; use sqlite:///path.db or postgresql+psycopg://user@host/db"
         ) from None
-
-
-def _dialect_insert(dialect: str, table: Table) -> Any:
-    """An INSERT with ON CONFLICT support for the connection's database."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects import postgresql
-
-        return postgresql.insert(table)
-    if dialect == "sqlite":
-        from sqlalchemy.dialects import sqlite
-
-        return sqlite.insert(table)
-    raise ConfigError(f"control room database {dialect!r} is not supported; use SQLite or PostgreSQL")
-
-
-_STATEMENTS: dict[tuple[Any, ...], Any] = {}
-_STATEMENTS_LOCK = threading.Lock()
-
-
-def _cached(key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
-    """Statements built once and executed with parameters: building an ON CONFLICT statement
-    (its ``excluded`` alias) costs more than running it."""
-    statement = _STATEMENTS.get(key)
-    if statement is None:
-        statement = build()
-        with _STATEMENTS_LOCK:
-            _STATEMENTS[key] = statement
-    return statement
-
-
-def _upsert_statement(
-    dialect: str, table: Table, columns: Sequence[str], keys: Sequence[str], values: dict[str, Any] | None = None
-) -> Any:
-    """INSERT of ``columns`` that updates them instead when a row with the same ``keys`` exists;
-    ``values`` (expressions) when the statement carries its own, else parameters at execution."""
-    statement = _dialect_insert(dialect, table)
-    if values is not None:
-        statement = statement.values(values)
-    updates = {k: statement.excluded[k] for k in columns if k not in keys}
-    return statement.on_conflict_do_update(index_elements=list(keys), set_=updates)
-
-
-def _run_touch_statement(dialect: str, with_url: bool, values: dict[str, Any] | None = None) -> Any:
-    """INSERT of a run summary that, for a known run, only moves ``updated_at`` forward (and sets
-    the url when ``with_url``): the status and start stay what the run's events made them."""
-    statement = _dialect_insert(dialect, runs)
-    if values is not None:
-        statement = statement.values(values)
-    newest = func.greatest if dialect == "postgresql" else func.max
-    set_: dict[str, Any] = {"updated_at": newest(runs.c.updated_at, statement.excluded.updated_at)}
-    if with_url:
-        set_["url"] = statement.excluded.url
-    return statement.on_conflict_do_update(index_elements=["pipeline", "run_id"], set_=set_)
-
-
-def _upsert(conn: Connection, table: Table, values: dict[str, Any], keys: Sequence[str]) -> None:
-    """Insert ``values`` or, when a row with the same ``keys`` exists, update it (one statement)."""
-    columns = tuple(sorted(values))
-    dialect = conn.dialect.name
-    statement = _cached(
-        (dialect, table.name, columns, tuple(keys)), lambda: _upsert_statement(dialect, table, columns, keys)
-    )
-    conn.execute(statement, values)
-
-
-#: Rows keyed by one task attempt of one run: observations and decisions.
-ATTEMPT_KEY = ("pipeline", "run_id", "task", "attempt")
-
-
-def _attempt_row_and_run_statement(table: Table, columns: tuple[str, ...], stamp: str) -> Any:
-    """PostgreSQL: upsert one attempt's row of ``table`` and touch its run, as one statement.
-
-    The row's upsert is a data-modifying CTE (PostgreSQL always runs those) in front of the run's
-    upsert, which reads the same parameters (``stamp`` is the row's time column). Sent alone in
-    autocommit it is one round trip where a transaction took four or five (BEGIN, two upserts,
-    COMMIT): each round trip hands the CPU between this thread and the database backend, and
-    under load each hand-off is a chance to wait for a core.
-    """
-    row = _upsert_statement("postgresql", table, columns, ATTEMPT_KEY, {c: bindparam(c) for c in columns})
-    run = _run_touch_statement(
-        "postgresql",
-        with_url=False,
-        values={
-            "pipeline": bindparam("pipeline"),
-            "run_id": bindparam("run_id"),
-            "status": literal_column("'running'"),
-            "started_at": bindparam(stamp),
-            "updated_at": bindparam(stamp),
-        },
-    )
-    return run.add_cte(row.cte(table.name))
-
-
-def _event_once_statement(dialect: str) -> Any:
-    """INSERT of an event that does nothing (returns no id) when its sender's id is stored."""
-    return (
-        _dialect_insert(dialect, events)
-        .on_conflict_do_nothing(index_elements=["pipeline", "run_id", "event_id"])
-        .returning(events.c.id)
-    )
 
 
 _RUN_STATUS = {
@@ -350,15 +256,15 @@ class Store:
         """Upsert one attempt's row of ``table`` and touch its run, committed before returning."""
         if self.engine.dialect.name == "postgresql":
             columns = tuple(sorted(values))
-            statement = _cached(
+            statement = cached(
                 ("postgresql", table.name, "with-run", columns),
-                lambda: _attempt_row_and_run_statement(table, columns, stamp),
+                lambda: attempt_row_and_run_statement(table, columns, stamp),
             )
             with self._autocommit.connect() as conn:
                 conn.execute(statement, values)
             return
         with self.transaction() as conn:
-            _upsert(conn, table, values, ATTEMPT_KEY)
+            upsert(conn, table, values, ATTEMPT_KEY)
             self._touch_run(conn, values["pipeline"], values["run_id"], values[stamp])
 
     def add_event(self, run_event: RunEvent) -> StoredEvent:
@@ -373,7 +279,7 @@ class Store:
         at = run_event.at or now
         with self.transaction() as conn:
             dialect = conn.dialect.name
-            statement = _cached((dialect, "event-once"), lambda: _event_once_statement(dialect))
+            statement = cached((dialect, "event-once"), lambda: event_once_statement(dialect))
             event_id = conn.execute(
                 statement,
                 {
@@ -410,7 +316,7 @@ class Store:
                 changed = conn.execute(update.values(**changes)).rowcount
                 repeat = kind is not EventKind.RUN_STARTED and changed == 0
             if kind in _TASK_STATUS and run_event.task:
-                _upsert(
+                upsert(
                     conn,
                     task_states,
                     {
@@ -436,7 +342,7 @@ class Store:
             "url": url,
         }
         dialect = conn.dialect.name
-        statement = _cached((dialect, "runs-touch", bool(url)), lambda: _run_touch_statement(dialect, bool(url)))
+        statement = cached((dialect, "runs-touch", bool(url)), lambda: run_touch_statement(dialect, bool(url)))
         conn.execute(statement, values)
 
     # ------------------------------------------------------------------ reads
