@@ -23,7 +23,7 @@ unmeasured first: a user's machine has its ``.pyc`` files and, for the new code,
 environment (built once, ~3.5 minutes) and what its servers learned to preload (kept in the user's
 cache, ``~/.cache/headrace``, which a fresh state folder does not reset).
 
-    .venv/bin/python benchmarks/main_job_before_after.py [--rounds 5] [--before 9b8dbda]
+    .venv/bin/python benchmarks/main_job_before_after.py [--rounds 9] [--before 9b8dbda]
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def spread(values: list[float], unit: str = " s", digits: int = 2) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--before", default=BEFORE, help="the earlier commit (default: before the issue-18 work)")
     args = parser.parse_args()
     console = Console(width=200)
