@@ -221,14 +221,8 @@ def _on_child_exit(signum: int, frame: Any) -> None:
     """Report an ended task at once, even in the middle of a preloaded import (Python runs the
     handler between the imported module's bytecodes): the runner's next task would otherwise wait
     for the import to finish (up to 0.09 s at each task boundary early in a run)."""
-    global _BUSY
-    if _BUSY:
-        return  # the loop is reaping or forking: it reports this one next
-    _BUSY = True
-    try:
-        _reap()
-    finally:
-        _BUSY = False
+    if not _BUSY:  # else the loop is reaping or forking: it reports this one next
+        _reap_here()
 
 
 def _child(request: dict[str, Any], wake_fds: tuple[int, int], server: int) -> None:
@@ -444,6 +438,7 @@ AFTER_FORK_SECONDS = 0.03
 
 
 def _reap_here() -> None:
+    """:func:`_reap`, with the SIGCHLD handler kept out while it runs."""
     global _BUSY
     _BUSY = True
     try:
