@@ -323,7 +323,7 @@ def _import_captured(*names: str) -> None:
                         from steps.runtime.loader import load_object
 
                         load_object(name)
-                    elif name not in sys.modules:
+                    else:
                         importlib.import_module(name)
         finally:
             sys.stdout.flush()
@@ -356,14 +356,14 @@ def learnable(name: str) -> bool:
 
 
 def _learn_imports(request: dict[str, Any]) -> None:
-    """Append the modules this task imported itself (beyond those preloaded when it was forked and
-    its ``needs``) to the learned file as ``task<TAB>module`` lines (one ``O_APPEND`` write: whole
-    lines even with tasks ending together), for the next run's server to import before forking it."""
+    """Append the modules this task imported itself (beyond those preloaded when it was forked, its
+    ``needs`` included) to the learned file as ``task<TAB>module`` lines (one ``O_APPEND`` write:
+    whole lines even with tasks ending together), for the next run's server to import before
+    forking it."""
     if not _LEARNED_FILE:
         return
     task = str(request.get("task") or "")
-    given = set(request.get("needs") or ())
-    new = [name for name in sys.modules if name not in _PRELOADED_MODULES and name not in given and learnable(name)]
+    new = [name for name in sys.modules if name not in _PRELOADED_MODULES and learnable(name)]
     if new:
         prefix = f"{task}\t" if task else ""
         with contextlib.suppress(OSError):

@@ -248,11 +248,6 @@ def read_learned(path: Path) -> Learned:
     return Learned(list(modules), needs)
 
 
-def learned_modules(path: Path) -> list[str]:
-    """Every module the learned file names, once (see :func:`read_learned`)."""
-    return read_learned(path).modules
-
-
 def pipeline_module(pipeline: object) -> str | None:
     """The dotted name of the (already imported) module that defines ``pipeline``."""
     for name, module in list(sys.modules.items()):

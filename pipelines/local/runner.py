@@ -192,8 +192,8 @@ class Runner:
         finally:
             servers: list[ForkServer | WarmServer] = [*([self.fork_server] if self.fork_server else []), *self.warm]
             end_server(*(server.process for server in servers))  # all asked at once, then awaited
-            for server in servers:
-                server.close()
+            for warm in self.warm:
+                warm.close_listener()
             keeper.close()
             if self.worker is not None:
                 self.worker.drain()

@@ -78,23 +78,14 @@ def dialect_rules(dialect: str) -> Any:
     return athena_local.RULES
 
 
-def connect() -> Any:
-    """A DuckDB database in memory, in UTC, that installs nothing."""
-    import duckdb
-
-    return duckdb.connect(":memory:", config={"TimeZone": "UTC", "autoinstall_known_extensions": False})
-
-
-def describe(sources: Mapping[str, list[Path]], con: Any = None) -> dict[str, dict[str, Any]]:
-    """Column types of each view, as sqlglot types, read from the files' own schemas (on ``con``
-    when given, left open; else on a connection of its own)."""
+def describe(sources: Mapping[str, list[Path]], con: Any) -> dict[str, dict[str, Any]]:
+    """Column types of each view, as sqlglot types, read from the files' own schemas on ``con``
+    (the connection the query then runs on)."""
     from sqlglot import exp
 
     schema: dict[str, dict[str, Any]] = {}
     if not sources:
         return schema
-    own = con is None
-    con = connect() if own else con
     try:
         for view, files in sources.items():
             names = [str(p) for p in files]
@@ -105,9 +96,6 @@ def describe(sources: Mapping[str, list[Path]], con: Any = None) -> dict[str, di
             }
     except Exception:  # an unreadable file is reported when the query runs, with its path
         return {}
-    finally:
-        if own:
-            con.close()
     return schema
 
 
@@ -342,9 +330,12 @@ class LocalSql:
 
     def _connection(self) -> Any:
         """This engine's DuckDB connection, opened on first use: the query runs on the one that read
-        the tables' types (a second connection cost ~15 ms of every SQL task)."""
+        the tables' types (a second connection cost ~15 ms of every SQL task): in memory, in UTC,
+        installing nothing."""
         if self._con is None:
-            self._con = connect()
+            import duckdb
+
+            self._con = duckdb.connect(":memory:", config={"TimeZone": "UTC", "autoinstall_known_extensions": False})
         return self._con
 
     def close(self) -> None:

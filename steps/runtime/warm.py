@@ -96,9 +96,13 @@ class WarmServer:
 
     def close(self) -> None:
         """End the server: its children are the tasks', and the run is over."""
+        self.close_listener()
+        end_server(self.process)
+
+    def close_listener(self) -> None:
+        """Stop taking requests (the runner ends the process itself, with its other servers)."""
         with contextlib.suppress(OSError):
             self._listener.close()
-        end_server(self.process)
 
 
 def environment(servers: Sequence[WarmServer]) -> dict[str, str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.local.preload import learned_modules, modules_to_preload
+from pipelines.local.preload import modules_to_preload, read_learned
 from pipelines.runs import RunStore
 
 
@@ -59,7 +59,7 @@ def test_preload_adds_what_a_backends_local_side_imports(tmp_path: Path) -> None
 def test_learned_modules_are_read_once_each_and_the_file_kept_short(tmp_path: Path) -> None:
     path = tmp_path / "learned.txt"
     path.write_text("sklearn\nscipy\nsklearn\nnot a module\n")
-    assert learned_modules(path) == ["sklearn", "scipy"]
+    assert read_learned(path).modules == ["sklearn", "scipy"]
     assert path.read_text() == "sklearn\nscipy\n"
 
 
