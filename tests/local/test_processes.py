@@ -112,6 +112,15 @@ def _kill_all(token: str) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+def wait_started(runner: subprocess.Popen[str], folder: Path) -> None:
+    """Wait for the step to say it started its processes, failing at once if ``headrace`` ended."""
+    deadline = time.monotonic() + 60
+    while not (folder / "started").exists():
+        assert runner.poll() is None, runner.communicate()
+        assert time.monotonic() < deadline, "the task never started"
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def token() -> Iterator[str]:
     value = f"headrace-test-{uuid.uuid4().hex}"
@@ -226,11 +235,7 @@ def test_ctrl_c_cancels_the_task_and_ends_every_process_it_started(
     spec = flow(DAEMON.replace("TIMEOUT", "None"))
     args = ["-p", f"token={token}", "-p", "ending=hangs", "-p", f"folder={tmp_path}"]
     runner = headrace("run", spec, *args, *CLI_MODES[mode], cwd=tmp_path)
-    deadline = time.monotonic() + 60
-    while not (tmp_path / "started").exists():
-        assert runner.poll() is None, runner.communicate()
-        assert time.monotonic() < deadline, "the task never started"
-        time.sleep(0.05)
+    wait_started(runner, tmp_path)
     assert len(with_token(token)) == 4
     runner.send_signal(signal.SIGINT)
     runner.communicate(timeout=60)
@@ -254,11 +259,7 @@ def test_sigkill_of_the_runner_leaves_no_task_process_and_resume_completes(
     spec = flow(SPAWNER.replace("TIMEOUT", "None"))
     args = ["-p", f"token={token}", "-p", f"ending={ending}", "-p", f"folder={tmp_path}"]
     runner = headrace("run", spec, *args, *CLI_MODES[mode], cwd=tmp_path)
-    deadline = time.monotonic() + 60
-    while not (tmp_path / "started").exists():
-        assert runner.poll() is None, runner.communicate()
-        assert time.monotonic() < deadline, "the task never started"
-        time.sleep(0.05)
+    wait_started(runner, tmp_path)
     assert len(with_token(token)) == 3
     runner.send_signal(signal.SIGKILL)
     runner.wait(10)
